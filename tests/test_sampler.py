@@ -1,0 +1,144 @@
+"""The sampling loop: determinism, prefix reuse, batching, and each intervention's effect."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unetdyn.plan import DropBlocks, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
+from unetdyn.sampler import SamplerConfig, sample, step_noise, trajectory
+from unetdyn.schedule import NoiseSchedule
+from unetdyn.unet import Surgery, forward
+
+CFG = SamplerConfig(steps=12, guidance=3.0)
+PROMPTS = ["circle", "star", 3, "ring"]
+SEEDS = [0, 1, 2, 3]
+SCHEDULES = [
+    Schedule((), name="full"),
+    Schedule((DropBlocks(t_start=8, n=3, nb=4),), name="nb4"),
+    Schedule((SkipSteps(t_start=9, n=4),), name="skip"),
+    Schedule((ZeroSkips(t_start=6, n=2, ns=2), EarlyStop(t=3)), name="zs+stop"),
+    Schedule((DropBlocks(t_start=7, n=3, nb=2, fill="cache"),), name="cache"),
+]
+
+
+@pytest.fixture(scope="module")
+def base(unet):
+    return trajectory(unet, PROMPTS, SEEDS, CFG, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fresh(unet):
+    """Every schedule computed from scratch (no reuse), all in one batch."""
+    return sample(unet, PROMPTS, SEEDS, SCHEDULES, CFG, progress=False)
+
+
+def test_empty_schedule_equals_baseline_bit_for_bit(unet, base, fresh):
+    assert torch.equal(fresh.images[0], base.x0)
+    assert torch.equal(sample(unet, PROMPTS, SEEDS, Schedule(()), CFG, progress=False).images[0], base.x0)
+
+
+def test_trajectory_ends_where_it_starts_and_finishes(base):
+    assert torch.equal(base.xs[CFG.steps], torch.stack([step_noise(s, CFG.steps, (3, 32, 32), "init") for s in SEEDS]))
+    assert torch.equal(base.xs[0], base.x0)
+    assert base.x0.abs().max() <= 1.0 + 1e-6 and base.x0_hat.abs().max() <= 1.0
+
+
+def test_resumed_equals_full_rerun(unet, base, fresh):
+    resumed = sample(unet, PROMPTS, SEEDS, SCHEDULES, CFG, baseline=base, progress=False)
+    assert torch.equal(resumed.images, fresh.images)
+    assert resumed.stats.unet_calls < fresh.stats.unet_calls
+
+
+def test_resume_skips_the_shared_prefix(unet, base):
+    res = sample(unet, PROMPTS, SEEDS, [SCHEDULES[1]], CFG, baseline=base, progress=False)
+    assert res.stats.unet_calls == len(SEEDS) * 8  # steps 8..1, not 12..1
+
+
+def test_each_intervention_changes_the_output(unet, base, fresh):
+    for k in range(1, len(SCHEDULES)):
+        assert not torch.equal(fresh.images[k], fresh.images[0]), SCHEDULES[k].name
+    zeros = Schedule((DropBlocks(t_start=7, n=3, nb=2),))
+    assert not torch.equal(sample(unet, PROMPTS, SEEDS, zeros, CFG, baseline=base, progress=False).images[0], fresh.images[4])
+
+
+def test_batched_equals_one_by_one(unet, fresh):
+    """Float results may differ in the last bits between batch sizes (BLAS kernels), not more."""
+    for k in (0, 3):
+        one = sample(unet, [PROMPTS[k]], [SEEDS[k]], SCHEDULES, CFG, batch_size=1, progress=False)
+        torch.testing.assert_close(one.images[:, 0], fresh.images[:, k], atol=1e-4, rtol=0)
+
+
+def test_order_does_not_matter(unet, fresh):
+    perm = [2, 0, 3, 1]
+    res = sample(unet, [PROMPTS[i] for i in perm], [SEEDS[i] for i in perm], SCHEDULES, CFG, progress=False)
+    torch.testing.assert_close(res.images, fresh.images[:, perm], atol=1e-4, rtol=0)
+
+
+def test_noise_depends_on_seed_and_step_only():
+    a = step_noise(7, 40, (3, 4, 4))
+    assert torch.equal(a, step_noise(7, 40, (3, 4, 4)))
+    assert not torch.equal(a, step_noise(7, 39, (3, 4, 4)))
+    assert not torch.equal(a, step_noise(8, 40, (3, 4, 4)))
+    assert not torch.equal(a, step_noise(7, 40, (3, 4, 4), "init"))
+
+
+def test_skip_steps_n1_equals_plain(unet, base):
+    res = sample(unet, PROMPTS, SEEDS, Schedule((SkipSteps(t_start=7, n=1),)), CFG, progress=False)
+    assert torch.equal(res.images[0], base.x0)
+
+
+def test_early_stop_returns_the_baselines_x0_estimate(unet, base):
+    res = sample(unet, PROMPTS, SEEDS, Schedule((EarlyStop(t=5),)), CFG, progress=False)
+    assert torch.equal(res.images[0], base.x0_hat[5])
+    assert res.stats.unet_calls == len(SEEDS) * (CFG.steps - 4)
+
+
+@pytest.mark.parametrize("nb", [0, 4])
+def test_last_step_by_hand(unet, base, nb):
+    """The guided update with surgery, recomputed by hand from the baseline's x_1."""
+    sched = Schedule((DropBlocks(t_start=1, n=1, nb=nb),)) if nb else Schedule(())
+    res = sample(unet, PROMPTS, SEEDS, sched, CFG, baseline=base if nb else None, progress=False)
+    ns, x = NoiseSchedule(CFG.steps), base.xs[1]
+    with torch.no_grad():
+        cond, uncond = unet.condition(PROMPTS), unet.condition([None] * 4)
+        both = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
+        out = forward(unet, torch.cat([x, x]), torch.full((8,), ns.timestep(1)), both, Surgery(drop_blocks=nb)).out
+    eps = out[4:, :3] + CFG.guidance * (out[:4, :3] - out[4:, :3])
+    c = ns.coefficients([1] * 4, [0] * 4)
+    expected = ns.ancestral(c, x, ns.predict_x0(c, x, eps), out[:4, 3:], torch.randn_like(x))
+    torch.testing.assert_close(res.images[0], expected, atol=1e-5, rtol=0)
+    assert nb == 0 or not torch.allclose(res.images[0], base.x0, atol=1e-3)
+
+
+def test_schedule_errors_are_raised_before_any_work(unet):
+    with pytest.raises(ScheduleError, match="drop_blocks.nb=17 is out of range 1..16"):
+        sample(unet, PROMPTS, SEEDS, Schedule((DropBlocks(t_start=5, n=2, nb=17),)), CFG, progress=False)
+    with pytest.raises(ScheduleError, match="t_start=20 is out of range 1..12"):
+        sample(unet, PROMPTS, SEEDS, Schedule((SkipSteps(t_start=20, n=2),)), CFG, progress=False)
+
+
+def test_baseline_must_match(unet, base):
+    with pytest.raises(ValueError, match="baseline was computed for other"):
+        sample(unet, PROMPTS, [9, 9, 9, 9], "paper-shortcut", SamplerConfig(steps=12), baseline=base, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"steps": 0}, "steps=0 is out of range 1..1000"),
+        ({"method": "euler"}, "method='euler' is not one of ancestral, ddim"),
+        ({"eta": 0.5}, "eta=0.5 applies only to method='ddim'"),
+        ({"guidance": -1.0}, "guidance=-1.0 must be >= 0"),
+    ],
+)
+def test_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SamplerConfig(**kwargs)
+
+
+def test_ddim_runs_and_is_deterministic(unet):
+    cfg = SamplerConfig(steps=6, method="ddim")
+    a = sample(unet, PROMPTS[:2], SEEDS[:2], "full", cfg, progress=False).images
+    b = sample(unet, PROMPTS[:2], SEEDS[:2], "full", cfg, progress=False).images
+    assert torch.equal(a, b) and a.abs().max() <= 1

@@ -1,0 +1,175 @@
+"""``unetdyn``: the command line.
+
+    unetdyn sample --schedule full paper-shortcut --seeds 0-7 --out out/
+    unetdyn cost --model glide --random-weights --schedule paper-shortcut --json
+    unetdyn train --out runs/builtin
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "parse_seeds"]
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0-7"`` -> 0..7, ``"1,5,9"`` -> [1, 5, 9]; both may be mixed: ``"0-3,10"``.
+
+    Example:
+        >>> parse_seeds("0-3,10")
+        [0, 1, 2, 3, 10]
+    """
+    seeds: list[int] = []
+    try:
+        for part in spec.split(","):
+            if "-" in part.strip()[1:]:
+                lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise argparse.ArgumentTypeError(f"--seeds range {part!r} runs backwards")
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {spec!r}: expected e.g. 0-7 or 1,5,9") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"--seeds {spec!r}: seeds must be >= 0")
+    return seeds
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=["builtin", "glide"], default="builtin", help="Unet backend (default builtin)")
+    p.add_argument("--weights", help="weights file (builtin: safetensors; glide: base.pt); default: shipped/auto")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--steps", type=int, default=100, help="sampling steps K (default 100)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3.0)")
+
+
+def _sampler_config(args):
+    from .sampler import SamplerConfig
+
+    return SamplerConfig(steps=args.steps, guidance=args.guidance)
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+
+    from .data import save_grid
+    from .metrics import compare
+    from .models import load_unet
+    from .plan import load_schedule
+    from .sampler import sample
+
+    schedules = [load_schedule(s) for s in args.schedule]
+    config = _sampler_config(args)
+    unet = load_unet(args.model, args.weights, args.device)
+    seeds = args.seeds
+    if args.prompts:
+        base = args.prompts
+    elif args.classes:
+        base = [int(c) if c.isdigit() else c for c in args.classes]
+    elif args.model == "builtin":
+        base = list(unet.config.class_names)
+    else:
+        raise SystemExit("--prompts is required for --model glide")
+    prompts = [base[k % len(base)] for k in range(len(seeds))]
+    for s in schedules:  # fail before any work
+        s.validate(config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
+
+    res = sample(unet, prompts, seeds, schedules, config, batch_size=args.batch_size, progress=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [s.name or f"schedule{k}" for k, s in enumerate(schedules)]
+    for name, row in zip(names, res.images):
+        for seed, prompt, img in zip(seeds, prompts, row):
+            save_grid(img[None], out / name / f"seed{seed:04d}_{str(prompt).replace(' ', '_')[:40]}.png", nrow=1, scale=1, pad=0)
+    save_grid(res.images.flatten(0, 1), out / "grid.png", nrow=len(seeds), scale=4 if unet.image_shape[-1] <= 32 else 2)
+    np.savez_compressed(
+        out / "samples.npz",
+        images=res.images.numpy(),
+        seeds=np.asarray(seeds),
+        prompts=np.asarray([str(p) for p in prompts]),
+        schedules=np.asarray([s.to_json() for s in schedules]),
+    )
+    lines = [f"wrote {len(schedules)} x {len(seeds)} images to {out}/ (grid.png: one row per schedule: {', '.join(names)})"]
+    if "full" in names and len(names) > 1:
+        ref = res.images[names.index("full")]
+        import csv
+
+        with open(out / "metrics.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["schedule", "seed", "prompt", "ssim", "psnr"])
+            for name, row in zip(names, res.images):
+                m = compare(ref, row)
+                for k, seed in enumerate(seeds):
+                    w.writerow([name, seed, prompts[k], f"{m['ssim'][k]:.4f}", f"{m['psnr'][k]:.2f}"])
+                lines.append(f"  {name:>20s}: SSIM to full {m['ssim'].mean():.3f} +- {m['ssim'].std():.3f}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_cost(args) -> int:
+    from .cost import schedule_cost
+    from .models import load_unet
+    from .plan import load_schedule
+
+    unet = load_unet(args.model, args.weights, args.device, random_weights=args.random_weights)
+    cost = schedule_cost(unet, load_schedule(args.schedule), _sampler_config(args))
+    d = cost.to_dict()
+    if args.json:
+        print(json.dumps(d))
+    else:
+        print(f"schedule {d['schedule']}: {d['unet_calls']} Unet calls ({d['truncated_calls']} truncated)")
+        print(f"  GFLOP per sample: {d['flops_per_sample'] / 1e9:.1f} of {d['full_flops_per_sample'] / 1e9:.1f}")
+        print(f"  saving: {100 * d['saving']:.1f}%")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unetdyn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="generate images under one or more schedules")
+    _model_args(p)
+    p.add_argument("--schedule", nargs="+", default=["full"], help="presets (full, paper-shortcut) or JSON/YAML files")
+    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 1,5,9 (default 0-7)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--classes", nargs="+", help="builtin: class names or indices, cycled over the seeds")
+    g.add_argument("--prompts", nargs="+", help="glide: text prompts, cycled over the seeds")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", default="out/sample", help="output folder (default out/sample)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("cost", help="FLOPs of a schedule, counted under torch's FLOP counter")
+    _model_args(p)
+    p.add_argument("--schedule", default="paper-shortcut")
+    p.add_argument("--random-weights", action="store_true", help="random weights (no checkpoint needed)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_cost)
+
+    try:
+        from .train import add_train_args, run_train
+    except ImportError:  # pragma: no cover - train.py is part of the package
+        pass
+    else:
+        p = sub.add_parser("train", help="train the built-in model (resumable)")
+        add_train_args(p)
+        p.set_defaults(func=run_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .plan import ScheduleError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ScheduleError, ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"unetdyn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""The one sampling loop: schedules -> per-step Unet calls -> images (and trajectories).
+
+Every (schedule, sample) pair is a *job*. All jobs advance together from ``t = K`` down to
+``t = 1``; at each step the jobs that are due there are grouped by their Unet surgery and
+run as one batch (classifier-free guidance doubles it). A jump (skip steps) only changes
+the job's next ``t``; an early stop returns that step's x0 estimate.
+
+Determinism: the starting noise of a sample and the noise added at step ``t`` derive from
+``(seed, t)`` alone (:func:`step_noise`), so results do not depend on batch size, batch
+composition or order, and an intervened run and its baseline see the same noise.
+
+Prefix reuse: given the baseline :class:`Trajectory` of the same samples, a job starts at
+its schedule's first intervened step from the baseline's ``x_t`` instead of recomputing
+the steps they share.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .plan import Schedule, ScheduleError, Step, preset
+from .schedule import NoiseSchedule
+from .unet import Surgery, Unet, forward
+
+__all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "sample", "trajectory", "step_noise"]
+
+METHODS = ("ancestral", "ddim")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to sample.
+
+    Attributes:
+        steps: number of respaced sampling steps K (GLIDE's base model: 100).
+        guidance: classifier-free guidance scale on eps (1.0 = conditional only, no doubling).
+        method: ``"ancestral"`` (GLIDE's sampler, learned variance) or ``"ddim"``.
+        eta: DDIM noise (0 = deterministic); only with ``method="ddim"``.
+    """
+
+    steps: int = 100
+    guidance: float = 3.0
+    method: str = "ancestral"
+    eta: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
+            raise ValueError(f"steps={self.steps!r} is out of range 1..1000")
+        if not self.guidance >= 0:
+            raise ValueError(f"guidance={self.guidance!r} must be >= 0")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not one of {', '.join(METHODS)}")
+        if not 0 <= self.eta <= 1:
+            raise ValueError(f"eta={self.eta!r} is out of range 0..1")
+        if self.eta and self.method != "ddim":
+            raise ValueError(f"eta={self.eta} applies only to method='ddim'")
+
+
+def step_noise(seed: int, t: int, shape: Sequence[int], kind: str = "step") -> torch.Tensor:
+    """The noise of sample ``seed`` at step ``t`` (``kind="init"``: the starting ``x_K``).
+
+    Example:
+        >>> torch.equal(step_noise(3, 50, (3, 8, 8)), step_noise(3, 50, (3, 8, 8)))
+        True
+    """
+    state = np.random.SeedSequence([int(seed), {"init": 1, "step": 2}[kind], int(t)]).generate_state(2, np.uint32)
+    g = torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return torch.randn(tuple(shape), generator=g)
+
+
+@dataclass
+class Stats:
+    """What the sampler actually computed."""
+
+    unet_calls: int = 0  # per sample (a guided call counts once)
+    sample_steps: int = 0  # rows of x updated
+    encoder_blocks: int = 0  # block evaluations, per sample (guidance doubling not counted)
+    middle_blocks: int = 0
+    decoder_blocks: int = 0
+    forwards: int = 0  # batched forward calls
+
+    def add(self, other: Stats) -> None:
+        for k in vars(self):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+@dataclass
+class Trajectory:
+    """The baseline run of some samples, kept for reuse and for the phase figures.
+
+    Attributes:
+        xs: ``[K+1, N, C, H, W]``, ``xs[t]`` is ``x_t`` (``xs[0]`` the output, ``xs[K]`` the noise).
+        x0_hat: ``[K+1, N, C, H, W]``, ``x0_hat[t]`` the clipped x0 estimate at step t
+            (``x0_hat[0]`` repeats the output).
+    """
+
+    prompts: list[Any]
+    seeds: list[int]
+    config: SamplerConfig
+    xs: torch.Tensor
+    x0_hat: torch.Tensor
+
+    @property
+    def x0(self) -> torch.Tensor:
+        return self.xs[0]
+
+
+@dataclass
+class SampleResult:
+    """Images ``[S, N, C, H, W]`` in [-1, 1], one row per schedule, and what it cost."""
+
+    images: torch.Tensor
+    schedules: list[Schedule]
+    stats: Stats = field(default_factory=Stats)
+
+
+@dataclass
+class _Job:
+    row: int  # schedule index
+    col: int  # sample index
+    seed: int
+    steps: dict[int, Step]
+    t: int  # the next step to run
+    x: torch.Tensor
+    keep: tuple[int, ...] = ()  # decoder outputs to remember for cache fill
+    cache: dict[int, torch.Tensor] = field(default_factory=dict)
+    out: torch.Tensor | None = None
+
+
+def _start(schedule: Schedule, steps: tuple[Step, ...], K: int, baseline: Trajectory | None) -> int:
+    """The step a job starts at: K, or with a baseline its first intervened step.
+
+    Cache fill needs the activation of the last full step, so such jobs start one step
+    earlier and recompute it.
+    """
+    first = schedule.first_step()
+    if baseline is None or first is None:
+        return K
+    if any(s.fill == "cache" and s.drop_blocks for s in steps):
+        return min(K, first + 1)
+    return first
+
+
+def sample(
+    unet: Unet,
+    prompts: Sequence[Any],
+    seeds: Sequence[int],
+    schedules: Sequence[Schedule] | Schedule | str = "full",
+    config: SamplerConfig = SamplerConfig(),
+    baseline: Trajectory | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    callback: Callable[[int, list[tuple[int, int]], torch.Tensor, torch.Tensor], None] | None = None,
+) -> SampleResult:
+    """Sample every prompt/seed pair under every schedule.
+
+    Args:
+        prompts, seeds: one per sample (a prompt is what ``unet.condition`` accepts).
+        schedules: one schedule, a preset name, or several (run together, batched).
+        baseline: the full-schedule :class:`Trajectory` of the same samples and config;
+            jobs then resume from it at their first intervened step.
+        batch_size: maximum samples per Unet call (guidance doubles the rows).
+        callback: ``callback(t, jobs, x_t, x0_hat)`` after each batched step; ``jobs``
+            holds the (schedule index, sample index) of each row.
+
+    Example:
+        >>> res = sample(unet, ["circle", "star"], [0, 1], ["full", "paper-shortcut"])  # doctest: +SKIP
+        >>> res.images.shape                                                             # doctest: +SKIP
+        torch.Size([2, 2, 3, 32, 32])
+    """
+    if isinstance(schedules, (str, Schedule)):
+        schedules = [schedules]
+    scheds = [preset(s) if isinstance(s, str) else s for s in schedules]
+    if len(prompts) != len(seeds):
+        raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; give one seed per prompt")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    K = config.steps
+    if baseline is not None:
+        if list(baseline.seeds) != list(seeds) or list(baseline.prompts) != list(prompts) or baseline.config != config:
+            raise ValueError("baseline was computed for other prompts, seeds or sampler config")
+    n_blocks, n_skips = len(unet.skips_popped), sum(unet.skips_pushed)
+    plans = []
+    for s in scheds:
+        try:
+            plans.append(s.compile(K, n_blocks, n_skips))
+        except ScheduleError as exc:
+            raise ScheduleError(f"schedule {s.name or s.describe()!r}: {exc}") from exc
+
+    ns = NoiseSchedule(K)
+    dev = unet.device
+    shape = unet.image_shape
+    with torch.no_grad():
+        cond = unet.condition(list(prompts))
+        uncond = unet.condition([None]) if config.guidance != 1.0 else None
+
+    jobs: list[_Job] = []
+    for row, (s, steps) in enumerate(zip(scheds, plans)):
+        t0 = _start(s, steps, K, baseline)
+        keep = tuple(sorted({st.drop_blocks - 1 for st in steps if st.fill == "cache" and st.drop_blocks}))
+        by_t = {st.t: st for st in steps}
+        for col, seed in enumerate(seeds):
+            if baseline is not None and s.first_step() is None:  # the baseline itself: nothing to run
+                jobs.append(_Job(row, col, seed, by_t, 0, baseline.x0[col], out=baseline.x0[col].to(dev)))
+                continue
+            x = baseline.xs[t0, col] if baseline is not None else step_noise(seed, K, shape, "init")
+            jobs.append(_Job(row, col, seed, by_t, t0, x.to(dev, torch.float32), keep))
+
+    stats = Stats()
+    todo = sum(sum(1 for st in j.steps.values() if st.t <= j.t) for j in jobs)
+    bar = tqdm(total=todo, desc="sampling", unit="step", disable=not progress, leave=False)
+    for t in range(K, 0, -1):
+        due = [j for j in jobs if j.out is None and j.t == t]
+        groups: dict[tuple, list[_Job]] = defaultdict(list)
+        for j in due:
+            groups[j.steps[t].surgery].append(j)
+        for (zs, nb, fill), group in groups.items():
+            for i in range(0, len(group), batch_size):
+                chunk = group[i : i + batch_size]
+                stats.add(_run_step(unet, ns, config, t, chunk, Surgery(zs, nb), fill, cond, uncond, callback))
+                bar.update(len(chunk))
+    bar.close()
+
+    images = torch.stack([torch.stack([j.out for j in jobs if j.row == r]) for r in range(len(scheds))])
+    return SampleResult(images=images.cpu(), schedules=scheds, stats=stats)
+
+
+def _gather(cond: dict[str, torch.Tensor], idx: list[int]) -> dict[str, torch.Tensor]:
+    index = torch.tensor(idx, device=next(iter(cond.values())).device)
+    return {k: v.index_select(0, index) for k, v in cond.items()}
+
+
+@torch.no_grad()
+def _run_step(
+    unet: Unet,
+    ns: NoiseSchedule,
+    config: SamplerConfig,
+    t: int,
+    chunk: list[_Job],
+    surgery: Surgery,
+    fill: str,
+    cond: dict[str, torch.Tensor],
+    uncond: dict[str, torch.Tensor] | None,
+    callback,
+) -> Stats:
+    """One batched Unet call at step t and the update of every job in ``chunk``."""
+    dev = unet.device
+    b = len(chunk)
+    x = torch.stack([j.x for j in chunk])
+    c = _gather(cond, [j.col for j in chunk])
+    timesteps = torch.full((b,), ns.timestep(t), dtype=torch.long, device=dev)
+    fill_t = None
+    if fill == "cache":
+        missing = [j.col for j in chunk if surgery.drop_blocks - 1 not in j.cache]
+        if missing:
+            raise ScheduleError(f"drop_blocks fill='cache' at t={t}: no earlier step computed that block")
+        fill_t = torch.stack([j.cache[surgery.drop_blocks - 1] for j in chunk])
+    keep = sorted(set().union(*(j.keep for j in chunk)))
+
+    if uncond is not None:
+        u = _gather(uncond, [0] * b)
+        both = {k: torch.cat([c[k], u[k]]) for k in c}
+        fill2 = None if fill_t is None else torch.cat([fill_t, fill_t])
+        res = forward(unet, torch.cat([x, x]).to(unet.dtype), timesteps.repeat(2), both, surgery, fill2, keep)
+        out = res.out.float()
+        ch = out.shape[1] // 2
+        eps_c, eps_u, v = out[:b, :ch], out[b:, :ch], out[:b, ch:]
+        eps = eps_u + config.guidance * (eps_c - eps_u)
+        kept = {k: h[:b] for k, h in res.kept.items()}
+    else:
+        res = forward(unet, x.to(unet.dtype), timesteps, c, surgery, fill_t, keep)
+        out = res.out.float()
+        ch = out.shape[1] // 2
+        eps, v = out[:, :ch], out[:, ch:]
+        kept = res.kept
+
+    steps = [j.steps[t] for j in chunk]
+    coef = ns.coefficients([t] * b, [s.next_t for s in steps], device=dev)
+    x0 = ns.predict_x0(coef, x, eps)
+    noise = torch.stack([step_noise(j.seed, t, x.shape[1:]) for j in chunk]).to(dev)
+    if config.method == "ancestral":
+        x_next = ns.ancestral(coef, x, x0, v, noise)
+    else:
+        x_next = ns.ddim(coef, x, x0, noise, config.eta)
+
+    for k, (j, s) in enumerate(zip(chunk, steps)):
+        for blk, h in kept.items():
+            if blk in j.keep:
+                j.cache[blk] = h[k]
+        if s.stop:
+            j.out = x0[k]
+        else:
+            j.x, j.t = x_next[k], s.next_t
+            if s.next_t == 0:
+                j.out = x_next[k]
+    if callback is not None:
+        callback(t, [(j.row, j.col) for j in chunk], x, x0)
+    return Stats(
+        unet_calls=b,
+        sample_steps=b,
+        encoder_blocks=b * res.encoder_blocks,
+        middle_blocks=b * int(res.middle),
+        decoder_blocks=b * res.decoder_blocks,
+        forwards=1,
+    )
+
+
+def trajectory(
+    unet: Unet,
+    prompts: Sequence[Any],
+    seeds: Sequence[int],
+    config: SamplerConfig = SamplerConfig(),
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Trajectory:
+    """Run the full schedule and keep every ``x_t`` and x0 estimate (the baseline for reuse).
+
+    Example:
+        >>> base = trajectory(unet, ["circle"] * 4, range(4))                    # doctest: +SKIP
+        >>> sample(unet, base.prompts, base.seeds, "paper-shortcut", baseline=base)  # doctest: +SKIP
+    """
+    K = config.steps
+    n = len(seeds)
+    xs = torch.empty((K + 1, n, *unet.image_shape))
+    x0_hat = torch.empty_like(xs)
+
+    def record(t: int, jobs: list[tuple[int, int]], x_t: torch.Tensor, x0: torch.Tensor) -> None:
+        cols = [c for _, c in jobs]
+        xs[t, cols] = x_t.cpu()
+        x0_hat[t, cols] = x0.cpu()
+
+    res = sample(unet, prompts, seeds, "full", config, batch_size=batch_size, progress=progress, callback=record)
+    xs[0] = x0_hat[0] = res.images[0]
+    return Trajectory(prompts=list(prompts), seeds=[int(s) for s in seeds], config=config, xs=xs, x0_hat=x0_hat)

@@ -1,0 +1,185 @@
+"""Noise schedule, respacing and the update rules (pure tensor math).
+
+Step numbering follows the paper: sampling steps are ``t = K, K-1, ..., 1`` and
+``t = K`` is the step that starts from pure noise. One step *at* ``t`` calls the Unet on
+``x_t`` and produces ``x_{t-1}`` (or ``x_s`` for a jump to ``s < t``); ``x_0`` is the
+output. The mapping to GLIDE's indices is::
+
+    paper step t  <->  respaced index i = t - 1  <->  training step tau[t - 1]
+
+where ``tau`` are the training steps kept by :func:`space_timesteps` (for K=100:
+0, 10, 20, ..., 989, 999). ``abar[t]`` below is the cumulative signal level of ``x_t``:
+``abar[t] = alphas_cumprod[tau[t-1]]`` for ``t >= 1`` and ``abar[0] = 1`` (clean data),
+so GLIDE's respaced ``beta'_i = 1 - abar[i+1] / abar[i]``.
+
+A jump ``t -> s`` (paper Eq. 4) uses ``beta = 1 - abar[t] / abar[s]`` in place of the
+one-step beta and is otherwise the same update; it equals GLIDE's own respaced sampler
+run over the kept steps. A plain step is the jump ``t -> t-1``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+__all__ = [
+    "NoiseSchedule",
+    "cosine_alphas_cumprod",
+    "space_timesteps",
+    "StepCoefficients",
+]
+
+TRAIN_STEPS = 1000
+
+
+def cosine_alphas_cumprod(num_train_steps: int = TRAIN_STEPS, max_beta: float = 0.999) -> np.ndarray:
+    """Cumulative alphas of the ``squaredcos_cap_v2`` schedule, as float64.
+
+    Example:
+        >>> a = cosine_alphas_cumprod()
+        >>> round(float(a[0]), 5), a.shape
+        (0.99996, (1000,))
+    """
+
+    def abar(u: float) -> float:
+        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = np.array(
+        [min(1 - abar((i + 1) / num_train_steps) / abar(i / num_train_steps), max_beta) for i in range(num_train_steps)],
+        dtype=np.float64,
+    )
+    return np.cumprod(1.0 - betas)
+
+
+def space_timesteps(num_train_steps: int, num_steps: int) -> list[int]:
+    """Training steps kept when respacing to ``num_steps`` (GLIDE's rule for a single section).
+
+    The kept steps are ``round(k * (T - 1) / (K - 1))`` for ``k = 0..K-1``: evenly spread,
+    including the first and last training step.
+
+    Example:
+        >>> space_timesteps(1000, 100)[:7], space_timesteps(1000, 100)[-2:]
+        ([0, 10, 20, 30, 40, 50, 61], [989, 999])
+    """
+    if not 1 <= num_steps <= num_train_steps:
+        raise ValueError(f"steps={num_steps} is out of range 1..{num_train_steps}")
+    if num_steps == 1:
+        return [0]
+    stride = (num_train_steps - 1) / (num_steps - 1)
+    return [round(k * stride) for k in range(num_steps)]
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """Per-sample float32 coefficients of one update ``x_t -> x_s``; each is shaped [B,1,1,1]."""
+
+    sqrt_recip_abar: torch.Tensor  # 1/sqrt(abar_t): x0 = a*x_t - b*eps
+    sqrt_recipm1_abar: torch.Tensor  # sqrt(1/abar_t - 1)
+    mean_coef_x0: torch.Tensor  # posterior mean = c1 * x0 + c2 * x_t
+    mean_coef_xt: torch.Tensor
+    log_beta: torch.Tensor  # upper end of the learned log-variance range
+    log_beta_tilde: torch.Tensor  # lower end (posterior variance, log clipped)
+    sqrt_abar_s: torch.Tensor  # for DDIM
+    abar_t: torch.Tensor
+    abar_s: torch.Tensor
+    final: torch.Tensor  # bool [B,1,1,1]: s == 0, no noise is added
+
+
+class NoiseSchedule:
+    """The cosine schedule respaced to ``num_steps`` sampling steps.
+
+    Example:
+        >>> ns = NoiseSchedule(100)
+        >>> ns.timestep(100), ns.timestep(1), round(float(ns.abar[51]), 4)
+        (999, 0, 0.4845)
+    """
+
+    def __init__(self, num_steps: int = 100, num_train_steps: int = TRAIN_STEPS):
+        self.num_steps = num_steps
+        self.num_train_steps = num_train_steps
+        self.alphas_cumprod = cosine_alphas_cumprod(num_train_steps)
+        self.kept = space_timesteps(num_train_steps, num_steps)
+        # abar[t] for paper steps t = 0..K, float64; abar[0] = 1 (the clean image).
+        self.abar = np.concatenate([[1.0], self.alphas_cumprod[self.kept]])
+
+    def timestep(self, t: int) -> int:
+        """The training step the model is called with at paper step ``t`` (1..K)."""
+        if not 1 <= t <= self.num_steps:
+            raise ValueError(f"t={t} is out of range 1..{self.num_steps}")
+        return self.kept[t - 1]
+
+    @cached_property
+    def betas(self) -> np.ndarray:
+        """Respaced one-step betas, ``betas[t-1]`` belongs to step t (the paper's Fig. 15)."""
+        return 1.0 - self.abar[1:] / self.abar[:-1]
+
+    @cached_property
+    def _clipped_log_var_floor(self) -> float:
+        # GLIDE clips the log posterior variance of its first respaced step (which is 0)
+        # to the value of the second one; it matters only for a step that lands on s=0 with
+        # noise, which never happens, but keeps the log finite.
+        if self.num_steps < 2:
+            return math.log(self.betas[0])
+        b = self.betas[1]
+        return math.log(b * (1 - self.abar[1]) / (1 - self.abar[2]))
+
+    def coefficients(self, t: list[int], s: list[int], dtype=torch.float32, device=None) -> StepCoefficients:
+        """Coefficients of the update from ``x_t`` to ``x_s`` (``s < t``), one pair per sample."""
+        t_a = np.asarray(t)
+        s_a = np.asarray(s)
+        if np.any(s_a >= t_a) or np.any(s_a < 0) or np.any(t_a > self.num_steps):
+            raise ValueError(f"need 0 <= s < t <= {self.num_steps}, got t={t} s={s}")
+        at = self.abar[t_a]
+        as_ = self.abar[s_a]
+        beta = 1.0 - at / as_
+        post_var = beta * (1.0 - as_) / (1.0 - at)
+        with np.errstate(divide="ignore"):
+            log_post = np.where(s_a == 0, self._clipped_log_var_floor, np.log(np.where(s_a == 0, 1.0, post_var)))
+
+        def col(a) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), device=device).to(dtype).view(-1, 1, 1, 1)
+
+        return StepCoefficients(
+            sqrt_recip_abar=col(np.sqrt(1.0 / at)),
+            sqrt_recipm1_abar=col(np.sqrt(1.0 / at - 1.0)),
+            mean_coef_x0=col(beta * np.sqrt(as_) / (1.0 - at)),
+            mean_coef_xt=col((1.0 - as_) * np.sqrt(1.0 - beta) / (1.0 - at)),
+            log_beta=col(np.log(beta)),
+            log_beta_tilde=col(log_post),
+            sqrt_abar_s=col(np.sqrt(as_)),
+            abar_t=col(at),
+            abar_s=col(as_),
+            final=torch.as_tensor(s_a == 0, device=device).view(-1, 1, 1, 1),
+        )
+
+    # -- update rules -------------------------------------------------------------------
+
+    @staticmethod
+    def predict_x0(c: StepCoefficients, x_t: torch.Tensor, eps: torch.Tensor, clip: bool = True) -> torch.Tensor:
+        """``x0^ = (x_t - sqrt(1-abar_t) eps) / sqrt(abar_t)``, clipped to [-1, 1]."""
+        x0 = c.sqrt_recip_abar * x_t - c.sqrt_recipm1_abar * eps
+        return x0.clamp(-1, 1) if clip else x0
+
+    @staticmethod
+    def ancestral(
+        c: StepCoefficients, x_t: torch.Tensor, x0: torch.Tensor, v: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """One ancestral step (also a jump) with the learned variance ``v`` in [-1, 1]."""
+        mean = c.mean_coef_x0 * x0 + c.mean_coef_xt * x_t
+        frac = (v + 1) / 2
+        log_var = frac * c.log_beta + (1 - frac) * c.log_beta_tilde
+        return torch.where(c.final, mean, mean + torch.exp(0.5 * log_var) * noise)
+
+    @staticmethod
+    def ddim(
+        c: StepCoefficients, x_t: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, eta: float = 0.0
+    ) -> torch.Tensor:
+        """One DDIM step; eps is re-derived from the clipped x0 as GLIDE's ``ddim_sample`` does."""
+        eps = (c.sqrt_recip_abar * x_t - x0) / c.sqrt_recipm1_abar
+        sigma = eta * torch.sqrt((1 - c.abar_s) / (1 - c.abar_t)) * torch.sqrt(1 - c.abar_t / c.abar_s)
+        mean = c.sqrt_abar_s * x0 + torch.sqrt(1 - c.abar_s - sigma**2) * eps
+        return torch.where(c.final, mean, mean + sigma * noise)

@@ -1,0 +1,188 @@
+"""The protocol every Unet backend satisfies, and the one forward pass that applies surgery.
+
+A backend exposes its network as a stack: encoder blocks that each push skips, a middle,
+decoder blocks that each pop skips, a head, and the conditioning. The intervened forward
+(:func:`forward`) is written once against that protocol, so the sampler never sees a
+backend's attribute names. GLIDE's blocks push and pop one skip each; diffusers' up blocks
+pop several, which ``skips_pushed`` / ``skips_popped`` express.
+
+Skips are numbered in push order: skip 0 comes from the first encoder block (the top of
+the "U"), so "the top ``ns`` skips" are skips ``0 .. ns-1``. Decoder blocks are numbered
+from the bottom: decoder 0 runs right after the middle block, so "the bottom ``nb`` blocks"
+are decoders ``0 .. nb-1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Unet", "Surgery", "ForwardResult", "forward", "encoder_blocks_needed", "zero_output"]
+
+Cond = dict[str, torch.Tensor]
+
+
+@runtime_checkable
+class Unet(Protocol):
+    """What the sampler and the interventions need from a network.
+
+    Attributes:
+        skips_pushed: per encoder block, how many skips it pushes.
+        skips_popped: per decoder block (bottom first), how many skips it pops.
+        image_shape: (C, H, W) of the images it denoises.
+        device, dtype: where and in which precision its blocks run.
+    """
+
+    skips_pushed: tuple[int, ...]
+    skips_popped: tuple[int, ...]
+    image_shape: tuple[int, int, int]
+    device: torch.device
+    dtype: torch.dtype
+
+    def condition(self, prompts: Sequence[Any]) -> Cond:
+        """Encode prompts once (``None`` = the unconditional prompt); batch-first tensors."""
+
+    def begin(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Cond) -> Any:
+        """Per-call context (time and condition embedding) passed to every block."""
+
+    def encoder_block(self, i: int, h: torch.Tensor, ctx: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Run encoder block ``i``: returns its output and the skips it pushes."""
+
+    def middle(self, h: torch.Tensor, ctx: Any) -> torch.Tensor: ...
+
+    def decoder_block(self, j: int, h: torch.Tensor, skips: tuple[torch.Tensor, ...], ctx: Any) -> torch.Tensor:
+        """Run decoder block ``j`` (0 = bottom) on ``h`` and the skips it pops (last pushed first)."""
+
+    def head(self, h: torch.Tensor, ctx: Any) -> torch.Tensor:
+        """The output layer: ``[B, 2C, H, W]``, eps then the variance interpolation v."""
+
+    def decoder_out_shape(self, j: int) -> tuple[int, int, int]:
+        """(C, H, W) of decoder block ``j``'s output, used to build its zero replacement."""
+
+
+@dataclass(frozen=True)
+class Surgery:
+    """The Unet's configuration for one call.
+
+    Attributes:
+        zero_skips: the top ``ns`` skips are replaced by zeros.
+        drop_blocks: the bottom ``nb`` decoder blocks are not run; decoder ``nb-1``'s output
+            is replaced by ``fill`` (zeros, or a tensor passed to :func:`forward`).
+    """
+
+    zero_skips: int = 0
+    drop_blocks: int = 0
+
+
+@dataclass
+class ForwardResult:
+    out: torch.Tensor
+    kept: dict[int, torch.Tensor] = field(default_factory=dict)  # decoder outputs asked for
+    encoder_blocks: int = 0  # block evaluations actually run (for efficiency accounting)
+    decoder_blocks: int = 0
+    middle: bool = False
+
+
+def encoder_blocks_needed(unet: Unet, drop_blocks: int) -> int:
+    """How many encoder blocks must run when the bottom ``drop_blocks`` decoders are removed.
+
+    The remaining decoders pop the earliest-pushed skips; only the encoder prefix that
+    pushes them is needed.
+
+    Example (GLIDE: 16 blocks of one skip each): ``nb=8`` needs encoder blocks 0..7.
+    """
+    if drop_blocks == 0:
+        return len(unet.skips_pushed)
+    needed = sum(unet.skips_popped[drop_blocks:])
+    pushed = 0
+    for k, p in enumerate(unet.skips_pushed):
+        if pushed >= needed:
+            return k
+        pushed += p
+    return len(unet.skips_pushed)
+
+
+def forward(
+    unet: Unet,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    cond: Cond,
+    surgery: Surgery = Surgery(),
+    fill: torch.Tensor | None = None,
+    keep: Sequence[int] = (),
+) -> ForwardResult:
+    """The Unet forward with surgery applied; returns the head's output and what was kept.
+
+    Args:
+        surgery: which skips to zero and how many bottom decoder blocks to drop.
+        fill: replacement for decoder ``nb-1``'s output when blocks are dropped
+            (default zeros of its shape).
+        keep: decoder indices whose outputs to return in ``kept`` (for cache fill).
+
+    Example:
+        >>> res = forward(unet, x, t, cond, Surgery(drop_blocks=8))  # doctest: +SKIP
+        >>> res.encoder_blocks, res.decoder_blocks                   # doctest: +SKIP
+        (8, 8)
+    """
+    nb, ns = surgery.drop_blocks, surgery.zero_skips
+    n_dec = len(unet.skips_popped)
+    if not 0 <= nb <= n_dec:
+        raise ValueError(f"drop_blocks={nb} is out of range 0..{n_dec}")
+    if not 0 <= ns <= sum(unet.skips_pushed):
+        raise ValueError(f"zero_skips={ns} is out of range 0..{sum(unet.skips_pushed)}")
+    ctx = unet.begin(x, timesteps, cond)
+    res = ForwardResult(out=x)
+
+    # 1. encoder: only the prefix whose skips the kept decoders consume
+    h = x
+    stack: list[torch.Tensor] = []
+    n_enc = encoder_blocks_needed(unet, nb)
+    for i in range(n_enc):
+        h, pushed = unet.encoder_block(i, h, ctx)
+        for s in pushed:
+            stack.append(torch.zeros_like(s) if len(stack) < ns else s)
+    res.encoder_blocks = n_enc
+    if nb:
+        # the removed decoders would have popped skips pushed after what remains needed
+        del stack[sum(unet.skips_popped[nb:]) :]
+
+    # 2. middle (or the replacement of decoder nb-1's output)
+    if nb == 0:
+        h = unet.middle(h, ctx)
+        res.middle = True
+    elif fill is not None:
+        h = fill.to(device=h.device, dtype=h.dtype)
+    else:
+        c, hh, ww = unet.decoder_out_shape(nb - 1)
+        h = torch.zeros(x.shape[0], c, hh, ww, device=h.device, dtype=h.dtype)
+
+    # 3. decoder
+    for j in range(nb, n_dec):
+        k = unet.skips_popped[j]
+        popped = tuple(stack.pop() for _ in range(k))
+        h = unet.decoder_block(j, h, popped, ctx)
+        if j in keep:
+            res.kept[j] = h
+    res.decoder_blocks = n_dec - nb
+
+    # 4. head
+    res.out = unet.head(h, ctx)
+    return res
+
+
+@contextmanager
+def zero_output(module: torch.nn.Module) -> Iterator[None]:
+    """Within the ``with``, ``module``'s output is replaced by zeros (a forward hook, always removed).
+
+    This is the paper's definition of removing a block, applied to the plain forward; the
+    truncated :func:`forward` must agree with it.
+    """
+    handle = module.register_forward_hook(lambda _m, _inp, out: torch.zeros_like(out))
+    try:
+        yield
+    finally:
+        handle.remove()
