@@ -1,0 +1,41 @@
+"""unetdyn: the temporal dynamics of the Unet in diffusion models, reproduced.
+
+The pieces, in the direction data flows::
+
+    plan      interventions as data (SkipSteps, ZeroSkips, DropBlocks, EarlyStop) -> Schedule
+    schedule  cosine noise schedule, respacing, ancestral / jump / DDIM updates
+    unet      the backend protocol and the one intervened forward
+    sampler   the one loop: schedules x samples -> images, with prefix reuse and batching
+    metrics   SSIM / PSNR per sample
+    cost      FLOPs of a schedule under torch's FLOP counter
+
+Example:
+    >>> from unetdyn import load_unet, sample, trajectory            # doctest: +SKIP
+    >>> unet = load_unet("builtin")                                    # doctest: +SKIP
+    >>> base = trajectory(unet, ["circle", "star"], [0, 1])            # doctest: +SKIP
+    >>> res = sample(unet, base.prompts, base.seeds, "paper-shortcut", baseline=base)  # doctest: +SKIP
+"""
+
+from .metrics import compare, psnr, ssim
+from .models import load_unet
+from .plan import DropBlocks, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips, load_schedule, preset
+from .sampler import SamplerConfig, sample, trajectory
+
+__all__ = [
+    "DropBlocks",
+    "EarlyStop",
+    "SamplerConfig",
+    "Schedule",
+    "ScheduleError",
+    "SkipSteps",
+    "ZeroSkips",
+    "compare",
+    "load_schedule",
+    "load_unet",
+    "preset",
+    "psnr",
+    "sample",
+    "ssim",
+    "trajectory",
+]
+__version__ = "0.1.0"
