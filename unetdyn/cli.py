@@ -3,6 +3,7 @@
     unetdyn sample --schedule full paper-shortcut --seeds 0-7 --out out/
     unetdyn cost --model glide --random-weights --schedule paper-shortcut --json
     unetdyn train --out runs/builtin
+    unetdyn export --run runs/builtin
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ def _sampler_config(args):
 def cmd_sample(args) -> int:
     import numpy as np
 
-    from .data import save_grid
     from .metrics import compare
     from .models import load_unet
     from .plan import load_schedule
     from .sampler import sample
+    from .viz import save_grid
 
     schedules = [load_schedule(s) for s in args.schedule]
     config = _sampler_config(args)
@@ -107,7 +108,6 @@ def cmd_sample(args) -> int:
                     w.writerow([name, seed, prompts[k], f"{m['ssim'][k]:.4f}", f"{m['psnr'][k]:.2f}"])
                 lines.append(f"  {name:>20s}: SSIM to full {m['ssim'].mean():.3f} +- {m['ssim'].std():.3f}")
     print("\n".join(lines))
-    return 0
 
 
 def cmd_cost(args) -> int:
@@ -124,7 +124,6 @@ def cmd_cost(args) -> int:
         print(f"schedule {d['schedule']}: {d['unet_calls']} Unet calls ({d['truncated_calls']} truncated)")
         print(f"  GFLOP per sample: {d['flops_per_sample'] / 1e9:.1f} of {d['full_flops_per_sample'] / 1e9:.1f}")
         print(f"  saving: {100 * d['saving']:.1f}%")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,24 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
 
-    try:
-        from .train import add_train_args, run_train
-    except ImportError:  # pragma: no cover - train.py is part of the package
-        pass
-    else:
-        p = sub.add_parser("train", help="train the built-in model (resumable)")
-        add_train_args(p)
-        p.set_defaults(func=run_train)
+    from .train import add_export_args, add_train_args, run_export, run_train
+
+    p = sub.add_parser("train", help="train the built-in model (resumes from the run folder's checkpoint)")
+    add_train_args(p)
+    p.set_defaults(func=run_train)
+    p = sub.add_parser("export", help="export a training run's EMA weights as the shipped safetensors")
+    add_export_args(p)
+    p.set_defaults(func=run_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from .plan import ScheduleError
+    from .weights import WeightsError
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (ScheduleError, ValueError, FileNotFoundError, ImportError) as exc:
+        args.func(args)
+        return 0
+    except (ScheduleError, ValueError, FileNotFoundError, ImportError, WeightsError) as exc:
         print(f"unetdyn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

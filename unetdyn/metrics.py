@@ -11,19 +11,9 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from .viz import to_uint8
+
 __all__ = ["to_uint8", "ssim", "psnr", "compare"]
-
-
-def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``[..., C, H, W]`` in [-1, 1] -> ``[..., H, W, C]`` uint8.
-
-    Example:
-        >>> to_uint8(torch.zeros(3, 2, 2)).shape, int(to_uint8(torch.ones(3, 1, 1))[0, 0, 0])
-        ((2, 2, 3), 255)
-    """
-    x = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
-    x = np.moveaxis(x, -3, -1)
-    return np.clip(np.round((x + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _pairs(a, b) -> tuple[np.ndarray, np.ndarray]:

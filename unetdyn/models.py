@@ -35,7 +35,8 @@ def load_unet(
     Args:
         weights: builtin: a safetensors file (default: the shipped ``data/builtin`` weights);
             glide: a ``base.pt`` checkpoint (default: glide-text2im's own loader).
-        random_weights: the architecture with random weights (for cost measurements).
+        random_weights: the architecture with random weights (for cost measurements); for
+            builtin, the config of the weights file if there is one.
         fp16: half precision (default: on for GLIDE on CUDA, as its notebook does).
 
     Example:
@@ -45,12 +46,12 @@ def load_unet(
     """
     dev = resolve_device(device)
     if model == "builtin":
-        from .backends.builtin import BuiltinConfig, BuiltinUnet
-        from .weights import load_builtin
+        from .backends.builtin import BuiltinUnet
+        from .weights import load_builtin, shipped_config
 
         if fp16:
             raise ValueError("fp16 is offered for the glide model only; the built-in model runs in float32")
-        net = BuiltinUnet(BuiltinConfig()) if random_weights else load_builtin(weights, device=dev)
+        net = BuiltinUnet(shipped_config(weights)) if random_weights else load_builtin(weights, device=dev)
         return net.to(dev).eval()
     if model == "glide":
         from .backends.glide import GlideUnet
