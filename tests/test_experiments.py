@@ -35,11 +35,13 @@ def test_table_matches_direct_sampling(unet, sweep):
 
 
 def test_second_run_is_read_from_cache(unet, sweep, tmp_path):
-    first = sweep.run(SCHEDS)
+    first = sweep.run(SCHEDS, images=[1])
     again = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False)
-    second = again.run(SCHEDS)
+    second = again.run(SCHEDS)  # metrics without images: cached too
     assert again._base is None  # nothing was sampled
     assert first.equals(second)
+    assert np.array_equal(again.run(SCHEDS, images=[1]).attrs["images"]["nb4"], first.attrs["images"]["nb4"])
+    assert again._base is None
 
 
 def test_key_depends_on_what_determines_a_result(unet, sweep):
@@ -54,7 +56,7 @@ def test_key_depends_on_what_determines_a_result(unet, sweep):
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_corrupt_entry_is_detected_and_recomputed(unet, sweep, tmp_path, damage):
     first = sweep.run(SCHEDS[:1])
-    key = sweep.key("schedule", {"interventions": SCHEDS[0].to_dict()["interventions"], "images": []})
+    key = sweep.key("metrics", {"interventions": SCHEDS[0].to_dict()["interventions"]})
     path = Cache(tmp_path).path(key)
     data = bytearray(path.read_bytes())
     if damage == "truncate":
@@ -87,7 +89,7 @@ def test_interrupted_sweep_keeps_what_it_finished(unet, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         sw.run(SCHEDS, chunk=1)
     monkeypatch.setattr(ex, "sample", real)
-    done = [Cache(tmp_path).get(sw.key("schedule", {"interventions": s.to_dict()["interventions"], "images": []})) for s in SCHEDS]
+    done = [Cache(tmp_path).get(sw.key("metrics", {"interventions": s.to_dict()["interventions"]})) for s in SCHEDS]
     assert done[0] is not None and done[1] is None
 
 

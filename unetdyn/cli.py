@@ -4,6 +4,8 @@
     unetdyn cost --model glide --random-weights --schedule paper-shortcut --json
     unetdyn train --out runs/builtin
     unetdyn export --run runs/builtin
+    unetdyn book
+    unetdyn figure 03_nb_sweep -p n_samples 16 -p nbs "[2, 4]"
 """
 
 from __future__ import annotations
@@ -126,6 +128,27 @@ def cmd_cost(args) -> int:
         print(f"  saving: {100 * d['saving']:.1f}%")
 
 
+def cmd_book(args) -> None:
+    from .book import make_book
+
+    index = make_book(args.params, only=args.only, execute_notebooks=not args.no_execute)
+    print(f"the book is at {index}")
+
+
+def cmd_figure(args) -> None:
+    import yaml
+
+    from .book import build, execute, load_params
+
+    params = load_params(args.params)[args.name]
+    for name, value in args.p or []:
+        params[name] = yaml.safe_load(value)
+    out = execute(args.name, params, log_output=args.verbose)
+    print(f"executed {out}")
+    if args.build:
+        print(f"the book is at {build()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetdyn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +170,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-weights", action="store_true", help="random weights (no checkpoint needed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
+
+    from .book import NOTEBOOKS
+
+    p = sub.add_parser("book", help="execute every notebook (papermill) and build the book (offline, strict)")
+    p.add_argument("--params", help="parameters YAML (default book/params.yaml)")
+    p.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="execute only these notebooks")
+    p.add_argument("--no-execute", action="store_true", help="only build the HTML from the executed notebooks")
+    p.set_defaults(func=cmd_book)
+    p = sub.add_parser("figure", help="rerun one notebook with changed parameters: -p NAME VALUE")
+    p.add_argument("name", choices=NOTEBOOKS)
+    p.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a parameter (VALUE read as YAML)")
+    p.add_argument("--params", help="parameters YAML the -p values override (default book/params.yaml)")
+    p.add_argument("--build", action="store_true", help="rebuild the book afterwards")
+    p.add_argument("--verbose", action="store_true", help="show the notebook's output while it runs")
+    p.set_defaults(func=cmd_figure)
 
     from .train import add_export_args, add_train_args, run_export, run_train
 

@@ -31,11 +31,25 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .metrics import compare, psnr, ssim, to_uint8
-from .plan import Schedule
+from .plan import DropBlocks, Schedule, SkipSteps, ZeroSkips
 from .sampler import SamplerConfig, Trajectory, sample, trajectory
 from .unet import Unet
 
-__all__ = ["SCHEMA_VERSION", "Cache", "Sweep", "model_id"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Cache",
+    "Sweep",
+    "model_id",
+    "open_sweep",
+    "skip_steps_family",
+    "zero_skips_family",
+    "drop_blocks_family",
+    "cut_relax_cut_family",
+    "mean_sd",
+    "first_reaching",
+    "reach_t_starts",
+    "phase_boundaries",
+]
 
 SCHEMA_VERSION = 1
 
@@ -187,6 +201,7 @@ class Sweep:
         schedules: Sequence[Schedule],
         images: Sequence[int] | None = None,
         chunk: int = 8,
+        labels: Sequence[dict] | None = None,
     ) -> pd.DataFrame:
         """Per-sample SSIM/PSNR of every schedule against the baseline, as a long table.
 
@@ -194,22 +209,27 @@ class Sweep:
             schedules: the schedules; their names label the rows (they must be unique).
             images: sample indices whose images to keep: uint8 ``[len(images), H, W, C]`` per
                 schedule name in ``table.attrs["images"]``.
-            chunk: schedules computed per batched run (and stored together per schedule).
+            chunk: schedules computed per batched run (each stored as soon as its run ends).
+            labels: per schedule, extra columns for the table (e.g. ``{"t_start": 60, "nb": 8}``).
 
         Returns:
-            columns ``schedule, sample, seed, prompt, ssim, psnr``.
+            columns ``schedule, sample, seed, prompt, ssim, psnr`` and the label columns.
         """
         names = [s.name for s in schedules]
         if len(set(names)) != len(names) or not all(names):
             raise ValueError("every schedule of a sweep needs a unique, non-empty name")
         img_cols = list(images or [])
-        keys = [self.key("schedule", {"interventions": s.to_dict()["interventions"], "images": img_cols}) for s in schedules]
+
+        def key(sched: Schedule, what: str) -> str:
+            extra = {"interventions": sched.to_dict()["interventions"]}
+            return self.key(what, {**extra, "samples": img_cols} if what == "images" else extra)
+
         results: dict[int, dict[str, np.ndarray]] = {}
-        if self.cache is not None:
-            for k, key in enumerate(keys):
-                hit = self.cache.get(key)
-                if hit is not None:
-                    results[k] = hit
+        for k, sched in enumerate(schedules):
+            metrics = self.cache.get(key(sched, "metrics")) if self.cache is not None else None
+            imgs = self.cache.get(key(sched, "images")) if self.cache is not None and img_cols else None
+            if metrics is not None and (imgs is not None or not img_cols):
+                results[k] = {**metrics, **(imgs or {})}
         todo = [k for k in range(len(schedules)) if k not in results]
         if todo:
             x0 = self.base.x0
@@ -220,14 +240,16 @@ class Sweep:
                     self.unet, self.prompts, self.seeds, [schedules[k] for k in part], self.config,
                     baseline=self.base, batch_size=self.batch_size, progress=False,
                 )
-                for k, imgs in zip(part, res.images):
-                    m = compare(x0, imgs)
-                    arrays = {"ssim": m["ssim"], "psnr": m["psnr"]}
-                    if img_cols:
-                        arrays["images"] = to_uint8(imgs[img_cols])
-                    results[k] = arrays
+                for k, out in zip(part, res.images):
+                    m = compare(x0, out)
+                    results[k] = {"ssim": m["ssim"], "psnr": m["psnr"]}
+                    info = {"schedule": schedules[k].to_dict()}
                     if self.cache is not None:
-                        self.cache.put(keys[k], arrays, {"schedule": schedules[k].to_dict()})
+                        self.cache.put(key(schedules[k], "metrics"), results[k], info)
+                    if img_cols:
+                        results[k]["images"] = to_uint8(out[img_cols])
+                        if self.cache is not None:
+                            self.cache.put(key(schedules[k], "images"), {"images": results[k]["images"]}, info)
                 bar.update(len(part))
             bar.close()
         frames = [
@@ -239,6 +261,7 @@ class Sweep:
                     "prompt": [str(p) for p in self.prompts],
                     "ssim": results[k]["ssim"],
                     "psnr": results[k]["psnr"],
+                    **(labels[k] if labels else {}),
                 }
             )
             for k in range(len(schedules))
@@ -246,3 +269,143 @@ class Sweep:
         table = pd.concat(frames, ignore_index=True)
         table.attrs["images"] = {names[k]: results[k]["images"] for k in results if "images" in results[k]}
         return table
+
+
+# -- the paper's experiments as schedule families -------------------------------------------
+
+
+def skip_steps_family(t_starts: Sequence[int], n: int) -> tuple[list[Schedule], list[dict]]:
+    """Time-step removal (Figs. 3, 4, 18): jump from each ``t_start`` to ``t_start - n``."""
+    scheds = [Schedule((SkipSteps(t_start=t, n=n),), name=f"skip n={n} t={t}") for t in t_starts]
+    return scheds, [{"t_start": t, "n": n} for t in t_starts]
+
+
+def zero_skips_family(t_starts: Sequence[int], n: int, ns: int) -> tuple[list[Schedule], list[dict]]:
+    """Top-skip removal (Figs. 5, 7): ``ns`` skips zeroed for steps ``t_start .. t_start-n+1``."""
+    scheds = [Schedule((ZeroSkips(t_start=t, n=n, ns=ns),), name=f"ns={ns} n={n} t={t}") for t in t_starts]
+    return scheds, [{"t_start": t, "n": n, "ns": ns} for t in t_starts]
+
+
+def drop_blocks_family(
+    t_starts: Sequence[int], ns_steps: Sequence[int] | int, nb: int, fill: str = "zeros"
+) -> tuple[list[Schedule], list[dict]]:
+    """Bottom-block removal (Figs. 6-9): every (t_start, n) pair with ``nb`` decoder blocks removed."""
+    n_list = [ns_steps] if isinstance(ns_steps, int) else list(ns_steps)
+    scheds, labels = [], []
+    for t in t_starts:
+        for n in n_list:
+            if n > t:
+                continue
+            scheds.append(Schedule((DropBlocks(t_start=t, n=n, nb=nb, fill=fill),), name=f"nb={nb} n={n} t={t} {fill}"))
+            labels.append({"t_start": t, "n": n, "nb": nb})
+    return scheds, labels
+
+
+def cut_relax_cut_family(t_start: int, nb: int, n: int, relax: Sequence[int]) -> tuple[list[Schedule], list[dict]]:
+    """Cut-relax-cut (Figs. 10, 21): cut ``n`` steps, relax ``r``, cut ``n`` again."""
+    scheds, labels = [], []
+    for r in relax:
+        second = t_start - n - r
+        if second - n + 1 < 1:
+            continue
+        ivs = (DropBlocks(t_start=t_start, n=n, nb=nb), DropBlocks(t_start=second, n=n, nb=nb))
+        scheds.append(Schedule(ivs, name=f"nb={nb} n={n} t={t_start} r={r}"))
+        labels.append({"t_start": t_start, "n": n, "nb": nb, "r": r})
+    return scheds, labels
+
+
+def mean_sd(table: pd.DataFrame, by: str | list[str], metric: str = "ssim") -> pd.DataFrame:
+    """Mean and standard deviation of ``metric`` over samples, per group (inf PSNR dropped)."""
+    vals = table.replace([np.inf, -np.inf], np.nan)
+    return vals.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
+
+
+def first_reaching(curve: pd.DataFrame, x: str, threshold: float, from_high: bool = True) -> float | None:
+    """Scanning ``x`` from high to low (time runs that way), the first x where the mean reaches the threshold."""
+    c = curve.sort_values(x, ascending=not from_high)
+    hit = c[c["mean"] >= threshold]
+    return None if hit.empty else float(hit[x].iloc[0])
+
+
+def reach_t_starts(
+    sweep: Sweep, nbs: Sequence[int], n: int = 5, t_stride: int = 5, threshold: float = 0.8
+) -> dict[int, int | None]:
+    """Per ``nb``, the first ``t_start`` (from pure noise on) where removing it for ``n`` steps keeps
+    mean SSIM >= ``threshold``: the paper's Fig. 8 reading, on the sweep's own model (cached)."""
+    grid = list(range(sweep.config.steps, n - 1, -t_stride))
+    out: dict[int, int | None] = {}
+    for nb in nbs:
+        scheds, labels = drop_blocks_family(grid, n, nb)
+        hit = first_reaching(mean_sd(sweep.run(scheds, labels=labels), "t_start"), "t_start", threshold)
+        out[nb] = None if hit is None else int(hit)
+    return out
+
+
+def phase_boundaries(curve: pd.DataFrame, x: str = "t_start", smooth: int = 5) -> tuple[float, float]:
+    """The paper's three phases read off the skip-steps SSIM curve (Fig. 4).
+
+    Coming from pure noise (high ``t_start``), phase 1 (composition) ends at the first
+    peak of the smoothed mean SSIM; phase 2 (composition to denoising) ends at the lowest
+    point after it, where the curve turns up for good into phase 3 (denoising). Returns the
+    two ``t_start`` values (phase 1/2, phase 2/3). This is our operationalisation: the paper
+    marks the phases by eye.
+    """
+    c = curve.sort_values(x, ascending=False).reset_index(drop=True)
+    m = c["mean"].rolling(smooth, center=True, min_periods=1).mean().to_numpy()
+    xs = c[x].to_numpy()
+    half = len(m) // 2
+    peak = int(np.argmax(m[: max(half, 1) + 1]))
+    trough = peak + int(np.argmin(m[peak:]))
+    return float(xs[peak]), float(xs[trough])
+
+
+# -- opening a sweep from notebook parameters ------------------------------------------------
+
+IMAGENET_PROMPTS = (
+    "goldfish", "great white shark", "tree frog", "loggerhead turtle", "king penguin", "flamingo", "pelican",
+    "bald eagle", "barn owl", "peacock", "hummingbird", "toucan", "golden retriever", "border collie", "husky",
+    "dalmatian", "pug", "red fox", "arctic fox", "tabby cat", "snow leopard", "lion", "tiger", "cheetah",
+    "brown bear", "polar bear", "giant panda", "koala", "zebra", "hippopotamus", "elephant", "orangutan",
+    "gorilla", "chimpanzee", "hamster", "squirrel", "beaver", "hedgehog", "ladybug", "monarch butterfly",
+    "dragonfly", "bee", "jellyfish", "starfish", "sea anemone", "lobster", "snail", "scorpion", "tarantula",
+    "chameleon", "iguana", "alligator", "rattlesnake", "ostrich", "airliner", "sports car", "school bus",
+    "fire engine", "tractor", "steam locomotive", "sailboat", "canoe", "bicycle", "motor scooter", "hot air balloon",
+    "lighthouse", "castle", "church", "barn", "windmill", "suspension bridge", "volcano", "alp", "coral reef",
+    "lakeside", "sandbar", "daisy", "sunflower", "mushroom", "strawberry", "orange", "lemon", "banana",
+    "pineapple", "pizza", "cheeseburger", "ice cream", "espresso", "teapot", "umbrella", "grand piano", "violin",
+    "acoustic guitar", "pocket watch", "backpack", "cowboy hat", "sunglasses", "teddy bear", "soccer ball", "pretzel",
+)
+
+
+def default_samples(unet: Unet, model: str, n_samples: int) -> tuple[list[Any], list[int]]:
+    """The samples of the book: one per prompt, seed = index (the paper: 100 prompts, one sample each).
+
+    builtin: the class names in turn; glide: ImageNet class names (the paper's prompts were
+    randomly chosen ImageNet classes; ours are a fixed list of 100).
+    """
+    if model == "glide":
+        names = [f"a photo of a {p}" for p in IMAGENET_PROMPTS]
+    else:
+        names = list(unet.config.class_names)  # type: ignore[attr-defined]
+    return [names[i % len(names)] for i in range(n_samples)], list(range(n_samples))
+
+
+def open_sweep(
+    model: str = "builtin",
+    weights: str | None = None,
+    n_samples: int = 100,
+    steps: int = 100,
+    guidance: float = 3.0,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> Sweep:
+    """The sweep a notebook works with, from its parameters (the default cache: ``data/cache``)."""
+    from .models import load_unet
+    from .paths import CACHE_DIR
+
+    unet = load_unet(model, weights, device)
+    prompts, seeds = default_samples(unet, model, n_samples)
+    cache = Cache(Path(cache_dir) if cache_dir is not None else CACHE_DIR)
+    return Sweep(unet, prompts, seeds, SamplerConfig(steps=steps, guidance=guidance), cache, batch_size, progress)
