@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup sample test clean
+.PHONY: setup sample test book clean
 
 $(BIN)/unetdyn: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,9 @@ sample: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+book: setup
+	$(BIN)/unetdyn book
 
 clean:
 	rm -rf $(VENV) out

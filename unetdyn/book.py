@@ -103,7 +103,7 @@ def build(root: str | Path = REPO_ROOT, strict: bool = True) -> Path:
     root = Path(root)
     _copy_sources(root)
     _mathjax(root)
-    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(root), "--path-output", str(root)]
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root), "--path-output", str(root)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, capture_output=True, text=True)

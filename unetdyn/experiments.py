@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .metrics import compare, psnr, ssim, to_uint8
 from .plan import DropBlocks, Schedule, SkipSteps, ZeroSkips

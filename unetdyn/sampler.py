@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .plan import Schedule, ScheduleError, Step, preset
 from .schedule import NoiseSchedule

@@ -530,7 +530,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_step
         A summary: ``step``, ``train_seconds``, ``checkpoint`` (path), ``last`` (the last
         history row as a dict).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out_dir = Path(out_dir)
     st = _restore(cfg, out_dir) if (out_dir / CKPT_NAME).exists() else _new_state(cfg)
