@@ -1,0 +1,513 @@
+"""The quality bar of the built-in model: does it draw the class it is asked for?
+
+An independent small CNN (:class:`ShapeClassifier`), trained on procedural images of a data
+seed the diffusion model never saw, labels generated samples; the bar is that at least 90%
+of 1,000 samples (100 steps, guidance 3.0, 100 per class) get the class they were
+conditioned on. Beside the agreement, :func:`evaluate` reports a Fréchet distance between
+real and generated images in that classifier's feature space (its global-pooled
+penultimate features), next to the same distance between two independent real sets, the
+floor that sampling noise alone gives at that sample size.
+
+Data seeds (the diffusion model trains on seed 0):
+
+* ``1000``: the classifier's training images;
+* ``2000``: the classifier's held-out accuracy;
+* ``3000`` and ``4000``: the two real reference sets of the Fréchet distances.
+
+The classifier ships as ``data/builtin/classifier.safetensors`` (config and held-out
+accuracy in its metadata); :func:`load_classifier` trains and writes it when it is missing.
+
+Command line (writes ``quality.json`` and ``samples_by_class.png``, prints a table)::
+
+    python -m unetdyn.quality [--weights PATH] [--n-per-class 100] [--out data/builtin]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from unetdyn.data import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES, make_batch
+from unetdyn.paths import BUILTIN_DIR, BUILTIN_WEIGHTS, REPO_ROOT
+
+__all__ = [
+    "CLASSIFIER_PATH",
+    "ClassifierConfig",
+    "ShapeClassifier",
+    "train_classifier",
+    "accuracy",
+    "save_classifier",
+    "load_classifier",
+    "features",
+    "frechet_distance",
+    "generate",
+    "score",
+    "evaluate",
+    "main",
+]
+
+CLASSIFIER_PATH = BUILTIN_DIR / "classifier.safetensors"
+CLASSIFIER_FORMAT = "unetdyn-shape-classifier/1"
+TRAIN_SEED, HELD_OUT_SEED, REAL_SEEDS = 1000, 2000, (3000, 4000)
+BAR = 0.90  # the required agreement
+
+
+# -- the classifier ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Architecture and training recipe of the classifier.
+
+    Attributes:
+        widths: channels of the three stages (32, 16, 8 pixels); each stage is two 3x3
+            conv-BN-ReLU layers, max-pooled between stages. The last width is the feature dim.
+        steps, batch_size, lr: Adam, with the learning rate decayed linearly to 0.
+        n_train: size of the training pool (indices ``0..n_train-1`` of ``data_seed``),
+            seen under random flips and 90° rotations (every class is mirror symmetric and
+            drawn at a uniform angle, so these keep the label and the distribution).
+        noise_std, blur_p: training images get Gaussian noise of a std uniform in
+            ``[0, noise_std]`` and, with probability ``blur_p``, a slight blur, so that the
+            grain or softness of generated samples does not decide their class.
+        data_seed, eval_seed, n_eval: training data; held-out data and its size.
+        seed: torch seed of the initialisation and the batch draws.
+    """
+
+    widths: tuple[int, int, int] = (16, 32, 64)
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    n_train: int = 20_000
+    noise_std: float = 0.15
+    blur_p: float = 0.25
+    data_seed: int = TRAIN_SEED
+    eval_seed: int = HELD_OUT_SEED
+    n_eval: int = 5000
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        return cls(**d)
+
+
+def _conv(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class ShapeClassifier(nn.Module):
+    """A small CNN over ``[B, 3, 32, 32]`` images in [-1, 1]: three conv stages, global average
+    pooling (the features), a linear layer (the logits). ``info`` holds what is known of it
+    (held-out accuracy, training time)."""
+
+    def __init__(self, config: ClassifierConfig = ClassifierConfig()):
+        super().__init__()
+        a, b, c = config.widths
+        self.config = config
+        self.body = nn.Sequential(
+            *_conv(3, a), *_conv(a, a), nn.MaxPool2d(2),
+            *_conv(a, b), *_conv(b, b), nn.MaxPool2d(2),
+            *_conv(b, c), *_conv(c, c),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.fc = nn.Linear(c, NUM_CLASSES)
+        self.info: dict[str, Any] = {}
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.widths[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x))
+
+
+_BLUR = (torch.tensor([1.0, 2.0, 1.0])[:, None] * torch.tensor([1.0, 2.0, 1.0])[None, :] / 16).expand(3, 1, 3, 3)
+
+
+def _augment(x: torch.Tensor, g: torch.Generator, config: ClassifierConfig) -> torch.Tensor:
+    """Per image: a random element of the dihedral group, a 3x3 binomial blur with
+    probability ``blur_p``, Gaussian noise of a std uniform in ``[0, noise_std]``."""
+    k = torch.randint(0, 8, (len(x),), generator=g)
+    out = x.clone()
+    for r in range(8):
+        m = k == r
+        if m.any():
+            y = torch.rot90(x[m], r % 4, dims=(2, 3))
+            out[m] = y.flip(3) if r >= 4 else y
+    if config.blur_p > 0:
+        m = torch.rand(len(x), generator=g) < config.blur_p
+        if m.any():
+            out[m] = nn.functional.conv2d(nn.functional.pad(out[m], (1, 1, 1, 1), mode="replicate"), _BLUR, groups=3)
+    if config.noise_std > 0:
+        std = config.noise_std * torch.rand(len(x), 1, 1, 1, generator=g)
+        out = out + std * torch.randn(out.shape, generator=g)
+    return out
+
+
+@torch.no_grad()
+def _predict(model: ShapeClassifier, images: torch.Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels ``[N]`` and features ``[N, D]`` (float64) of images in [-1, 1]."""
+    model.eval()
+    preds, feats = [], []
+    for i in range(0, len(images), batch_size):
+        f = model.features(images[i : i + batch_size].float())
+        feats.append(f.double().numpy())
+        preds.append(model.fc(f).argmax(1).numpy())
+    d = model.feature_dim
+    if not preds:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, d))
+    return np.concatenate(preds), np.concatenate(feats)
+
+
+def accuracy(model: ShapeClassifier, seed: int = HELD_OUT_SEED, n: int = 2000, offset: int = 0) -> float:
+    """Accuracy on images ``offset .. offset + n - 1`` of data seed ``seed`` (balanced for n % 10 == 0)."""
+    x, y = make_batch(seed, range(offset, offset + n))
+    pred, _ = _predict(model, x)
+    return float((pred == y.numpy()).mean())
+
+
+def train_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bool = True) -> ShapeClassifier:
+    """Train the classifier (deterministic for a config) and measure its held-out accuracy.
+
+    Returns the model in eval mode; ``model.info`` holds ``held_out_accuracy``,
+    ``train_accuracy`` (last 10% of the steps, augmented) and ``train_seconds``.
+    """
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = ShapeClassifier(config)
+    g = torch.Generator().manual_seed(config.seed + 1)
+    x_pool, y_pool = make_batch(
+        config.data_seed, tqdm(range(config.n_train), desc="classifier data", disable=not progress, leave=False)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / config.steps)
+    model.train()
+    hits = seen = 0
+    for step in tqdm(range(config.steps), desc="classifier", unit="step", disable=not progress, leave=False):
+        idx = torch.randint(0, config.n_train, (config.batch_size,), generator=g)
+        x, y = _augment(x_pool[idx], g, config), y_pool[idx]
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step >= 0.9 * config.steps:
+            hits += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+    model.eval()
+    model.info = {
+        "train_accuracy": hits / max(seen, 1),
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "held_out_accuracy": accuracy(model, config.eval_seed, config.n_eval),
+        "n_eval": config.n_eval,
+        "eval_seed": config.eval_seed,
+    }
+    return model
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Write ``path`` through ``write(tmp_path)`` and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_classifier(model: ShapeClassifier, path: str | Path = CLASSIFIER_PATH) -> Path:
+    """Write the classifier as safetensors; config and ``info`` go into the metadata."""
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": CLASSIFIER_FORMAT, "config": json.dumps(model.config.to_dict())}
+    meta.update({k: json.dumps(v) for k, v in sorted(model.info.items())})
+    return _atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+
+
+def load_classifier(
+    path: str | Path | None = CLASSIFIER_PATH, train_if_missing: bool = True, progress: bool = True
+) -> ShapeClassifier:
+    """The classifier stored at ``path``; if there is none, train it (and save it there).
+
+    Args:
+        path: the safetensors file (``None``: train and do not save).
+        train_if_missing: otherwise raise ``FileNotFoundError`` when ``path`` does not exist.
+    """
+    if path is None or not Path(path).exists():
+        if not train_if_missing:
+            raise FileNotFoundError(f"no classifier at {path}; run `python -m unetdyn.quality` to train it")
+        model = train_classifier(progress=progress)
+        if path is not None:
+            save_classifier(model, path)
+        return model
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    if meta.get("format") != CLASSIFIER_FORMAT:
+        raise ValueError(f"{path} is not a shape classifier (format {meta.get('format')!r})")
+    model = ShapeClassifier(ClassifierConfig.from_dict(json.loads(meta.pop("config"))))
+    model.load_state_dict(load_file(str(path)))
+    model.info = {k: json.loads(v) for k, v in meta.items() if k != "format"}
+    return model.eval()
+
+
+# -- the Fréchet distance ----------------------------------------------------------------
+
+
+@torch.no_grad()
+def features(model: ShapeClassifier, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    """The classifier's penultimate features ``[N, D]`` (float64) of images ``[N, 3, 32, 32]``."""
+    return _predict(model, images, batch_size)[1]
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a [N, D]`` and ``b [M, D]``:
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` (the FID formula).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(500, 4))
+        >>> round(frechet_distance(x, x), 6), round(frechet_distance(x, x + 2.0), 6)
+        (0.0, 16.0)
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two feature sets [N, D] of the same D with N >= 2, got {a.shape} and {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False).reshape(a.shape[1], -1), np.cov(b, rowvar=False).reshape(b.shape[1], -1)
+    with warnings.catch_warnings():  # singular products are handled below
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s_a @ s_b)
+    if not np.isfinite(covmean).all():  # singular product (few samples): regularise, as pytorch-fid does
+        off = eps * np.eye(len(s_a))
+        covmean = scipy.linalg.sqrtm((s_a + off) @ (s_b + off))
+    covmean = np.real(covmean)  # rounding leaves a tiny imaginary part
+    d = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(covmean))
+    return d if d > 0 else 0.0  # rounding can take a zero distance below 0
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+
+def generate(
+    unet,
+    n_per_class: int = 100,
+    steps: int = 100,
+    guidance: float = 3.0,
+    seed0: int = 0,
+    batch_size: int = 100,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``[10 n, 3, 32, 32]`` of the full schedule and their conditioning labels ``[10 n]``.
+
+    Sample ``k`` is conditioned on class ``k % 10`` (as in the dataset) with sampler seed ``seed0 + k``.
+    """
+    from unetdyn.sampler import SamplerConfig, sample
+
+    n = n_per_class * NUM_CLASSES
+    labels = torch.arange(n) % NUM_CLASSES
+    prompts = [CLASS_NAMES[int(c)] for c in labels]
+    cfg = SamplerConfig(steps=steps, guidance=guidance)
+    res = sample(unet, prompts, list(range(seed0, seed0 + n)), "full", cfg, batch_size=batch_size, progress=progress)
+    return res.images[0], labels
+
+
+def score(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classifier: ShapeClassifier | None = None,
+    real_seeds: tuple[int, int] = REAL_SEEDS,
+) -> dict[str, Any]:
+    """Agreement of the classifier with the conditioning labels and Fréchet distances.
+
+    The real sets are images ``0 .. N-1`` of data seeds ``real_seeds`` (``N = len(images)``);
+    ``frechet_gen_real`` compares the samples with the first, ``frechet_real_real`` the
+    second with the first. See :func:`evaluate` for the keys.
+    """
+    clf = classifier if classifier is not None else load_classifier()
+    y = labels.numpy().astype(np.int64)
+    n = len(images)
+    pred, f_gen = _predict(clf, images)
+    real_a, real_y = make_batch(real_seeds[0], range(n))
+    real_b, _ = make_batch(real_seeds[1], range(n))
+    pred_a, f_a = _predict(clf, real_a)
+    _, f_b = _predict(clf, real_b)
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    per_class_n = confusion.sum(1)
+    per_class = {
+        name: (float(confusion[c, c] / per_class_n[c]) if per_class_n[c] else None)
+        for c, name in enumerate(CLASS_NAMES)
+    }
+    agreement = float((pred == y).mean()) if n else float("nan")
+    return {
+        "agreement": agreement,
+        "passes": bool(agreement >= BAR),
+        "bar": BAR,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "classes": list(CLASS_NAMES),
+        "n_samples": n,
+        "frechet_gen_real": frechet_distance(f_gen, f_a),
+        "frechet_real_real": frechet_distance(f_b, f_a),
+        "real_agreement": float((pred_a == real_y.numpy()).mean()),
+        "real_seeds": list(real_seeds),
+        "feature_dim": clf.feature_dim,
+        "classifier_accuracy": clf.info.get("held_out_accuracy"),
+        "classifier": {"config": clf.config.to_dict(), **clf.info},
+    }
+
+
+def evaluate(
+    unet,
+    n_per_class: int = 100,
+    steps: int = 100,
+    guidance: float = 3.0,
+    seed0: int = 0,
+    batch_size: int = 100,
+    classifier: ShapeClassifier | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sample ``n_per_class`` images per class and score them against the classifier.
+
+    Args:
+        unet: a model of the Unet protocol whose prompts are the class names.
+        n_per_class, steps, guidance: what to sample (the bar: 100, 100, 3.0).
+        seed0: sampler seed of the first sample (sample ``k`` has seed ``seed0 + k``).
+        batch_size: samples per Unet call (guidance doubles the rows).
+        classifier: default :func:`load_classifier` (trained and saved when missing).
+
+    Returns:
+        A JSON-ready dict: ``agreement`` (fraction of samples classified as their
+        conditioning class), ``passes`` (``agreement >= bar``), ``bar``, ``per_class``
+        (class name -> agreement), ``confusion`` (``[10][10]`` counts, row = conditioning
+        class, column = predicted), ``classes``, ``n_samples``, ``frechet_gen_real``,
+        ``frechet_real_real``, ``real_agreement`` (the classifier on the real reference set),
+        ``real_seeds``, ``feature_dim``, ``classifier_accuracy`` (held-out), ``classifier``
+        (its config and info), ``n_per_class``, ``steps``, ``guidance``, ``seed0``,
+        ``model`` (the weights' SHA-256 and training step when known), ``seconds``.
+    """
+    return _evaluate(unet, n_per_class, steps, guidance, seed0, batch_size, classifier, progress)[0]
+
+
+def _evaluate(unet, n_per_class, steps, guidance, seed0, batch_size, classifier, progress):
+    """:func:`evaluate`, also returning the samples and their labels."""
+    clf = classifier if classifier is not None else load_classifier(progress=progress)
+    t0 = time.perf_counter()
+    images, labels = generate(unet, n_per_class, steps, guidance, seed0, batch_size, progress)
+    t_sample = time.perf_counter() - t0
+    out = score(images, labels, clf)
+    out.update(n_per_class=n_per_class, steps=steps, guidance=guidance, seed0=seed0, model=_model_info(unet))
+    out["seconds"] = {"sampling": round(t_sample, 1), "scoring": round(time.perf_counter() - t0 - t_sample, 1)}
+    return out, images, labels
+
+
+def _model_info(unet) -> dict[str, Any]:
+    return {"sha256": getattr(unet, "weights_sha256", None)}
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+def class_grid(images: torch.Tensor, labels: torch.Tensor, ncol: int = 10) -> torch.Tensor:
+    """The first ``ncol`` images of each class in class order, one class per row (blank-padded)."""
+    rows = []
+    for c in range(NUM_CLASSES):
+        sel = images[labels == c][:ncol]
+        pad = torch.ones(ncol - len(sel), 3, IMAGE_SIZE, IMAGE_SIZE)  # white
+        rows.append(torch.cat([sel.float(), pad]))
+    return torch.cat(rows)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The per-class agreement and the summary lines, as plain text."""
+    conf = np.asarray(result["confusion"])
+    lines = [f"{'class':<10} {'agree':>6}  most confused with"]
+    for c, name in enumerate(result["classes"]):
+        a = result["per_class"][name]
+        row = conf[c].copy()
+        row[c] = -1
+        worst = int(row.argmax())
+        other = f"{result['classes'][worst]} ({row[worst]})" if row[worst] > 0 else "-"
+        lines.append(f"{name:<10} {'-' if a is None else f'{a:6.1%}':>6}  {other}")
+    acc = result["classifier_accuracy"]
+    lines += [
+        f"{'all':<10} {result['agreement']:6.1%}  ({result['n_samples']} samples; bar {result['bar']:.0%}: "
+        f"{'PASS' if result['passes'] else 'FAIL'})",
+        f"classifier held-out accuracy {'?' if acc is None else f'{acc:.2%}'}, on the real reference set "
+        f"{result['real_agreement']:.2%}",
+        f"Frechet distance ({result['feature_dim']}-d classifier features): generated vs real "
+        f"{result['frechet_gen_real']:.4g}, real vs real {result['frechet_real_real']:.4g}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``python -m unetdyn.quality``: evaluate the built-in model, write quality.json and a grid."""
+    from unetdyn.viz import save_grid
+    from unetdyn.weights import load_builtin, read_metadata
+
+    p = argparse.ArgumentParser(prog="python -m unetdyn.quality", description=__doc__.split("\n")[0])
+    p.add_argument("--weights", type=Path, help="built-in Unet safetensors (default: the shipped one)")
+    p.add_argument("--n-per-class", type=int, default=100, help="samples per class (default 100)")
+    p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")
+    p.add_argument("--guidance", type=float, default=3.0, help="guidance scale (default 3.0)")
+    p.add_argument("--seed0", type=int, default=0, help="sampler seed of the first sample (default 0)")
+    p.add_argument("--batch-size", type=int, default=100, help="samples per Unet call (default 100)")
+    p.add_argument("--classifier", type=Path, default=CLASSIFIER_PATH, help=f"default {CLASSIFIER_PATH}")
+    p.add_argument("--out", type=Path, default=BUILTIN_DIR, help=f"output folder (default {BUILTIN_DIR})")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+
+    wpath = args.weights or BUILTIN_WEIGHTS
+    unet = load_builtin(wpath)
+    meta = read_metadata(wpath)
+    clf = load_classifier(args.classifier, progress=progress)
+    result, images, labels = _evaluate(
+        unet, args.n_per_class, args.steps, args.guidance, args.seed0, args.batch_size, clf, progress
+    )
+    shown = wpath.resolve().relative_to(REPO_ROOT) if wpath.resolve().is_relative_to(REPO_ROOT) else wpath
+    result["model"].update(path=str(shown), training_steps=int(meta["steps"]) if "steps" in meta else None)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    _atomic_write(args.out / "quality.json", lambda q: q.write_text(text))
+    save_grid(class_grid(images, labels), args.out / "samples_by_class.png", nrow=10, scale=2)
+    print(format_table(result))
+    print(f"wrote {args.out / 'quality.json'} and {args.out / 'samples_by_class.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
