@@ -22,3 +22,12 @@ def random_unet(model_channels: int = 16, seed: int = 0) -> BuiltinUnet:
 @pytest.fixture(scope="session")
 def unet() -> BuiltinUnet:
     return random_unet()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine two OpenMP threads are several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

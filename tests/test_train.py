@@ -24,12 +24,8 @@ TINY = BuiltinConfig(
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: on a shared 2-core machine two OpenMP threads are several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Training is timed and compared on one thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

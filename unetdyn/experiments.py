@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -30,6 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from .fileio import atomic_write
 from .metrics import compare, psnr, ssim, to_uint8
 from .plan import DropBlocks, Schedule, SkipSteps, ZeroSkips
 from .sampler import SamplerConfig, Trajectory, sample, trajectory
@@ -105,19 +104,7 @@ class Cache:
         meta = {"schema": SCHEMA_VERSION, "digest": _digest(arrays), "info": info or {}}
         buf = io.BytesIO()
         np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return p
+        return atomic_write(self.path(key), lambda tmp: tmp.write_bytes(buf.getvalue()))
 
 
 class Sweep:

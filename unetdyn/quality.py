@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from torch import nn
 from tqdm import tqdm
 
 from unetdyn.data import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES, make_batch
+from unetdyn.fileio import atomic_write
 from unetdyn.paths import BUILTIN_DIR, BUILTIN_WEIGHTS, REPO_ROOT
 
 __all__ = [
@@ -229,27 +229,12 @@ def train_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bo
     return model
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """Write ``path`` through ``write(tmp_path)`` and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def save_classifier(model: ShapeClassifier, path: str | Path = CLASSIFIER_PATH) -> Path:
     """Write the classifier as safetensors; config and ``info`` go into the metadata."""
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": CLASSIFIER_FORMAT, "config": json.dumps(model.config.to_dict())}
     meta.update({k: json.dumps(v) for k, v in sorted(model.info.items())})
-    return _atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+    return atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
 
 
 def load_classifier(
@@ -502,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     args.out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2) + "\n"
-    _atomic_write(args.out / "quality.json", lambda q: q.write_text(text))
+    atomic_write(args.out / "quality.json", lambda q: q.write_text(text))
     save_grid(class_grid(images, labels), args.out / "samples_by_class.png", nrow=10, scale=2)
     print(format_table(result))
     print(f"wrote {args.out / 'quality.json'} and {args.out / 'samples_by_class.png'}")

@@ -36,7 +36,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import struct
 import time
 from collections.abc import Sequence
@@ -50,6 +49,7 @@ from safetensors.torch import load_file, save_file
 
 from unetdyn.backends.builtin import BuiltinConfig, BuiltinUnet
 from unetdyn.data import make_batch
+from unetdyn.fileio import atomic_write
 from unetdyn.schedule import TRAIN_STEPS, cosine_alphas_cumprod
 from unetdyn.viz import save_grid
 from unetdyn.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
@@ -310,20 +310,6 @@ def _new_state(cfg: TrainConfig) -> _State:
     return _State(cfg, model, ema, opt)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write ``path`` through ``write(tmp_path)`` and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # safetensors creates files as 0600
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _jsonable(x):
     if isinstance(x, (tuple, list)):
         return [_jsonable(v) for v in x]
@@ -361,13 +347,13 @@ def _save_checkpoint(st: _State, out_dir: Path) -> Path:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / CKPT_NAME
-    _atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
     # Human-readable companions (resume never reads them).
     info = {k: json.loads(v) if k.startswith(("train_config", "optimizer", "history")) else v for k, v in meta.items()}
     last = dict(zip(HISTORY_COLUMNS, st.history[-1], strict=True)) if st.history else None
     info.update(step=st.step, train_seconds=st.train_seconds, last=last)
-    _atomic_write(out_dir / "ckpt.json", lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
+    atomic_write(out_dir / "ckpt.json", lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
     _write_history_csv(st.history, out_dir / "losses.csv")
     _plot_history(st.history, out_dir / "losses.png", st.cfg.lambda_vlb * TRAIN_STEPS)
     return path
@@ -427,7 +413,7 @@ def _write_history_csv(history: Sequence[tuple[float, ...]], path: Path) -> None
             for row in history:
                 w.writerow([int(row[0]), *(f"{v:.6g}" for v in row[1:])])
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _plot_history(history: Sequence[tuple[float, ...]], path: Path, vb_weight: float) -> None:
@@ -476,7 +462,7 @@ def _plot_history(history: Sequence[tuple[float, ...]], path: Path, vb_weight: f
             if len(pts) >= 2:
                 d.line(pts, fill=col, width=2)
             d.text((w - right - 140 + 46 * i, top + 6), name, fill=col)
-    _atomic_write(path, lambda p: img.save(p, format="PNG"))
+    atomic_write(path, lambda p: img.save(p, format="PNG"))
 
 
 # -- the loop ----------------------------------------------------------------------------
@@ -620,9 +606,9 @@ def export_weights(out_dir: str | Path, path: str | Path, dtype: str = "float16"
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: (save_file(weights, str(p), metadata=out_meta), _sort_metadata(p)))
+    atomic_write(path, lambda p: (save_file(weights, str(p), metadata=out_meta), _sort_metadata(p)))
     digest = sha256_file(path)
-    _atomic_write(checksum_path(path), lambda p: p.write_text(f"{digest}  {path.name}\n"))
+    atomic_write(checksum_path(path), lambda p: p.write_text(f"{digest}  {path.name}\n"))
     return {"path": path, "sha256": digest, "bytes": path.stat().st_size, "params": n_params, "step": int(meta["step"])}
 
 
