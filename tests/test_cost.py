@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unetdyn.cost import forward_flops, schedule_cost
-from unetdyn.plan import DropBlocks, EarlyStop, Schedule, SkipSteps
+from unetdyn.plan import DropBlocks, DropGuidance, EarlyStop, Schedule, SkipSteps
 from unetdyn.sampler import SamplerConfig
 from unetdyn.unet import Surgery
 
@@ -34,3 +34,10 @@ def test_drop_blocks_saving_matches_per_call_counts(unet):
     full, nb8 = forward_flops(unet, Surgery(), 2), forward_flops(unet, Surgery(drop_blocks=8), 2)
     assert c.flops_per_sample == pytest.approx(15 * full + 5 * nb8)
     assert c.truncated_calls == 5 and 0 < c.saving < 5 / 20
+
+
+def test_dropping_guidance_halves_the_rows(unet):
+    c = schedule_cost(unet, Schedule((DropGuidance(t_start=20, n=20),)), CFG)
+    assert c.saving == pytest.approx(0.5)
+    c = schedule_cost(unet, Schedule((DropGuidance(t_start=5, n=5),)), CFG)
+    assert c.saving == pytest.approx(5 / 40)

@@ -10,6 +10,7 @@ import yaml
 from unetdyn.plan import (
     PRESETS,
     DropBlocks,
+    DropGuidance,
     EarlyStop,
     Schedule,
     ScheduleError,
@@ -29,7 +30,7 @@ def compile_(*ivs):
 def test_empty_schedule_is_one_plain_step_per_t():
     steps = compile_()
     assert [s.t for s in steps] == list(range(100, 0, -1))
-    assert all(s.next_t == s.t - 1 and s.surgery == (0, 0, "zeros") and not s.stop for s in steps)
+    assert all(s.next_t == s.t - 1 and s.surgery == (0, 0, "zeros", True) and not s.stop for s in steps)
 
 
 def test_skip_steps_jumps_and_removes_calls():
@@ -48,6 +49,12 @@ def test_windows_cover_t_start_down_to_t_start_minus_n_plus_1():
     steps = {s.t: s for s in compile_(DropBlocks(t_start=65, n=5, nb=6), ZeroSkips(t_start=30, n=2, ns=3))}
     assert [t for t, s in steps.items() if s.drop_blocks == 6] == [65, 64, 63, 62, 61]
     assert [t for t, s in steps.items() if s.zero_skips == 3] == [30, 29]
+
+
+def test_drop_guidance_window():
+    steps = {s.t: s for s in compile_(DropGuidance(t_start=10, n=10))}
+    assert [t for t, s in steps.items() if not s.guided] == list(range(10, 0, -1))
+    assert steps[11].guided and steps[10].surgery == (0, 0, "zeros", False)
 
 
 def test_early_stop_ends_after_that_call():
@@ -92,6 +99,7 @@ def test_field_errors_name_field_and_range(make, match):
         ((SkipSteps(t_start=60, n=5), DropBlocks(t_start=57, n=1, nb=2)), r"acts at t=57, a step that skip_steps\(t_start=60, n=5\) removes"),
         ((EarlyStop(t=20), DropBlocks(t_start=10, n=2, nb=2)), r"acts after early_stop.t=20"),
         ((EarlyStop(t=20), EarlyStop(t=30)), r"one early_stop"),
+        ((DropGuidance(t_start=10, n=5), DropGuidance(t_start=8, n=2)), r"drop_guidance windows overlap at t=8"),
         ((DropBlocks(t_start=100, n=2, nb=2, fill="cache"),), r"fill='cache' at t=100"),
     ],
 )
@@ -122,7 +130,7 @@ def test_json_and_yaml_round_trip(name, tmp_path):
 @pytest.mark.parametrize(
     "content,match",
     [
-        ("interventions: [{kind: teleport, t: 3}]", r"kind='teleport' is not one of skip_steps, zero_skips, drop_blocks, early_stop"),
+        ("interventions: [{kind: teleport, t: 3}]", r"kind='teleport' is not one of skip_steps, zero_skips, drop_blocks, early_stop, drop_guidance"),
         ("interventions: [{kind: drop_blocks, t_start: 60, n: 5}]", r"drop_blocks is missing field\(s\) \['nb'\]"),
         ("interventions: [{kind: early_stop, t: 3, when: now}]", r"early_stop has no field\(s\) \['when'\]"),
         ("interventions: {kind: early_stop}", r"must be a list"),

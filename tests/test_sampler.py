@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unetdyn.plan import DropBlocks, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
+from unetdyn.plan import DropBlocks, DropGuidance, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
 from unetdyn.sampler import SamplerConfig, sample, step_noise, trajectory
 from unetdyn.schedule import NoiseSchedule
 from unetdyn.unet import Surgery, forward
@@ -142,3 +142,17 @@ def test_ddim_runs_and_is_deterministic(unet):
     a = sample(unet, PROMPTS[:2], SEEDS[:2], "full", cfg, progress=False).images
     b = sample(unet, PROMPTS[:2], SEEDS[:2], "full", cfg, progress=False).images
     assert torch.equal(a, b) and a.abs().max() <= 1
+
+
+def test_drop_guidance_everywhere_equals_no_guidance(unet):
+    """The unconditional branch dropped at every step is sampling with guidance scale 1."""
+    everywhere = Schedule((DropGuidance(t_start=CFG.steps, n=CFG.steps),))
+    a = sample(unet, PROMPTS, SEEDS, everywhere, CFG, progress=False)
+    b = sample(unet, PROMPTS, SEEDS, "full", SamplerConfig(steps=CFG.steps, guidance=1.0), progress=False)
+    assert torch.equal(a.images, b.images)
+    assert a.stats.unet_calls == len(SEEDS) * CFG.steps
+
+
+def test_drop_guidance_late_changes_little_but_something(unet, base):
+    res = sample(unet, PROMPTS, SEEDS, Schedule((DropGuidance(t_start=3, n=3),)), CFG, baseline=base, progress=False)
+    assert not torch.equal(res.images[0], base.x0)

@@ -2,7 +2,7 @@
 
 The pieces, in the direction data flows::
 
-    plan      interventions as data (SkipSteps, ZeroSkips, DropBlocks, EarlyStop) -> Schedule
+    plan      interventions as data (SkipSteps, ZeroSkips, DropBlocks, EarlyStop, DropGuidance) -> Schedule
     schedule  cosine noise schedule, respacing, ancestral / jump / DDIM updates
     unet      the backend protocol and the one intervened forward
     sampler   the one loop: schedules x samples -> images, with prefix reuse and batching
@@ -18,11 +18,22 @@ Example:
 
 from .metrics import compare, psnr, ssim
 from .models import load_unet
-from .plan import DropBlocks, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips, load_schedule, preset
+from .plan import (
+    DropBlocks,
+    DropGuidance,
+    EarlyStop,
+    Schedule,
+    ScheduleError,
+    SkipSteps,
+    ZeroSkips,
+    load_schedule,
+    preset,
+)
 from .sampler import SamplerConfig, sample, trajectory
 
 __all__ = [
     "DropBlocks",
+    "DropGuidance",
     "EarlyStop",
     "SamplerConfig",
     "Schedule",

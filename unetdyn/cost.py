@@ -33,7 +33,7 @@ class Cost:
     full_flops_per_sample: float
     condition_flops_per_sample: float
     saving: float  # fraction of the full schedule's FLOPs not spent
-    flops_per_call: dict[str, float]  # by surgery, e.g. "nb=8,ns=0"
+    flops_per_call: dict[str, float]  # per sample, by surgery and rows (2 with guidance), e.g. "nb=8,ns=0,rows=2"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,16 +68,16 @@ def schedule_cost(
     sched = preset(schedule) if isinstance(schedule, str) else schedule
     K = config.steps
     n_blocks, n_skips = len(unet.skips_popped), sum(unet.skips_pushed)
-    rows = 1 if config.guidance == 1.0 else 2
-    cache: dict[tuple[int, int], int] = {}
+    cache: dict[tuple[int, int, int], int] = {}
 
     def total(steps) -> float:
-        counts = Counter((s.zero_skips, s.drop_blocks) for s in steps)
+        counts = Counter((s.zero_skips, s.drop_blocks, 2 if s.guided and config.guidance != 1.0 else 1) for s in steps)
         flops = 0
-        for (zs, nb), n in counts.items():
-            if (zs, nb) not in cache:
-                cache[(zs, nb)] = forward_flops(unet, Surgery(zs, nb), rows, prompt)
-            flops += n * cache[(zs, nb)]
+        for key, n in counts.items():
+            if key not in cache:
+                zs, nb, rows = key
+                cache[key] = forward_flops(unet, Surgery(zs, nb), rows, prompt)
+            flops += n * cache[key]
         return float(flops)
 
     steps = sched.compile(K, n_blocks, n_skips)
@@ -92,5 +92,5 @@ def schedule_cost(
         full_flops_per_sample=full,
         condition_flops_per_sample=cond_flops,
         saving=1.0 - mine / full,
-        flops_per_call={f"nb={nb},ns={zs}": v / rows for (zs, nb), v in sorted(cache.items())},
+        flops_per_call={f"nb={nb},ns={zs},rows={rows}": v for (zs, nb, rows), v in sorted(cache.items())},
     )

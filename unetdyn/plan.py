@@ -25,6 +25,7 @@ __all__ = [
     "ZeroSkips",
     "DropBlocks",
     "EarlyStop",
+    "DropGuidance",
     "Intervention",
     "Schedule",
     "Step",
@@ -138,8 +139,28 @@ class EarlyStop:
         return range(self.t, self.t - 1, -1)
 
 
-Intervention = Union[SkipSteps, ZeroSkips, DropBlocks, EarlyStop]
-KINDS: dict[str, type] = {c.kind: c for c in (SkipSteps, ZeroSkips, DropBlocks, EarlyStop)}
+@dataclass(frozen=True)
+class DropGuidance:
+    """For steps ``t_start .. t_start-n+1`` skip classifier-free guidance's unconditional branch.
+
+    Those steps use the conditional eps alone (guidance scale 1), one Unet row per sample
+    instead of two: the "guidance truncation" that later samplers use in the last steps.
+    """
+
+    t_start: int
+    n: int
+    kind: ClassVar[str] = "drop_guidance"
+
+    def __post_init__(self):
+        _check_int("drop_guidance", "t_start", self.t_start, 1)
+        _check_int("drop_guidance", "n", self.n, 1, self.t_start)
+
+    def window(self) -> range:
+        return range(self.t_start, self.t_start - self.n, -1)
+
+
+Intervention = Union[SkipSteps, ZeroSkips, DropBlocks, EarlyStop, DropGuidance]
+KINDS: dict[str, type] = {c.kind: c for c in (SkipSteps, ZeroSkips, DropBlocks, EarlyStop, DropGuidance)}
 
 
 @dataclass(frozen=True)
@@ -152,11 +173,12 @@ class Step:
     drop_blocks: int = 0
     fill: str = "zeros"
     stop: bool = False  # return this step's x0 estimate instead of stepping on
+    guided: bool = True  # False: the conditional branch alone (drop_guidance)
 
     @property
-    def surgery(self) -> tuple[int, int, str]:
+    def surgery(self) -> tuple[int, int, str, bool]:
         """The Unet configuration of this step; steps with equal surgery share one batched call."""
-        return (self.zero_skips, self.drop_blocks, self.fill if self.drop_blocks else "zeros")
+        return (self.zero_skips, self.drop_blocks, self.fill if self.drop_blocks else "zeros", self.guided)
 
 
 def intervention_from_dict(d: dict) -> Intervention:
@@ -278,6 +300,7 @@ class Schedule:
             nxt = jumps.get(t, t - 1)
             zs = cfg.get("zero_skips")
             db = cfg.get("drop_blocks")
+            dg = cfg.get("drop_guidance")
             steps.append(
                 Step(
                     t=t,
@@ -286,6 +309,7 @@ class Schedule:
                     drop_blocks=db.nb if db else 0,
                     fill=db.fill if db else "zeros",
                     stop=(t == stop_t),
+                    guided=dg is None,
                 )
             )
             if t == stop_t:

@@ -221,10 +221,11 @@ def sample(
         groups: dict[tuple, list[_Job]] = defaultdict(list)
         for j in due:
             groups[j.steps[t].surgery].append(j)
-        for (zs, nb, fill), group in groups.items():
+        for (zs, nb, fill, guided), group in groups.items():
             for i in range(0, len(group), batch_size):
                 chunk = group[i : i + batch_size]
-                stats.add(_run_step(unet, ns, config, t, chunk, Surgery(zs, nb), fill, cond, uncond, callback))
+                u = uncond if guided else None
+                stats.add(_run_step(unet, ns, config, t, chunk, Surgery(zs, nb), fill, cond, u, callback))
                 bar.update(len(chunk))
     bar.close()
 
