@@ -134,3 +134,17 @@ def test_missing_glide_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "glide_text2im.model_creation", None)  # as if not installed
     with pytest.raises(ImportError, match="openai/glide-text2im"):
         GlideUnet.build()
+
+
+def test_sampler_and_sweep_key_run_on_glide(glide: GlideUnet):
+    """Two sampling steps of the real sampler on GLIDE, plain and with the bottom 8 blocks removed."""
+    from unetdyn.experiments import model_id
+    from unetdyn.plan import DropBlocks, Schedule
+    from unetdyn.sampler import SamplerConfig, sample
+
+    cfg = SamplerConfig(steps=2)
+    res = sample(glide, ["a corgi"], [0], ["full", Schedule((DropBlocks(t_start=2, n=1, nb=8),))], cfg, progress=False)
+    assert res.images.shape == (2, 1, 3, 64, 64) and torch.isfinite(res.images).all()
+    assert not torch.equal(res.images[0], res.images[1])
+    assert res.stats.encoder_blocks == 16 + 16 + 8 + 16  # full: 2 calls; cut: one truncated call, one full
+    assert len(model_id(glide)) == 64

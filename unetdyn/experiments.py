@@ -59,7 +59,8 @@ def model_id(unet: Unet) -> str:
     if recorded:
         return str(recorded)
     h = hashlib.sha256()
-    for name, p in sorted(unet.state_dict().items()):  # type: ignore[attr-defined]
+    module = unet if hasattr(unet, "state_dict") else unet.model  # type: ignore[attr-defined]  # GlideUnet wraps one
+    for name, p in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
