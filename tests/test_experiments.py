@@ -30,7 +30,8 @@ def test_table_matches_direct_sampling(unet, sweep):
     assert len(table) == len(SCHEDS) * len(SEEDS)
     direct = sample(unet, PROMPTS, SEEDS, [Schedule(()), *SCHEDS], CFG, progress=False).images
     m = compare(direct[0], direct[1:])
-    np.testing.assert_allclose(table.ssim.to_numpy().reshape(3, 3), m["ssim"], atol=1e-6)
+    # direct sampling batches the schedules differently: equal up to float rounding
+    np.testing.assert_allclose(table.ssim.to_numpy().reshape(3, 3), m["ssim"], atol=1e-4)
     assert table.attrs["images"]["nb4"].shape == (2, 32, 32, 3)
 
 

@@ -34,8 +34,9 @@ def fresh(unet):
 
 
 def test_empty_schedule_equals_baseline_bit_for_bit(unet, base, fresh):
-    assert torch.equal(fresh.images[0], base.x0)
     assert torch.equal(sample(unet, PROMPTS, SEEDS, Schedule(()), CFG, progress=False).images[0], base.x0)
+    # in a batch with other schedules the rows are computed in other batch shapes: equal up to rounding
+    torch.testing.assert_close(fresh.images[0], base.x0, atol=1e-5, rtol=0)
 
 
 def test_trajectory_ends_where_it_starts_and_finishes(base):
@@ -44,9 +45,18 @@ def test_trajectory_ends_where_it_starts_and_finishes(base):
     assert base.x0.abs().max() <= 1.0 + 1e-6 and base.x0_hat.abs().max() <= 1.0
 
 
-def test_resumed_equals_full_rerun(unet, base, fresh):
+@pytest.mark.parametrize("k", range(1, len(SCHEDULES)))
+def test_resumed_equals_full_rerun_bit_for_bit(unet, base, k):
+    """Same batch shapes (one schedule, the baseline's samples): resuming changes nothing, to the bit."""
+    rerun = sample(unet, PROMPTS, SEEDS, SCHEDULES[k], CFG, progress=False)
+    resumed = sample(unet, PROMPTS, SEEDS, SCHEDULES[k], CFG, baseline=base, progress=False)
+    assert torch.equal(resumed.images, rerun.images)
+    assert resumed.stats.unet_calls < rerun.stats.unet_calls
+
+
+def test_resumed_batch_equals_full_rerun(unet, base, fresh):
     resumed = sample(unet, PROMPTS, SEEDS, SCHEDULES, CFG, baseline=base, progress=False)
-    assert torch.equal(resumed.images, fresh.images)
+    torch.testing.assert_close(resumed.images, fresh.images, atol=1e-5, rtol=0)
     assert resumed.stats.unet_calls < fresh.stats.unet_calls
 
 

@@ -7,7 +7,7 @@ against a number of sampling steps ``K`` and a Unet's block counts gives the lis
     >>> sched = Schedule((DropBlocks(t_start=65, n=5, nb=6), EarlyStop(t=18)))
     >>> steps = sched.compile(num_steps=100, n_blocks=16, n_skips=16)
     >>> len(steps), steps[35]
-    (83, Step(t=65, next_t=64, zero_skips=0, drop_blocks=6, fill='zeros', stop=False))
+    (83, Step(t=65, next_t=64, zero_skips=0, drop_blocks=6, fill='zeros', stop=False, guided=True))
 
 Step numbering is the paper's: ``t = K ... 1``, ``t = K`` starts from pure noise (see
 :mod:`unetdyn.schedule` for the mapping to GLIDE's indices).
