@@ -7,7 +7,9 @@ the job's next ``t``; an early stop returns that step's x0 estimate.
 
 Determinism: the starting noise of a sample and the noise added at step ``t`` derive from
 ``(seed, t)`` alone (:func:`step_noise`), so results do not depend on batch size, batch
-composition or order, and an intervened run and its baseline see the same noise.
+composition or order (beyond the rounding of the CPU kernels, which pick other code paths for
+other batch shapes: equal shapes give equal bits), and an intervened run and its baseline see
+the same noise.
 
 Prefix reuse: given the baseline :class:`Trajectory` of the same samples, a job starts at
 its schedule's first intervened step from the baseline's ``x_t`` instead of recomputing
