@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["band", "image_rows", "paper_vs_ours", "mark_threshold", "mark_phases"]
+__all__ = ["band", "image_rows", "paper_vs_ours", "mark_phases"]
 
 
 def band(ax, curve: pd.DataFrame, x: str, k: float = 1.0, label: str | None = None, color=None, marker: str = ""):
@@ -20,10 +20,6 @@ def band(ax, curve: pd.DataFrame, x: str, k: float = 1.0, label: str | None = No
     line = ax.plot(c[x], c["mean"], marker=marker, ms=3, label=label, color=color)[0]
     ax.fill_between(c[x], c["mean"] - k * c["std"], c["mean"] + k * c["std"], color=line.get_color(), alpha=0.2, lw=0)
     return line
-
-
-def mark_threshold(ax, y: float, label: str | None = None) -> None:
-    ax.axhline(y, color="crimson", ls="--", lw=1, label=label or f"threshold {y}")
 
 
 def mark_phases(ax, boundaries: Sequence[float], labels=("phase 1", "phase 2", "phase 3"), x_max: float = 100) -> None:

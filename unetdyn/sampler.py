@@ -82,7 +82,6 @@ class Stats:
     """What the sampler actually computed."""
 
     unet_calls: int = 0  # per sample (a guided call counts once)
-    sample_steps: int = 0  # rows of x updated
     encoder_blocks: int = 0  # block evaluations, per sample (guidance doubling not counted)
     middle_blocks: int = 0
     decoder_blocks: int = 0
@@ -307,7 +306,6 @@ def _run_step(
         callback(t, [(j.row, j.col) for j in chunk], x, x0)
     return Stats(
         unet_calls=b,
-        sample_steps=b,
         encoder_blocks=b * res.encoder_blocks,
         middle_blocks=b * int(res.middle),
         decoder_blocks=b * res.decoder_blocks,
