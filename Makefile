@@ -1,4 +1,4 @@
-# The two commands of the README:  `make sample` (main job)  and  `make test`.
+# The two commands of the README:  `make book` (main job: the book from the committed results)  and  `make test`.
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin

@@ -104,3 +104,29 @@ def test_baseline_metrics(sweep):
 def test_names_must_be_unique(sweep):
     with pytest.raises(ValueError, match="unique"):
         sweep.run([SCHEDS[0], SCHEDS[0]])
+
+
+def test_timing_is_measured_once_then_read_from_cache(unet, sweep, tmp_path, monkeypatch):
+    scheds = [Schedule((), name="full"), SCHEDS[2]]
+    first = sweep.timing(scheds, samples=2, repeats=1)
+    assert list(first.schedule) == ["full", "nb4"] and (first.seconds > 0).all()
+    assert np.allclose(first.per_sample, first.seconds / 2)
+    import unetdyn.experiments as ex
+
+    monkeypatch.setattr(ex, "sample", lambda *a, **k: pytest.fail("a cached timing was measured again"))
+    again = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).timing(scheds, samples=2, repeats=1)
+    assert again.equals(first)
+    with pytest.raises(ValueError, match="samples=4 must be in 1..3"):
+        sweep.timing(scheds, samples=4)
+
+
+def test_adapted_shortcut_follows_the_thresholds():
+    from unetdyn.experiments import adapted_shortcut, early_stop_t
+    from unetdyn.plan import EarlyStop, preset
+
+    assert adapted_shortcut({6: 65, 8: 60}, 18).interventions == preset("paper-shortcut").interventions
+    later = adapted_shortcut({6: 80, 8: 70}, 40)  # the last cut (t = 41..35) would cross the stop at 40: dropped
+    assert later.interventions == (DropBlocks(80, 5, 6), DropBlocks(70, 2, 8), DropBlocks(57, 7, 8), EarlyStop(40))
+    assert adapted_shortcut({6: None, 8: None}, None).interventions == ()
+    curve = np.array([[1.0, 1.0], [0.95, 0.97], [0.9, 0.8], [0.5, 0.6]])  # ssim_x0hat[t, sample], t = 0..3
+    assert early_stop_t(curve, 0.85) == 2 and early_stop_t(curve, 0.99) is None

@@ -148,3 +148,15 @@ def test_sampler_and_sweep_key_run_on_glide(glide: GlideUnet):
     assert not torch.equal(res.images[0], res.images[1])
     assert res.stats.encoder_blocks == 16 + 16 + 8 + 16  # full: 2 calls; cut: one truncated call, one full
     assert len(model_id(glide)) == 64
+
+
+def test_alternatives_cost_on_glide(glide: GlideUnet):
+    from unetdyn.alternatives import glide_costs, methods
+
+    ms = [m for m in methods() if m.name in ("full", "paper shortcut", "guidance truncated last 10", "ancestral K=50")]
+    g = glide_costs(glide, ms, repeats=0, progress=False).set_index("method")
+    assert g.loc["paper shortcut", "flop_saving"] == pytest.approx(0.234, abs=0.001)  # as measured in the cost tests
+    assert g.loc["ancestral K=50", "flop_saving"] == pytest.approx(0.5, abs=0.001)  # the text encoded once either way
+    assert 0.04 < g.loc["guidance truncated last 10", "flop_saving"] < 0.05  # 10 of 100 calls at one row of two
+    every = g.loc["text encoded every step"]
+    assert every.flop_saving == pytest.approx(-0.0295, abs=0.001)  # GLIDE's text transformer: ~3% of a call

@@ -27,7 +27,7 @@ from .paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
 
 __all__ = ["NOTEBOOKS", "load_params", "execute", "build", "offline_violations", "make_book"]
 
-NOTEBOOKS = ("01_phases", "02_skip_vs_deconv", "03_nb_sweep", "04_n_limit", "05_relaxation", "06_shortcut")
+NOTEBOOKS = ("01_phases", "02_skip_vs_deconv", "03_nb_sweep", "04_n_limit", "05_relaxation", "06_shortcut", "07_alternatives")
 PARAMS_FILE = BOOK_DIR / "params.yaml"
 # anything the browser would fetch from elsewhere
 _REMOTE = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//[^"']+\.(?:js|css|woff2?|ttf)(?:\?[^"']*)?["']""", re.I)

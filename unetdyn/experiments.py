@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .fileio import atomic_write
 from .metrics import compare, psnr, ssim, to_uint8
-from .plan import DropBlocks, Schedule, SkipSteps, ZeroSkips
+from .plan import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
 from .sampler import SamplerConfig, Trajectory, sample, trajectory
 from .unet import Unet
 
@@ -48,6 +48,8 @@ __all__ = [
     "first_reaching",
     "reach_t_starts",
     "phase_boundaries",
+    "early_stop_t",
+    "adapted_shortcut",
 ]
 
 SCHEMA_VERSION = 1
@@ -126,7 +128,7 @@ class Sweep:
         seeds: Sequence[int],
         config: SamplerConfig = SamplerConfig(),
         cache: Cache | None = None,
-        batch_size: int = 128,
+        batch_size: int = 16,
         progress: bool = True,
     ):
         self.unet, self.config, self.cache = unet, config, cache
@@ -259,6 +261,49 @@ class Sweep:
         return table
 
 
+    def timing(
+        self, schedules: Sequence[Schedule], samples: int, repeats: int = 3, refresh: bool = False
+    ) -> pd.DataFrame:
+        """Wall-clock of sampling the first ``samples`` samples from scratch under each schedule.
+
+        Median of ``repeats`` runs after one warm-up run. A timing is a measurement of the
+        machine that made it, so it is cached like a result (with the machine, threads and
+        date beside it) and shown as measured then; ``refresh=True`` measures again.
+
+        Returns columns ``schedule, seconds, per_sample, host, threads, date``.
+        """
+        import datetime
+        import platform
+        import time
+
+        import torch
+
+        if not 1 <= samples <= len(self.seeds):
+            raise ValueError(f"samples={samples} must be in 1..{len(self.seeds)} (the sweep's samples)")
+        if repeats < 1:
+            raise ValueError(f"repeats={repeats} must be >= 1")
+        key = self.key("timing", {"schedules": [s.to_dict()["interventions"] for s in schedules], "samples": samples,
+                                  "repeats": repeats, "batch_size": self.batch_size})
+        hit = None if (refresh or self.cache is None) else self.cache.get(key)
+        if hit is None:
+            prompts, seeds = self.prompts[:samples], self.seeds[:samples]
+
+            def run(s: Schedule) -> float:
+                t0 = time.perf_counter()
+                sample(self.unet, prompts, seeds, s, self.config, batch_size=self.batch_size, progress=False)
+                return time.perf_counter() - t0
+
+            run(schedules[0])  # warm-up
+            secs = np.array([np.median([run(s) for _ in range(repeats)]) for s in schedules])
+            meta = {"host": platform.node(), "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat()}
+            hit = {"seconds": secs, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+            if self.cache is not None:
+                self.cache.put(key, hit)
+        meta = json.loads(bytes(hit["meta"]).decode())
+        return pd.DataFrame({"schedule": [s.name for s in schedules], "seconds": hit["seconds"],
+                             "per_sample": hit["seconds"] / samples, **meta})
+
+
 # -- the paper's experiments as schedule families -------------------------------------------
 
 
@@ -309,17 +354,28 @@ def mean_sd(table: pd.DataFrame, by: str | list[str], metric: str = "ssim") -> p
 
 
 def first_reaching(curve: pd.DataFrame, x: str, threshold: float, from_high: bool = True) -> float | None:
-    """Scanning ``x`` from high to low (time runs that way), the first x where the mean reaches the threshold."""
-    c = curve.sort_values(x, ascending=not from_high)
-    hit = c[c["mean"] >= threshold]
-    return None if hit.empty else float(hit[x].iloc[0])
+    """Scanning ``x`` from high to low (time runs that way), the first x from which the mean stays at or
+    above ``threshold`` for the rest of the scan (the paper's "SSIM >= 0.8 from t_start ~60 on").
+
+    A curve that touches the threshold early and dips below it again does not count there.
+
+    Example:
+        >>> c = pd.DataFrame({"t": [100, 90, 80, 70], "mean": [0.9, 0.7, 0.85, 0.95]})
+        >>> first_reaching(c, "t", 0.8)
+        80.0
+    """
+    c = curve.sort_values(x, ascending=not from_high).reset_index(drop=True)
+    below = np.flatnonzero(c["mean"].to_numpy() < threshold)
+    start = 0 if below.size == 0 else int(below[-1]) + 1
+    return None if start >= len(c) else float(c[x].iloc[start])
 
 
 def reach_t_starts(
     sweep: Sweep, nbs: Sequence[int], n: int = 5, t_stride: int = 5, threshold: float = 0.8
 ) -> dict[int, int | None]:
-    """Per ``nb``, the first ``t_start`` (from pure noise on) where removing it for ``n`` steps keeps
-    mean SSIM >= ``threshold``: the paper's Fig. 8 reading, on the sweep's own model (cached)."""
+    """Per ``nb``, the first ``t_start`` (from pure noise on) from which removing the blocks for ``n``
+    steps keeps mean SSIM >= ``threshold`` at every later start: the paper's Fig. 8 reading, on the
+    sweep's own model (cached)."""
     grid = list(range(sweep.config.steps, n - 1, -t_stride))
     out: dict[int, int | None] = {}
     for nb in nbs:
@@ -345,6 +401,47 @@ def phase_boundaries(curve: pd.DataFrame, x: str = "t_start", smooth: int = 5) -
     peak = int(np.argmax(m[: max(half, 1) + 1]))
     trough = peak + int(np.argmin(m[peak:]))
     return float(xs[peak]), float(xs[trough])
+
+
+def early_stop_t(ssim_x0hat: np.ndarray, threshold: float) -> int | None:
+    """The first step (from pure noise on) at which the mean SSIM of the x0 estimate to the
+    output reaches ``threshold`` (``ssim_x0hat[t, i]`` as in :meth:`Sweep.baseline`), or None."""
+    mean = np.asarray(ssim_x0hat).mean(axis=1)
+    return next((t for t in range(len(mean) - 1, 0, -1) if mean[t] >= threshold), None)
+
+
+def adapted_shortcut(reach: dict[int, int | None], stop_t: int | None, name: str = "adapted shortcut") -> Schedule:
+    """The paper's Fig. 11 pattern placed at a model's own thresholds.
+
+    The paper removes nb = 6 blocks for 5 steps from where Fig. 8 says that keeps SSIM 0.8
+    (t = 65), then nb = 8 for 2 steps (from t = 60, where nb = 8 does), relaxes 11 steps, cuts
+    nb = 8 for 7, relaxes 9, cuts 7 again, and stops early where the x0 estimate is accurate.
+    Here the same pattern starts at ``reach[6]`` and ``reach[8]`` (e.g. from
+    :func:`reach_t_starts`) and stops at ``stop_t``; a cut is dropped when its threshold was
+    never reached or when it would run into the early stop.
+
+    Example (the paper's thresholds give the paper's schedule):
+        >>> from unetdyn.plan import preset
+        >>> adapted_shortcut({6: 65, 8: 60}, 18).interventions == preset("paper-shortcut").interventions
+        True
+    """
+    t6, t8 = reach.get(6), reach.get(8)
+    floor = stop_t or 0
+    ivs: list = []
+
+    def cut(t_start: int, n: int, nb: int) -> None:
+        if t_start - n + 1 > floor:
+            ivs.append(DropBlocks(t_start=t_start, n=n, nb=nb))
+
+    if t6 is not None:
+        cut(t6, 5, 6)
+    if t8 is not None:
+        a = min(t6 - 5, t8) if t6 is not None else t8
+        for start, n in ((a, 2), (a - 13, 7), (a - 29, 7)):  # relax 11 after the first, 9 after the second
+            cut(start, n, 8)
+    if stop_t is not None:
+        ivs.append(EarlyStop(t=stop_t))
+    return Schedule(tuple(ivs), name=name)
 
 
 # -- opening a sweep from notebook parameters ------------------------------------------------
@@ -386,7 +483,7 @@ def open_sweep(
     guidance: float = 3.0,
     device: str | None = None,
     cache_dir: str | Path | None = None,
-    batch_size: int = 256,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> Sweep:
     """The sweep a notebook works with, from its parameters (the default cache: ``data/cache``)."""

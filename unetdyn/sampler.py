@@ -68,6 +68,9 @@ class SamplerConfig:
 def step_noise(seed: int, t: int, shape: Sequence[int], kind: str = "step") -> torch.Tensor:
     """The noise of sample ``seed`` at step ``t`` (``kind="init"``: the starting ``x_K``).
 
+    The sampler draws the starting noise with ``t=0`` whatever ``K``, so samplers with fewer
+    steps start from the same ``x_K`` as the 100-step one (only the per-step noise differs).
+
     Example:
         >>> torch.equal(step_noise(3, 50, (3, 8, 8)), step_noise(3, 50, (3, 8, 8)))
         True
@@ -211,7 +214,7 @@ def sample(
             if baseline is not None and s.first_step() is None:  # the baseline itself: nothing to run
                 jobs.append(_Job(row, col, seed, by_t, 0, baseline.x0[col], out=baseline.x0[col].to(dev)))
                 continue
-            x = baseline.xs[t0, col] if baseline is not None else step_noise(seed, K, shape, "init")
+            x = baseline.xs[t0, col] if baseline is not None else step_noise(seed, 0, shape, "init")
             jobs.append(_Job(row, col, seed, by_t, t0, x.to(dev, torch.float32), keep))
 
     stats = Stats()

@@ -1,0 +1,352 @@
+"""The paper's shortcut beside the speed-ups a user could pick instead (issue #5).
+
+Every method is data: a :class:`Method` is a schedule plus a sampler config. The families:
+
+- ``full``: the 100-step sampler (the reference every other method is compared with);
+- ``paper shortcut``: the paper's Fig. 11 schedule, and its two parts alone (block removal
+  alone; early stop alone);
+- ``fewer steps``: the same ancestral sampler respaced to K < 100 steps;
+- ``DDIM``: deterministic DDIM (eta = 0) at the same K;
+- ``dual depth``: DuoDiff-style, the network with its bottom ``nb`` decoder blocks dropped
+  for the first steps and the full one after a switch point (DuoDiff trains its shallow
+  network; here it is the truncated Unet itself, training-free);
+- ``DeepCache``: the bottom ``nb`` decoder blocks reused from the last full step (the
+  drop-blocks intervention with ``fill="cache"``), refreshed every ``k`` steps;
+- ``guidance truncation``: classifier-free guidance's unconditional branch dropped in the
+  last ``m`` steps.
+
+:func:`measure` runs them on the same prompts and seeds and reports, per method, the
+FLOPs it executes, its wall-clock per sample (median of repeats after a warm-up) and
+SSIM/PSNR to the full output. :func:`glide_costs` gives GLIDE's FLOPs and a per-call
+timed cost for the same methods (random weights suffice: cost does not depend on them).
+
+Example:
+    >>> ms = methods()
+    >>> [m.name for m in ms][:3]
+    ['full', 'paper shortcut', 'shortcut: blocks only']
+    >>> next(m for m in ms if m.name == "DeepCache nb=12 k=3").schedule.interventions[0]
+    DropBlocks(t_start=99, n=2, nb=12, fill='cache')
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .cost import forward_flops
+from .metrics import compare
+from .plan import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
+from .sampler import SamplerConfig, Trajectory, sample, step_noise, trajectory
+from .unet import Surgery, Unet, forward
+
+__all__ = [
+    "FAMILIES",
+    "Method",
+    "methods",
+    "dual_depth",
+    "deepcache",
+    "guidance_truncation",
+    "CallCost",
+    "measure",
+    "glide_costs",
+    "pareto",
+]
+
+FAMILIES = ("full", "paper shortcut", "fewer steps", "DDIM", "dual depth", "DeepCache", "guidance truncation")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to sample: a schedule on a sampler config, with its family and strength.
+
+    ``strength`` is the family's knob (K, the switch step, the refresh interval, the
+    number of unguided steps), for labelling plots.
+    """
+
+    family: str
+    name: str
+    schedule: Schedule
+    config: SamplerConfig
+    strength: float = 0.0
+
+
+def dual_depth(K: int, nb: int, switch: int) -> Schedule:
+    """The bottom ``nb`` decoder blocks dropped (zeros) from step ``K`` down to ``switch + 1``."""
+    if not 0 <= switch < K:
+        raise ValueError(f"switch={switch} must be in 0..{K - 1}")
+    return Schedule((DropBlocks(t_start=K, n=K - switch, nb=nb),), name=f"dual depth nb={nb} switch={switch}")
+
+
+def deepcache(K: int, nb: int, k: int) -> Schedule:
+    """Full step at ``K, K-k, K-2k, ...``; in between the bottom ``nb`` blocks come from the cache."""
+    if k < 2:
+        raise ValueError(f"deepcache refresh interval k={k} must be >= 2 (k=1 is the full sampler)")
+    ivs = []
+    for full in range(K, 0, -k):
+        n = min(k - 1, full - 1)
+        if n >= 1:
+            ivs.append(DropBlocks(t_start=full - 1, n=n, nb=nb, fill="cache"))
+    return Schedule(tuple(ivs), name=f"DeepCache nb={nb} k={k}")
+
+
+def guidance_truncation(m: int) -> Schedule:
+    """The last ``m`` steps without the unconditional branch (guidance scale 1 there)."""
+    return Schedule((DropGuidance(t_start=m, n=m),), name=f"guidance truncated last {m}")
+
+
+def methods(
+    K: int = 100,
+    guidance: float = 3.0,
+    fewer: Sequence[int] = (50, 60, 70, 80, 90),
+    dual: Sequence[tuple[int, int]] = ((4, 90), (8, 90), (8, 80)),
+    cache: Sequence[tuple[int, int]] = ((8, 3), (12, 2), (12, 3), (12, 5)),
+    truncate: Sequence[int] = (10, 20, 40),
+) -> list[Method]:
+    """Every method of the comparison, the reference (``full``) first.
+
+    ``fewer``: the K of the respaced samplers (ancestral and DDIM; DDIM also at ``K``);
+    ``dual``: (nb, switch) pairs; ``cache``: (nb, refresh interval k) pairs; ``truncate``:
+    unguided final steps. The paper's shortcut is defined on 100 steps and is left out
+    for other ``K``.
+    """
+    base = SamplerConfig(steps=K, guidance=guidance)
+    shortcut = preset("paper-shortcut")
+    blocks = tuple(iv for iv in shortcut.interventions if not isinstance(iv, EarlyStop))
+    stop = tuple(iv for iv in shortcut.interventions if isinstance(iv, EarlyStop))
+    out = [Method("full", "full", preset("full"), base, K)]
+    if K == 100:
+        out += [
+            Method("paper shortcut", "paper shortcut", shortcut, base),
+            Method("paper shortcut", "shortcut: blocks only", Schedule(blocks, name="shortcut: blocks only"), base),
+            Method("paper shortcut", "shortcut: early stop only", Schedule(stop, name="shortcut: early stop only"), base),
+        ]
+    for k in fewer:
+        out.append(Method("fewer steps", f"ancestral K={k}", preset("full"), replace(base, steps=k), k))
+    for k in [*fewer, K]:
+        out.append(Method("DDIM", f"DDIM K={k}", preset("full"), replace(base, steps=k, method="ddim"), k))
+    for nb, sw in dual:
+        s = dual_depth(K, nb, sw)
+        out.append(Method("dual depth", s.name, s, base, sw))
+    for nb, k in cache:
+        s = deepcache(K, nb, k)
+        out.append(Method("DeepCache", s.name, s, base, k))
+    for m in truncate:
+        s = guidance_truncation(m)
+        out.append(Method("guidance truncation", s.name, s, base, m))
+    return out
+
+
+class CallCost:
+    """FLOPs and (optionally) timed seconds of one Unet call, per distinct surgery and row count.
+
+    Each distinct (zero_skips, drop_blocks, rows) forward is counted once and remembered;
+    a method's cost is the sum over the calls its schedule compiles to.
+    """
+
+    def __init__(self, unet: Unet, prompt: Any = None, batch: int = 1, repeats: int = 0):
+        self.unet, self.prompt, self.batch, self.repeats = unet, prompt, batch, repeats
+        self._flops: dict[tuple[int, int, int], float] = {}
+        self._secs: dict[tuple[int, int, int], float] = {}
+        self.condition_flops = float(self._count_condition())
+
+    def _count_condition(self) -> int:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.unet.condition([self.prompt])
+        return counter.get_total_flops()
+
+    def flops(self, zs: int, nb: int, rows: int) -> float:
+        key = (zs, nb, rows)
+        if key not in self._flops:
+            self._flops[key] = float(forward_flops(self.unet, Surgery(zs, nb), rows, self.prompt))
+        return self._flops[key]
+
+    @torch.no_grad()
+    def seconds(self, zs: int, nb: int, rows: int) -> float:
+        """Median wall-clock of one forward of ``batch`` samples (times ``rows``), per sample."""
+        key = (zs, nb, rows)
+        if key not in self._secs:
+            unet, n = self.unet, rows * self.batch
+            cond = unet.condition([self.prompt] * n)
+            x = step_noise(0, 1, (n, *unet.image_shape)).to(unet.device, unet.dtype)
+            t = torch.full((n,), 500, dtype=torch.long, device=unet.device)
+            times = []
+            for k in range(1 + max(self.repeats, 1)):
+                _sync(unet)
+                t0 = time.perf_counter()
+                forward(unet, x, t, cond, Surgery(zs, nb))
+                _sync(unet)
+                if k:
+                    times.append(time.perf_counter() - t0)
+            self._secs[key] = statistics.median(times) / self.batch
+        return self._secs[key]
+
+    def calls(self, m: Method) -> Counter:
+        """How many Unet calls of each (zero_skips, drop_blocks, rows) one sample of ``m`` makes."""
+        unet = self.unet
+        steps = m.schedule.compile(m.config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
+        guided = m.config.guidance != 1.0
+        return Counter((s.zero_skips, s.drop_blocks, 2 if (s.guided and guided) else 1) for s in steps)
+
+    def method_flops(self, m: Method, encode_every_step: bool = False) -> float:
+        """FLOPs per sample; the prompt encoded once, or at every call (as GLIDE's notebook does)."""
+        calls = self.calls(m)
+        enc = self.condition_flops * (sum(calls.values()) if encode_every_step else 1)
+        return sum(n * self.flops(*key) for key, n in calls.items()) + enc
+
+    def method_seconds(self, m: Method) -> float:
+        """Seconds per sample, summed from the timed per-call costs (the encoding not included)."""
+        return sum(n * self.seconds(*key) for key, n in self.calls(m).items())
+
+
+def _sync(unet: Unet) -> None:
+    if unet.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _summary(vals: np.ndarray, prefix: str) -> dict[str, float]:
+    v = vals[np.isfinite(vals)]
+    if v.size == 0:  # identical to the reference everywhere (PSNR inf)
+        return {f"{prefix}_mean": float("inf"), f"{prefix}_sd": 0.0, f"{prefix}_p5": float("inf")}
+    return {
+        f"{prefix}_mean": float(v.mean()),
+        f"{prefix}_sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        f"{prefix}_p5": float(np.percentile(v, 5)),
+    }
+
+
+def _timed_run(unet, prompts, seeds, m: Method, batch_size: int) -> float:
+    _sync(unet)
+    t0 = time.perf_counter()
+    sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False)
+    _sync(unet)
+    return time.perf_counter() - t0
+
+
+def measure(
+    unet: Unet,
+    ms: Sequence[Method],
+    prompts: Sequence[Any],
+    seeds: Sequence[int],
+    timing_samples: int = 8,
+    repeats: int = 3,
+    batch_size: int = 16,
+    progress: bool = True,
+    on_row: Callable[[dict], None] | None = None,
+    judge: Callable[[torch.Tensor], np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Quality, FLOPs and wall-clock of every method, on the same prompts and seeds.
+
+    Quality: SSIM/PSNR of each method's output to the first method's (the full sampler),
+    over all samples; methods on the reference's sampler config resume from its trajectory
+    (bit-identical to a rerun for equal batch shapes; rounding-level otherwise).
+    Time: wall-clock of sampling the first ``timing_samples`` samples from scratch, median
+    of ``repeats`` runs after one warm-up run, per sample. ``on_row`` sees each row as
+    soon as it is measured (to save partial results). ``judge(images)`` (optional) says per
+    sample whether an output is acceptable on its own terms (for the built-in model: the
+    classifier sees the prompted class); its mean is the column ``agreement``. It matters
+    because SSIM to the reference only asks "is this the same picture": a sampler that draws
+    its noise on other steps makes another, possibly as good, picture.
+
+    Returns one row per method: ``family, method, strength, steps, unet_calls, flops,
+    flop_saving, sec_per_sample, speedup``, ``ssim_/psnr_`` ``mean, sd, p5`` and, with a
+    judge, ``agreement``.
+    """
+    ref = ms[0]
+    if ref.schedule.interventions:
+        raise ValueError(f"the first method is the reference and must be a full schedule, got {ref.name!r}")
+    base: Trajectory = trajectory(unet, prompts, seeds, ref.config, batch_size, progress)
+    costs = CallCost(unet, prompts[0])
+    t_prompts, t_seeds = list(prompts)[:timing_samples], list(seeds)[:timing_samples]
+    if repeats > 0:
+        _timed_run(unet, t_prompts, t_seeds, ref, batch_size)  # warm-up
+    rows, ref_sec, ref_flops = [], None, None
+    for m in tqdm(ms, desc="methods", unit="method", disable=not progress):
+        resume = base if m.config == ref.config else None
+        out = sample(unet, prompts, seeds, m.schedule, m.config, baseline=resume, batch_size=batch_size, progress=False)
+        q = compare(base.x0, out.images[0])
+        secs = [_timed_run(unet, t_prompts, t_seeds, m, batch_size) for _ in range(repeats)]
+        sec = statistics.median(secs) / len(t_seeds) if secs else float("nan")
+        flops = costs.method_flops(m)
+        if ref_sec is None:
+            ref_sec, ref_flops = sec, flops
+        row = {
+            "family": m.family,
+            "method": m.name,
+            "strength": m.strength,
+            "steps": m.config.steps,
+            "unet_calls": sum(costs.calls(m).values()),
+            "flops": flops,
+            "flop_saving": 1.0 - flops / ref_flops,
+            "sec_per_sample": sec,
+            "speedup": ref_sec / sec if secs else float("nan"),
+            **_summary(q["ssim"], "ssim"),
+            **_summary(q["psnr"], "psnr"),
+        }
+        if judge is not None:
+            row["agreement"] = float(np.mean(judge(out.images[0])))
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return pd.DataFrame(rows)
+
+
+def glide_costs(unet: Unet, ms: Sequence[Method], prompt: str = "a photo of a corgi", repeats: int = 3,
+                batch: int = 1, progress: bool = True) -> pd.DataFrame:
+    """GLIDE's cost of every method: FLOPs, and seconds per sample summed from timed calls.
+
+    Weights do not change cost, so random weights serve. The encoding is counted once per
+    sample; ``flops_text_every_step`` adds it at every call, as GLIDE's notebook does, and the
+    extra row ``text encoded every step`` is the full sampler so. Seconds: each distinct
+    (surgery, rows) forward timed on ``batch`` samples, median of ``repeats`` after a warm-up
+    (``repeats=0``: FLOPs only).
+    """
+    cc = CallCost(unet, prompt, batch=batch, repeats=repeats)
+    ref = ms[0]
+    ref_flops = cc.method_flops(ref)
+    ref_sec = cc.method_seconds(ref) if repeats else float("nan")
+    rows = []
+    for m in tqdm(ms, desc="methods", unit="method", disable=not progress):
+        flops = cc.method_flops(m)
+        sec = cc.method_seconds(m) if repeats else float("nan")
+        rows.append({
+            "family": m.family,
+            "method": m.name,
+            "strength": m.strength,
+            "steps": m.config.steps,
+            "unet_calls": sum(cc.calls(m).values()),
+            "flops": flops,
+            "flops_text_every_step": cc.method_flops(m, encode_every_step=True),
+            "flop_saving": 1.0 - flops / ref_flops,
+            "sec_per_sample": sec,
+            "speedup": ref_sec / sec if repeats else float("nan"),
+        })
+    every = cc.method_flops(ref, encode_every_step=True)
+    rows.append({
+        "family": "full", "method": "text encoded every step", "strength": ref.config.steps,
+        "steps": ref.config.steps, "unet_calls": sum(cc.calls(ref).values()), "flops": every,
+        "flops_text_every_step": every, "flop_saving": 1.0 - every / ref_flops,
+        "sec_per_sample": float("nan"), "speedup": float("nan"),
+    })
+    return pd.DataFrame(rows)
+
+
+def pareto(table: pd.DataFrame, x: str = "ssim_mean", y: str = "speedup") -> pd.DataFrame:
+    """The rows no other row beats on both ``x`` and ``y`` (higher is better for both), by ``y``."""
+    t = table.dropna(subset=[x, y])
+    keep = []
+    for i, r in t.iterrows():
+        dominated = ((t[x] >= r[x]) & (t[y] >= r[y]) & ((t[x] > r[x]) | (t[y] > r[y]))).any()
+        if not dominated:
+            keep.append(i)
+    return t.loc[keep].sort_values(y)
