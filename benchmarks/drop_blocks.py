@@ -10,35 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from unetdyn.cost import forward_flops
+from unetdyn.cost import CallCost
 from unetdyn.models import load_unet
-from unetdyn.sampler import step_noise
-from unetdyn.unet import Surgery, forward
-
-
-def time_forward(unet, surgery: Surgery, rows: int, repeats: int, warmup: int = 2) -> float:
-    prompts = [None] * rows
-    cond = unet.condition(prompts)
-    x = step_noise(0, 1, (rows, *unet.image_shape)).to(unet.device, unet.dtype)
-    t = torch.full((rows,), 500, dtype=torch.long, device=unet.device)
-    times = []
-    with torch.no_grad():
-        for k in range(warmup + repeats):
-            if unet.device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            forward(unet, x, t, cond, surgery)
-            if unet.device.type == "cuda":
-                torch.cuda.synchronize()
-            if k >= warmup:
-                times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -53,12 +30,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     unet = load_unet(args.model, device=args.device, random_weights=args.random_weights)
-    rows = 2 * args.batch
+    timer = CallCost(unet, batch=args.batch, repeats=args.repeats)
     results = []
     for nb in (int(s) for s in args.nbs.split(",")):
-        surgery = Surgery(drop_blocks=nb)
-        sec = time_forward(unet, surgery, rows, args.repeats)
-        flops = forward_flops(unet, surgery, rows)
+        sec = timer.seconds(0, nb, 2) * args.batch  # one guided step of the whole batch
+        flops = timer.flops(0, nb, 2) * args.batch
         results.append({"nb": nb, "seconds_per_step": sec, "gflop_per_step": flops / 1e9})
     full = results[0]
     print(f"{args.model} Unet, {args.device}, {args.batch} samples x 2 (guidance) per step, torch {torch.__version__}, "

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from unetdyn.alternatives import (
-    CallCost,
     deepcache,
     dual_depth,
     glide_costs,
@@ -17,6 +16,7 @@ from unetdyn.alternatives import (
     methods,
     pareto,
 )
+from unetdyn.cost import CallCost
 from unetdyn.plan import DropBlocks, EarlyStop, preset
 from unetdyn.sampler import SamplerConfig, trajectory
 
@@ -101,9 +101,10 @@ def test_measure_needs_the_full_sampler_first(unet):
 def test_call_costs_sum_per_call(unet, one_thread):
     cc = CallCost(unet, "circle")
     ms = {m.name: m for m in methods(**SMALL)}
-    full, half = cc.method_flops(ms["full"]), cc.method_flops(ms["ancestral K=5"])
+    full = cc.flops_per_sample(ms["full"].schedule, ms["full"].config)
+    half = cc.flops_per_sample(ms["ancestral K=5"].schedule, ms["ancestral K=5"].config)
     assert full - cc.condition_flops == pytest.approx(2 * (half - cc.condition_flops))
-    assert cc.method_flops(ms["full"], encode_every_step=True) == pytest.approx(full + 9 * cc.condition_flops)
+    assert cc.flops_per_sample(ms["full"].schedule, ms["full"].config, encode_every_step=True) == pytest.approx(full + 9 * cc.condition_flops)
     g = glide_costs(unet, list(ms.values()), prompt="circle", repeats=0, progress=False)
     assert g.iloc[-1].method == "text encoded every step" and g.iloc[-1].flop_saving <= 0  # a class embedding: ~0 FLOPs
     assert (g.flops_text_every_step >= g.flops).all()

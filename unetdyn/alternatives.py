@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,11 +41,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .cost import forward_flops
+from .cost import CallCost, sync
 from .metrics import compare
 from .plan import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
-from .sampler import SamplerConfig, Trajectory, sample, step_noise, trajectory
-from .unet import Surgery, Unet, forward
+from .sampler import SamplerConfig, Trajectory, sample, trajectory
+from .unet import Unet
 
 __all__ = [
     "FAMILIES",
@@ -55,7 +54,6 @@ __all__ = [
     "dual_depth",
     "deepcache",
     "guidance_truncation",
-    "CallCost",
     "measure",
     "glide_costs",
     "pareto",
@@ -145,75 +143,6 @@ def methods(
     return out
 
 
-class CallCost:
-    """FLOPs and (optionally) timed seconds of one Unet call, per distinct surgery and row count.
-
-    Each distinct (zero_skips, drop_blocks, rows) forward is counted once and remembered;
-    a method's cost is the sum over the calls its schedule compiles to.
-    """
-
-    def __init__(self, unet: Unet, prompt: Any = None, batch: int = 1, repeats: int = 0):
-        self.unet, self.prompt, self.batch, self.repeats = unet, prompt, batch, repeats
-        self._flops: dict[tuple[int, int, int], float] = {}
-        self._secs: dict[tuple[int, int, int], float] = {}
-        self.condition_flops = float(self._count_condition())
-
-    def _count_condition(self) -> int:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            self.unet.condition([self.prompt])
-        return counter.get_total_flops()
-
-    def flops(self, zs: int, nb: int, rows: int) -> float:
-        key = (zs, nb, rows)
-        if key not in self._flops:
-            self._flops[key] = float(forward_flops(self.unet, Surgery(zs, nb), rows, self.prompt))
-        return self._flops[key]
-
-    @torch.no_grad()
-    def seconds(self, zs: int, nb: int, rows: int) -> float:
-        """Median wall-clock of one forward of ``batch`` samples (times ``rows``), per sample."""
-        key = (zs, nb, rows)
-        if key not in self._secs:
-            unet, n = self.unet, rows * self.batch
-            cond = unet.condition([self.prompt] * n)
-            x = step_noise(0, 1, (n, *unet.image_shape)).to(unet.device, unet.dtype)
-            t = torch.full((n,), 500, dtype=torch.long, device=unet.device)
-            times = []
-            for k in range(1 + max(self.repeats, 1)):
-                _sync(unet)
-                t0 = time.perf_counter()
-                forward(unet, x, t, cond, Surgery(zs, nb))
-                _sync(unet)
-                if k:
-                    times.append(time.perf_counter() - t0)
-            self._secs[key] = statistics.median(times) / self.batch
-        return self._secs[key]
-
-    def calls(self, m: Method) -> Counter:
-        """How many Unet calls of each (zero_skips, drop_blocks, rows) one sample of ``m`` makes."""
-        unet = self.unet
-        steps = m.schedule.compile(m.config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
-        guided = m.config.guidance != 1.0
-        return Counter((s.zero_skips, s.drop_blocks, 2 if (s.guided and guided) else 1) for s in steps)
-
-    def method_flops(self, m: Method, encode_every_step: bool = False) -> float:
-        """FLOPs per sample; the prompt encoded once, or at every call (as GLIDE's notebook does)."""
-        calls = self.calls(m)
-        enc = self.condition_flops * (sum(calls.values()) if encode_every_step else 1)
-        return sum(n * self.flops(*key) for key, n in calls.items()) + enc
-
-    def method_seconds(self, m: Method) -> float:
-        """Seconds per sample, summed from the timed per-call costs (the encoding not included)."""
-        return sum(n * self.seconds(*key) for key, n in self.calls(m).items())
-
-
-def _sync(unet: Unet) -> None:
-    if unet.device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _summary(vals: np.ndarray, prefix: str) -> dict[str, float]:
     v = vals[np.isfinite(vals)]
     if v.size == 0:  # identical to the reference everywhere (PSNR inf)
@@ -226,10 +155,10 @@ def _summary(vals: np.ndarray, prefix: str) -> dict[str, float]:
 
 
 def _timed_run(unet, prompts, seeds, m: Method, batch_size: int) -> float:
-    _sync(unet)
+    sync(unet)
     t0 = time.perf_counter()
     sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False)
-    _sync(unet)
+    sync(unet)
     return time.perf_counter() - t0
 
 
@@ -277,7 +206,7 @@ def measure(
         q = compare(base.x0, out.images[0])
         secs = [_timed_run(unet, t_prompts, t_seeds, m, batch_size) for _ in range(repeats)]
         sec = statistics.median(secs) / len(t_seeds) if secs else float("nan")
-        flops = costs.method_flops(m)
+        flops = costs.flops_per_sample(m.schedule, m.config)
         if ref_sec is None:
             ref_sec, ref_flops = sec, flops
         row = {
@@ -285,7 +214,7 @@ def measure(
             "method": m.name,
             "strength": m.strength,
             "steps": m.config.steps,
-            "unet_calls": sum(costs.calls(m).values()),
+            "unet_calls": sum(costs.calls(m.schedule, m.config).values()),
             "flops": flops,
             "flop_saving": 1.0 - flops / ref_flops,
             "sec_per_sample": sec,
@@ -313,28 +242,28 @@ def glide_costs(unet: Unet, ms: Sequence[Method], prompt: str = "a photo of a co
     """
     cc = CallCost(unet, prompt, batch=batch, repeats=repeats)
     ref = ms[0]
-    ref_flops = cc.method_flops(ref)
-    ref_sec = cc.method_seconds(ref) if repeats else float("nan")
+    ref_flops = cc.flops_per_sample(ref.schedule, ref.config)
+    ref_sec = cc.seconds_per_sample(ref.schedule, ref.config) if repeats else float("nan")
     rows = []
     for m in tqdm(ms, desc="methods", unit="method", disable=not progress):
-        flops = cc.method_flops(m)
-        sec = cc.method_seconds(m) if repeats else float("nan")
+        flops = cc.flops_per_sample(m.schedule, m.config)
+        sec = cc.seconds_per_sample(m.schedule, m.config) if repeats else float("nan")
         rows.append({
             "family": m.family,
             "method": m.name,
             "strength": m.strength,
             "steps": m.config.steps,
-            "unet_calls": sum(cc.calls(m).values()),
+            "unet_calls": sum(cc.calls(m.schedule, m.config).values()),
             "flops": flops,
-            "flops_text_every_step": cc.method_flops(m, encode_every_step=True),
+            "flops_text_every_step": cc.flops_per_sample(m.schedule, m.config, encode_every_step=True),
             "flop_saving": 1.0 - flops / ref_flops,
             "sec_per_sample": sec,
             "speedup": ref_sec / sec if repeats else float("nan"),
         })
-    every = cc.method_flops(ref, encode_every_step=True)
+    every = cc.flops_per_sample(ref.schedule, ref.config, encode_every_step=True)
     rows.append({
         "family": "full", "method": "text encoded every step", "strength": ref.config.steps,
-        "steps": ref.config.steps, "unet_calls": sum(cc.calls(ref).values()), "flops": every,
+        "steps": ref.config.steps, "unet_calls": sum(cc.calls(ref.schedule, ref.config).values()), "flops": every,
         "flops_text_every_step": every, "flop_saving": 1.0 - every / ref_flops,
         "sec_per_sample": float("nan"), "speedup": float("nan"),
     })

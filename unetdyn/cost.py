@@ -9,8 +9,11 @@ sampler computes it.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -19,7 +22,7 @@ from .plan import Schedule, preset
 from .sampler import SamplerConfig, step_noise
 from .unet import Surgery, Unet, forward
 
-__all__ = ["Cost", "schedule_cost", "forward_flops"]
+__all__ = ["Cost", "CallCost", "schedule_cost", "forward_flops", "sync"]
 
 
 @dataclass
@@ -54,6 +57,74 @@ def forward_flops(unet: Unet, surgery: Surgery, rows: int, prompt=None) -> int:
     return _count(lambda: forward(unet, x, t, cond, surgery))
 
 
+def sync(unet: Unet) -> None:
+    """Wait for the device (CUDA runs asynchronously), so that wall-clock timings are real."""
+    if unet.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class CallCost:
+    """FLOPs and (optionally) timed seconds of one Unet call, per distinct surgery and row count.
+
+    Each distinct (zero_skips, drop_blocks, rows) forward is counted once and remembered;
+    a schedule's cost is the sum over the calls it compiles to. One instance shared across
+    schedules counts each forward once.
+    """
+
+    def __init__(self, unet: Unet, prompt: Any = None, batch: int = 1, repeats: int = 0):
+        self.unet, self.prompt, self.batch, self.repeats = unet, prompt, batch, repeats
+        self._flops: dict[tuple[int, int, int], float] = {}
+        self._secs: dict[tuple[int, int, int], float] = {}
+        self.condition_flops = float(self._count_condition())
+
+    @torch.no_grad()
+    def _count_condition(self) -> int:
+        return _count(lambda: self.unet.condition([self.prompt]))
+
+    def flops(self, zs: int, nb: int, rows: int) -> float:
+        key = (zs, nb, rows)
+        if key not in self._flops:
+            self._flops[key] = float(forward_flops(self.unet, Surgery(zs, nb), rows, self.prompt))
+        return self._flops[key]
+
+    @torch.no_grad()
+    def seconds(self, zs: int, nb: int, rows: int) -> float:
+        """Median wall-clock of one forward of ``batch`` samples (times ``rows``), per sample."""
+        key = (zs, nb, rows)
+        if key not in self._secs:
+            unet, n = self.unet, rows * self.batch
+            cond = unet.condition([self.prompt] * n)
+            x = step_noise(0, 1, (n, *unet.image_shape)).to(unet.device, unet.dtype)
+            t = torch.full((n,), 500, dtype=torch.long, device=unet.device)
+            times = []
+            for k in range(1 + max(self.repeats, 1)):
+                sync(unet)
+                t0 = time.perf_counter()
+                forward(unet, x, t, cond, Surgery(zs, nb))
+                sync(unet)
+                if k:
+                    times.append(time.perf_counter() - t0)
+            self._secs[key] = statistics.median(times) / self.batch
+        return self._secs[key]
+
+    def calls(self, schedule: Schedule, config: SamplerConfig) -> Counter:
+        """How many Unet calls of each (zero_skips, drop_blocks, rows) one sample makes."""
+        unet = self.unet
+        steps = schedule.compile(config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
+        guided = config.guidance != 1.0
+        return Counter((s.zero_skips, s.drop_blocks, 2 if (s.guided and guided) else 1) for s in steps)
+
+    def flops_per_sample(self, schedule: Schedule, config: SamplerConfig, encode_every_step: bool = False) -> float:
+        """FLOPs per sample; the prompt encoded once, or at every call (as GLIDE's notebook does)."""
+        calls = self.calls(schedule, config)
+        enc = self.condition_flops * (sum(calls.values()) if encode_every_step else 1)
+        return sum(n * self.flops(*key) for key, n in calls.items()) + enc
+
+    def seconds_per_sample(self, schedule: Schedule, config: SamplerConfig) -> float:
+        """Seconds per sample, summed from the timed per-call costs (the encoding not included)."""
+        return sum(n * self.seconds(*key) for key, n in self.calls(schedule, config).items())
+
+
 @torch.no_grad()
 def schedule_cost(
     unet: Unet, schedule: Schedule | str, config: SamplerConfig = SamplerConfig(), prompt=None
@@ -66,31 +137,18 @@ def schedule_cost(
         (83, 0.25)
     """
     sched = preset(schedule) if isinstance(schedule, str) else schedule
-    K = config.steps
-    n_blocks, n_skips = len(unet.skips_popped), sum(unet.skips_pushed)
-    cache: dict[tuple[int, int, int], int] = {}
-
-    def total(steps) -> float:
-        counts = Counter((s.zero_skips, s.drop_blocks, 2 if s.guided and config.guidance != 1.0 else 1) for s in steps)
-        flops = 0
-        for key, n in counts.items():
-            if key not in cache:
-                zs, nb, rows = key
-                cache[key] = forward_flops(unet, Surgery(zs, nb), rows, prompt)
-            flops += n * cache[key]
-        return float(flops)
-
-    steps = sched.compile(K, n_blocks, n_skips)
-    cond_flops = float(_count(lambda: unet.condition([prompt])))
-    full = total(preset("full").compile(K, n_blocks, n_skips)) + cond_flops
-    mine = total(steps) + cond_flops
+    cc = CallCost(unet, prompt)
+    full_sched = preset("full")
+    steps = sched.compile(config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
+    mine, full = cc.flops_per_sample(sched, config), cc.flops_per_sample(full_sched, config)
+    keys = sorted(set(cc.calls(sched, config)) | set(cc.calls(full_sched, config)))
     return Cost(
         schedule=sched.name or sched.describe(),
         unet_calls=len(steps),
         truncated_calls=sum(1 for s in steps if s.drop_blocks),
         flops_per_sample=mine,
         full_flops_per_sample=full,
-        condition_flops_per_sample=cond_flops,
+        condition_flops_per_sample=cc.condition_flops,
         saving=1.0 - mine / full,
-        flops_per_call={f"nb={nb},ns={zs},rows={rows}": v for (zs, nb, rows), v in sorted(cache.items())},
+        flops_per_call={f"nb={nb},ns={zs},rows={rows}": cc.flops(zs, nb, rows) for zs, nb, rows in keys},
     )
