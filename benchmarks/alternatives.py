@@ -24,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from unetdyn.alternatives import glide_costs, measure, methods
-from unetdyn.experiments import default_samples, model_id
+from unetdyn.paper.alternatives import glide_costs, measure, methods
+from unetdyn.paper.sweeps import default_samples, model_id
 from unetdyn.fileio import atomic_write
-from unetdyn.models import load_unet
+from unetdyn.backends import load_unet
 from unetdyn.paths import DATA_DIR
 
 COLUMNS = ["method", "unet_calls", "flop_saving", "sec_per_sample", "speedup", "ssim_mean", "ssim_sd", "ssim_p5",
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         meta.update(kind="measured", samples=args.samples, timing_samples=args.timing_samples)
         judge = None
         if args.model == "builtin":
-            from unetdyn.quality import class_judge
+            from unetdyn.builtin_model.quality import class_judge
 
             judge = class_judge(prompts)
         table = measure(unet, ms, prompts, seeds, args.timing_samples, args.repeats, args.batch_size, on_row=keep_row,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from unetdyn.book import NOTEBOOKS, execute, load_params, make_book
+from unetdyn.paper.book import NOTEBOOKS, execute, load_params, make_book
 from unetdyn.fileio import atomic_write
 from unetdyn.paths import BOOK_DIR, CACHE_DIR, REPO_ROOT
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from unetdyn.cost import CallCost
-from unetdyn.models import load_unet
+from unetdyn.backends import load_unet
 
 
 def main(argv=None) -> int:

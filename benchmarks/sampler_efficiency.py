@@ -24,11 +24,11 @@ import torch
 from tqdm import tqdm
 
 from unetdyn.cost import forward_flops
-from unetdyn.experiments import default_samples, drop_blocks_family
+from unetdyn.paper.sweeps import default_samples, drop_blocks_family
 from unetdyn.fileio import atomic_write
-from unetdyn.models import load_unet
+from unetdyn.backends import load_unet
 from unetdyn.paths import DATA_DIR
-from unetdyn.plan import preset
+from unetdyn.interventions import preset
 from unetdyn.sampler import SamplerConfig, Stats, sample, trajectory
 from unetdyn.unet import Surgery, encoder_blocks_needed
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from unetdyn.alternatives import (
+from unetdyn.paper.alternatives import (
     deepcache,
     dual_depth,
     glide_costs,
@@ -17,7 +17,7 @@ from unetdyn.alternatives import (
     pareto,
 )
 from unetdyn.cost import CallCost
-from unetdyn.plan import DropBlocks, EarlyStop, preset
+from unetdyn.interventions import DropBlocks, EarlyStop, preset
 from unetdyn.sampler import SamplerConfig, trajectory
 
 PROMPTS, SEEDS = ["circle", "star", "ring"], [0, 1, 2]

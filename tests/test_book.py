@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from unetdyn.book import NOTEBOOKS, PARAMS_FILE, load_params, make_book, offline_violations
+from unetdyn.paper.book import NOTEBOOKS, PARAMS_FILE, load_params, make_book, offline_violations
 from unetdyn.paths import BOOK_DIR, REPO_ROOT
 
 

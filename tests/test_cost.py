@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unetdyn.cost import forward_flops, schedule_cost
-from unetdyn.plan import DropBlocks, DropGuidance, EarlyStop, Schedule, SkipSteps
+from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, SkipSteps
 from unetdyn.sampler import SamplerConfig
 from unetdyn.unet import Surgery
 

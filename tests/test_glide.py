@@ -138,8 +138,8 @@ def test_missing_glide_gives_install_hint(monkeypatch):
 
 def test_sampler_and_sweep_key_run_on_glide(glide: GlideUnet):
     """Two sampling steps of the real sampler on GLIDE, plain and with the bottom 8 blocks removed."""
-    from unetdyn.experiments import model_id
-    from unetdyn.plan import DropBlocks, Schedule
+    from unetdyn.paper.sweeps import model_id
+    from unetdyn.interventions import DropBlocks, Schedule
     from unetdyn.sampler import SamplerConfig, sample
 
     cfg = SamplerConfig(steps=2)
@@ -151,7 +151,7 @@ def test_sampler_and_sweep_key_run_on_glide(glide: GlideUnet):
 
 
 def test_alternatives_cost_on_glide(glide: GlideUnet):
-    from unetdyn.alternatives import glide_costs, methods
+    from unetdyn.paper.alternatives import glide_costs, methods
 
     ms = [m for m in methods() if m.name in ("full", "paper shortcut", "guidance truncated last 10", "ancestral K=50")]
     g = glide_costs(glide, ms, repeats=0, progress=False).set_index("method")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from unetdyn.backends.builtin import BuiltinConfig
-from unetdyn.data import CLASS_NAMES, NUM_CLASSES, make_batch
-from unetdyn.quality import (
+from unetdyn.builtin_model.data import CLASS_NAMES, NUM_CLASSES, make_batch
+from unetdyn.builtin_model.quality import (
     CLASSIFIER_PATH,
     ClassifierConfig,
     ShapeClassifier,
@@ -24,7 +24,7 @@ from unetdyn.quality import (
     save_classifier,
     train_classifier,
 )
-from unetdyn.train import TrainConfig, export_weights, train
+from unetdyn.builtin_model.train import TrainConfig, export_weights, train
 
 from .conftest import random_unet
 
@@ -87,7 +87,7 @@ def test_classifier_save_load_round_trip(small_classifier, tmp_path):
         load_classifier(tmp_path / "missing.safetensors", train_if_missing=False)
 
 
-@pytest.mark.skipif(not CLASSIFIER_PATH.exists(), reason="no shipped classifier (python -m unetdyn.quality trains it)")
+@pytest.mark.skipif(not CLASSIFIER_PATH.exists(), reason="no shipped classifier (python -m unetdyn.builtin_model.quality trains it)")
 def test_shipped_classifier_classifies_fresh_held_out_images():
     clf = load_classifier(CLASSIFIER_PATH, train_if_missing=False)
     assert clf.info["held_out_accuracy"] >= 0.98

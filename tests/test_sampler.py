@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unetdyn.plan import DropBlocks, DropGuidance, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
+from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
 from unetdyn.sampler import SamplerConfig, sample, step_noise, trajectory
-from unetdyn.schedule import NoiseSchedule
+from unetdyn.noise import NoiseSchedule
 from unetdyn.unet import Surgery, forward
 
 CFG = SamplerConfig(steps=12, guidance=3.0)

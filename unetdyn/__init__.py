@@ -16,9 +16,9 @@ Example:
     >>> res = sample(unet, base.prompts, base.seeds, "paper-shortcut", baseline=base)  # doctest: +SKIP
 """
 
-from .metrics import compare, psnr, ssim
-from .models import load_unet
-from .plan import (
+from unetdyn.metrics import compare, psnr, ssim
+from unetdyn.backends import load_unet
+from unetdyn.interventions import (
     DropBlocks,
     DropGuidance,
     EarlyStop,
@@ -29,7 +29,7 @@ from .plan import (
     load_schedule,
     preset,
 )
-from .sampler import SamplerConfig, sample, trajectory
+from unetdyn.sampler import SamplerConfig, sample, trajectory
 
 __all__ = [
     "DropBlocks",

@@ -51,7 +51,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sampler_config(args):
-    from .sampler import SamplerConfig
+    from unetdyn.sampler import SamplerConfig
 
     return SamplerConfig(steps=args.steps, guidance=args.guidance)
 
@@ -59,11 +59,11 @@ def _sampler_config(args):
 def cmd_sample(args) -> int:
     import numpy as np
 
-    from .metrics import compare
-    from .models import load_unet
-    from .plan import load_schedule
-    from .sampler import sample
-    from .viz import save_grid
+    from unetdyn.metrics import compare
+    from unetdyn.backends import load_unet
+    from unetdyn.interventions import load_schedule
+    from unetdyn.sampler import sample
+    from unetdyn.viz import save_grid
 
     schedules = [load_schedule(s) for s in args.schedule]
     config = _sampler_config(args)
@@ -113,9 +113,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from .cost import schedule_cost
-    from .models import load_unet
-    from .plan import load_schedule
+    from unetdyn.cost import schedule_cost
+    from unetdyn.backends import load_unet
+    from unetdyn.interventions import load_schedule
 
     unet = load_unet(args.model, args.weights, args.device, random_weights=args.random_weights)
     cost = schedule_cost(unet, load_schedule(args.schedule), _sampler_config(args))
@@ -129,7 +129,7 @@ def cmd_cost(args) -> int:
 
 
 def cmd_book(args) -> None:
-    from .book import make_book
+    from unetdyn.paper.book import make_book
 
     index = make_book(args.params, only=args.only, execute_notebooks=not args.no_execute)
     print(f"the book is at {index}")
@@ -138,7 +138,7 @@ def cmd_book(args) -> None:
 def cmd_figure(args) -> None:
     import yaml
 
-    from .book import build, execute, load_params
+    from unetdyn.paper.book import build, execute, load_params
 
     params = load_params(args.params)[args.name]
     for name, value in args.p or []:
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
 
-    from .book import NOTEBOOKS
+    from unetdyn.paper.book import NOTEBOOKS
 
     p = sub.add_parser("book", help="execute every notebook (papermill) and build the book (offline, strict)")
     p.add_argument("--params", help="parameters YAML (default book/params.yaml)")
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show the notebook's output while it runs")
     p.set_defaults(func=cmd_figure)
 
-    from .train import add_export_args, add_train_args, run_export, run_train
+    from unetdyn.builtin_model.train import add_export_args, add_train_args, run_export, run_train
 
     p = sub.add_parser("train", help="train the built-in model (resumes from the run folder's checkpoint)")
     add_train_args(p)
@@ -198,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .plan import ScheduleError
-    from .weights import WeightsError
+    from unetdyn.interventions import ScheduleError
+    from unetdyn.builtin_model.weights import WeightsError
 
     args = build_parser().parse_args(argv)
     try:

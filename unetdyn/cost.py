@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .plan import Schedule, preset
-from .sampler import SamplerConfig, step_noise
-from .unet import Surgery, Unet, forward
+from unetdyn.interventions import Schedule, preset
+from unetdyn.sampler import SamplerConfig, step_noise
+from unetdyn.unet import Surgery, Unet, forward
 
 __all__ = ["Cost", "CallCost", "schedule_cost", "forward_flops", "sync"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .viz import to_uint8
+from unetdyn.viz import to_uint8
 
 __all__ = ["to_uint8", "ssim", "psnr", "compare"]
 

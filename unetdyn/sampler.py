@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .plan import Schedule, ScheduleError, Step, preset
-from .schedule import NoiseSchedule
-from .unet import Surgery, Unet, forward
+from unetdyn.interventions import Schedule, ScheduleError, Step, preset
+from unetdyn.noise import NoiseSchedule
+from unetdyn.unet import Surgery, Unet, forward
 
 __all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "sample", "trajectory", "step_noise"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .unet import Unet
+from unetdyn.unet import Unet
 
 __all__ = ["MODELS", "load_unet", "resolve_device"]
 
@@ -46,15 +46,15 @@ def load_unet(
     """
     dev = resolve_device(device)
     if model == "builtin":
-        from .backends.builtin import BuiltinUnet
-        from .weights import load_builtin, shipped_config
+        from unetdyn.backends.builtin import BuiltinUnet
+        from unetdyn.builtin_model.weights import load_builtin, shipped_config
 
         if fp16:
             raise ValueError("fp16 is offered for the glide model only; the built-in model runs in float32")
         net = BuiltinUnet(shipped_config(weights)) if random_weights else load_builtin(weights, device=dev)
         return net.to(dev).eval()
     if model == "glide":
-        from .backends.glide import GlideUnet
+        from unetdyn.backends.glide import GlideUnet
 
         half = dev.type == "cuda" if fp16 is None else fp16
         if random_weights:

@@ -1,6 +1,6 @@
 """Loading the shipped weights of the built-in Unet, checksum verified.
 
-The weights are one safetensors file (written by :func:`unetdyn.train.export_weights`) whose
+The weights are one safetensors file (written by :func:`unetdyn.builtin_model.train.export_weights`) whose
 metadata holds the model config; its SHA-256 lies beside it in ``<file>.sha256``
 (``sha256sum -c`` format).
 """
@@ -24,7 +24,7 @@ WEIGHTS_FORMAT = "unetdyn-builtin-unet/1"
 
 _HOW_TO_FIX = (
     "Restore the shipped file (git checkout -- data/builtin/), or export it again from its training run "
-    "with `unetdyn.train.export_weights(RUN_DIR, PATH)` (CLI: `unetdyn export --run RUN_DIR --to PATH`), "
+    "with `unetdyn.builtin_model.train.export_weights(RUN_DIR, PATH)` (CLI: `unetdyn export --run RUN_DIR --to PATH`), "
     "which writes the file and its checksum together."
 )
 
@@ -116,5 +116,5 @@ def load_builtin(
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as e:
         raise WeightsError(f"{path} does not fit its recorded config {config}: {e}") from e
-    model.weights_sha256 = digest  # what cached results are keyed by (unetdyn.experiments.model_id)
+    model.weights_sha256 = digest  # what cached results are keyed by (unetdyn.paper.sweeps.model_id)
     return model.to(device).eval()

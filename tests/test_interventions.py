@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from unetdyn.plan import (
+from unetdyn.interventions import (
     PRESETS,
     DropBlocks,
     DropGuidance,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
+from unetdyn.paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
 
 __all__ = ["NOTEBOOKS", "load_params", "execute", "build", "offline_violations", "make_book"]
 

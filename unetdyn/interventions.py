@@ -10,7 +10,7 @@ against a number of sampling steps ``K`` and a Unet's block counts gives the lis
     (83, Step(t=65, next_t=64, zero_skips=0, drop_blocks=6, fill='zeros', stop=False, guided=True))
 
 Step numbering is the paper's: ``t = K ... 1``, ``t = K`` starts from pure noise (see
-:mod:`unetdyn.schedule` for the mapping to GLIDE's indices).
+:mod:`unetdyn.noise` for the mapping to GLIDE's indices).
 """
 
 from __future__ import annotations

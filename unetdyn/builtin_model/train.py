@@ -2,7 +2,7 @@
 
 * **Objective**: the hybrid loss of improved DDPM (Nichol & Dhariwal 2021) with a learned
   variance, see :func:`hybrid_loss`; uniform timesteps over the 1000 training steps of the
-  cosine schedule (:func:`unetdyn.schedule.cosine_alphas_cumprod`).
+  cosine schedule (:func:`unetdyn.noise.cosine_alphas_cumprod`).
 * **Classifier-free guidance**: each label is replaced by the null class
   (``num_classes``) with probability ``p_uncond`` (0.2).
 * **Optimiser**: AdamW, lr 2e-4 by default after a linear warm-up of 500 steps and constant
@@ -48,11 +48,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from unetdyn.backends.builtin import BuiltinConfig, BuiltinUnet
-from unetdyn.data import make_batch
+from unetdyn.builtin_model.data import make_batch
 from unetdyn.fileio import atomic_write
-from unetdyn.schedule import TRAIN_STEPS, cosine_alphas_cumprod
+from unetdyn.noise import TRAIN_STEPS, cosine_alphas_cumprod
 from unetdyn.viz import save_grid
-from unetdyn.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
+from unetdyn.builtin_model.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
 
 __all__ = [
     "TrainConfig",
@@ -132,7 +132,7 @@ class DiffusionTables:
 
     The learned log-variance interpolates between ``log_beta`` and ``post_log_var``
     (the posterior variance ``beta~``, its log at t=0 clipped to the t=1 value), exactly the
-    range :meth:`unetdyn.schedule.NoiseSchedule.ancestral` samples with.
+    range :meth:`unetdyn.noise.NoiseSchedule.ancestral` samples with.
     """
 
     sqrt_abar: torch.Tensor
@@ -575,7 +575,7 @@ def export_weights(out_dir: str | Path, path: str | Path, dtype: str = "float16"
 
     The model config (``config``), training config, step count, data seed and training time
     go into the safetensors metadata; the file's SHA-256 goes into ``<path>.sha256``
-    (``sha256sum -c`` format), which :func:`unetdyn.weights.load_builtin` verifies.
+    (``sha256sum -c`` format), which :func:`unetdyn.builtin_model.weights.load_builtin` verifies.
     float16 halves the size (2 bytes/parameter, e.g. 3.4 MB for 1.7M parameters) and
     changes the weights by at most a relative 2^-11; load_builtin casts back to float32.
 
@@ -713,7 +713,7 @@ def run_export(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m unetdyn.train --out DIR ...`` (the same options as ``unetdyn train``)."""
+    """``python -m unetdyn.builtin_model.train --out DIR ...`` (the same options as ``unetdyn train``)."""
     run_train(
         add_train_args(argparse.ArgumentParser(prog="unetdyn train", description=__doc__.split("\n")[0])).parse_args(
             argv

@@ -1,26 +1,23 @@
 """Sweeps: many schedules against one baseline, as a cached table of per-sample metrics.
 
-A sweep's result for one schedule is keyed by a hash of everything that determines it:
-the model's weights checksum, the sampler config, the prompts and seeds, the schedule's
-interventions (not its name) and :data:`SCHEMA_VERSION`. Entries are written atomically
-and carry a checksum of their contents; a corrupted or truncated entry is detected,
-reported and recomputed, never used. Each schedule is stored as soon as it is computed, so
-an interrupted sweep keeps what it finished.
+A sweep's result for one schedule is stored in the :class:`~unetdyn.paper.cache.Cache` under
+a key derived from everything that determines it: the model's weights checksum, the sampler
+config, the prompts and seeds, the schedule's interventions (not its name) and the schema
+version. Each schedule is stored as soon as it is computed, so an interrupted sweep keeps
+what it finished. A sweep opened with ``compute=False`` never samples: a missing result
+raises :class:`~unetdyn.paper.cache.CacheMiss` naming it.
 
 Example:
-    >>> sw = Sweep(unet, prompts, seeds, cache=Cache("data/cache"))           # doctest: +SKIP
-    >>> table = sw.run([Schedule((SkipSteps(t, 5),), name=f"t{t}") for t in range(6, 101)])  # doctest: +SKIP
-    >>> table.groupby("schedule").ssim.mean()                                  # doctest: +SKIP
+    >>> sw = open_sweep(SweepSpec(n_samples=10))                                       # doctest: +SKIP
+    >>> res = sw.run([Schedule((SkipSteps(t, 5),), name=f"t{t}") for t in range(6, 101)])  # doctest: +SKIP
+    >>> res.table.groupby("schedule").ssim.mean()                                      # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import warnings
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,86 +25,88 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .fileio import atomic_write
-from .metrics import compare, psnr, ssim, to_uint8
-from .plan import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
-from .sampler import SamplerConfig, Trajectory, sample, trajectory
-from .unet import Unet
+from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
+from unetdyn.metrics import compare, psnr, ssim, to_uint8
+from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
+from unetdyn.sampler import SamplerConfig, Trajectory, sample, trajectory
+from unetdyn.unet import Unet
 
 __all__ = [
-    "SCHEMA_VERSION",
     "Cache",
+    "CacheMiss",
     "Sweep",
+    "SweepResult",
+    "SweepSpec",
     "model_id",
     "open_sweep",
     "skip_steps_family",
     "zero_skips_family",
     "drop_blocks_family",
     "cut_relax_cut_family",
-    "mean_sd",
-    "first_reaching",
-    "reach_t_starts",
-    "phase_boundaries",
-    "early_stop_t",
     "adapted_shortcut",
 ]
 
-SCHEMA_VERSION = 1
+MODELS_WITH_PROMPTS = ("builtin", "glide")
 
 
-def model_id(unet: Unet) -> str:
-    """A checksum of the Unet's weights (what a cached result depends on)."""
-    recorded = getattr(unet, "weights_sha256", None)
-    if recorded:
-        return str(recorded)
-    h = hashlib.sha256()
-    module = unet if hasattr(unet, "state_dict") else unet.model  # type: ignore[attr-defined]  # GlideUnet wraps one
-    for name, p in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep's results depend on besides its schedules: the model and the samples.
+
+    Chapters that share a sweep (the Fig. 8 curves feed chapters 3 to 6) share one spec, so
+    they read the same cached results. Runtime choices (device, batch size, progress) are not
+    part of it: they do not change the results beyond float rounding.
+
+    Attributes:
+        model: ``builtin`` or ``glide``.
+        weights: a weights file (None: the shipped built-in weights / glide-text2im's loader).
+        n_samples: samples per curve (the paper: 100 prompts, one sample each).
+        steps: respaced sampling steps K (GLIDE's base model: 100).
+        guidance: classifier-free guidance scale.
+    """
+
+    model: str = "builtin"
+    weights: str | None = None
+    n_samples: int = 100
+    steps: int = 100
+    guidance: float = 3.0
+
+    def __post_init__(self):
+        if self.model not in MODELS_WITH_PROMPTS:
+            raise ValueError(f"model={self.model!r} is not one of {', '.join(MODELS_WITH_PROMPTS)}")
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or not 1 <= self.n_samples <= 10_000:
+            raise ValueError(f"n_samples={self.n_samples!r} is out of range 1..10000")
+        SamplerConfig(steps=self.steps, guidance=self.guidance)  # validates both
+
+    @property
+    def config(self) -> SamplerConfig:
+        return SamplerConfig(steps=self.steps, guidance=self.guidance)
 
 
-def _digest(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(k.encode() + str(a.dtype).encode() + str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+@dataclass(frozen=True)
+class SweepResult:
+    """Per-sample metrics of a sweep's schedules, and the images kept for some samples.
 
+    Attributes:
+        table: one row per (schedule, sample): ``schedule, sample, seed, prompt, ssim, psnr``
+            and the label columns the sweep was given.
+        images: a schedule's interventions (its ``interventions`` tuple) -> uint8
+            ``[k, H, W, C]`` of the kept samples.
+    """
 
-class Cache:
-    """A folder of ``<key>.npz`` entries, each verified against its own checksum on load."""
+    table: pd.DataFrame
+    images: Mapping[tuple, np.ndarray] = field(default_factory=dict)
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def image(self, *interventions) -> np.ndarray:
+        """The kept images of the schedule made of exactly these interventions."""
+        return self.images[tuple(interventions)]
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.npz"
-
-    def get(self, key: str) -> dict[str, np.ndarray] | None:
-        """The arrays stored under ``key``, or None if absent or corrupt (a corrupt one is reported)."""
-        p = self.path(key)
-        if not p.exists():
-            return None
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            meta = json.loads(bytes(arrays.pop("__meta__")).decode())
-            if meta.get("digest") != _digest(arrays) or meta.get("schema") != SCHEMA_VERSION:
-                raise ValueError("checksum mismatch")
-        except Exception as exc:  # noqa: BLE001 - any failure means: do not trust it
-            warnings.warn(f"cache entry {p} is corrupt ({exc}); recomputing it", stacklevel=2)
-            return None
-        return arrays
-
-    def put(self, key: str, arrays: dict[str, np.ndarray], info: dict | None = None) -> Path:
-        """Store ``arrays`` under ``key`` atomically (temporary file, then rename)."""
-        meta = {"schema": SCHEMA_VERSION, "digest": _digest(arrays), "info": info or {}}
-        buf = io.BytesIO()
-        np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        return atomic_write(self.path(key), lambda tmp: tmp.write_bytes(buf.getvalue()))
+    @staticmethod
+    def concat(results: Sequence[SweepResult]) -> SweepResult:
+        images: dict[tuple, np.ndarray] = {}
+        for r in results:
+            images.update(r.images)
+        return SweepResult(pd.concat([r.table for r in results], ignore_index=True), images)
 
 
 class Sweep:
@@ -117,7 +116,8 @@ class Sweep:
         unet: the backend.
         prompts, seeds: the samples (the paper: 100 prompts, one sample each).
         config: the sampler config shared by the baseline and every schedule.
-        cache: where results live (None: no caching).
+        cache: where results live (None: no caching). A read-only cache makes every miss a
+            :class:`CacheMiss`: such a sweep never samples.
         batch_size: samples per Unet call.
     """
 
@@ -143,18 +143,15 @@ class Sweep:
         }
 
     def key(self, what: str, extra: Any = None) -> str:
-        blob = json.dumps({"v": SCHEMA_VERSION, **self._ident, "what": what, "extra": extra}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return content_key({"v": SCHEMA_VERSION, **self._ident, "what": what, "extra": extra})
 
-    def _cached(self, key: str, compute) -> dict[str, np.ndarray]:
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit
-        arrays = compute()
-        if self.cache is not None:
-            self.cache.put(key, arrays)
-        return arrays
+    @property
+    def computes(self) -> bool:
+        """Whether a miss is computed (False: it raises :class:`CacheMiss`)."""
+        return self.cache is None or not self.cache.read_only
+
+    def _describe(self, what: str) -> str:
+        return f"{what} ({len(self.seeds)} samples, {self.config.steps} steps, guidance {self.config.guidance})"
 
     # -- the baseline ---------------------------------------------------------------------
 
@@ -162,6 +159,8 @@ class Sweep:
     def base(self) -> Trajectory:
         """The full-schedule trajectory (computed on first use; kept in memory, not cached)."""
         if self._base is None:
+            if not self.computes:
+                raise CacheMiss(f"{self._describe('the baseline trajectory')} would have to be sampled")
             self._base = trajectory(self.unet, self.prompts, self.seeds, self.config, self.batch_size, self.progress)
         return self._base
 
@@ -172,17 +171,22 @@ class Sweep:
         ``x_0``, the paper's Fig. 16) and ``ssim_x0hat[t, i]`` (SSIM of the x0 estimate at
         ``t`` to ``x_0``, Fig. 17), for ``t = 0..K`` (row 0 compares ``x_0`` with itself).
         """
-
-        def compute():
-            b = self.base
-            x_t = b.xs.clamp(-1, 1)  # PSNR on the picture x_t would show
-            return {
-                "x0": to_uint8(b.x0),
-                "psnr_xt": psnr(x_t, b.x0.expand_as(x_t)),
-                "ssim_x0hat": ssim(b.x0_hat, b.x0.expand_as(b.x0_hat)),
-            }
-
-        return self._cached(self.key("baseline"), compute)
+        n, k = len(self.seeds), self.config.steps
+        expect = {"x0": (n, None, None, None), "psnr_xt": (k + 1, n), "ssim_x0hat": (k + 1, n)}
+        key = self.key("baseline")
+        hit = self.cache.get(key, expect) if self.cache is not None else None
+        if hit is not None:
+            return hit
+        b = self.base
+        x_t = b.xs.clamp(-1, 1)  # PSNR on the picture x_t would show
+        arrays = {
+            "x0": to_uint8(b.x0),
+            "psnr_xt": psnr(x_t, b.x0.expand_as(x_t)),
+            "ssim_x0hat": ssim(b.x0_hat, b.x0.expand_as(b.x0_hat)),
+        }
+        if self.cache is not None:
+            self.cache.put(key, arrays, {"what": "baseline"})
+        return arrays
 
     # -- schedules --------------------------------------------------------------------------
 
@@ -192,35 +196,44 @@ class Sweep:
         images: Sequence[int] | None = None,
         chunk: int = 8,
         labels: Sequence[dict] | None = None,
-    ) -> pd.DataFrame:
-        """Per-sample SSIM/PSNR of every schedule against the baseline, as a long table.
+    ) -> SweepResult:
+        """Per-sample SSIM/PSNR of every schedule against the baseline.
 
         Args:
             schedules: the schedules; their names label the rows (they must be unique).
-            images: sample indices whose images to keep: uint8 ``[len(images), H, W, C]`` per
-                schedule name in ``table.attrs["images"]``.
+            images: sample indices whose images to keep (in ``result.images``).
             chunk: schedules computed per batched run (each stored as soon as its run ends).
             labels: per schedule, extra columns for the table (e.g. ``{"t_start": 60, "nb": 8}``).
-
-        Returns:
-            columns ``schedule, sample, seed, prompt, ssim, psnr`` and the label columns.
         """
         names = [s.name for s in schedules]
         if len(set(names)) != len(names) or not all(names):
             raise ValueError("every schedule of a sweep needs a unique, non-empty name")
-        img_cols = list(images or [])
+        if labels is not None and len(labels) != len(schedules):
+            raise ValueError(f"labels has {len(labels)} entries for {len(schedules)} schedules")
+        img_cols = [int(i) for i in (images or [])]
+        n = len(self.seeds)
+        if any(not 0 <= i < n for i in img_cols):
+            raise ValueError(f"images={img_cols} must be sample indices in 0..{n - 1}")
 
         def key(sched: Schedule, what: str) -> str:
             extra = {"interventions": sched.to_dict()["interventions"]}
             return self.key(what, {**extra, "samples": img_cols} if what == "images" else extra)
 
+        expect_m = {"ssim": (n,), "psnr": (n,)}
+        expect_i = {"images": (len(img_cols), None, None, None)}
         results: dict[int, dict[str, np.ndarray]] = {}
         for k, sched in enumerate(schedules):
-            metrics = self.cache.get(key(sched, "metrics")) if self.cache is not None else None
-            imgs = self.cache.get(key(sched, "images")) if self.cache is not None and img_cols else None
+            metrics = self.cache.get(key(sched, "metrics"), expect_m) if self.cache is not None else None
+            imgs = self.cache.get(key(sched, "images"), expect_i) if self.cache is not None and img_cols else None
             if metrics is not None and (imgs is not None or not img_cols):
                 results[k] = {**metrics, **(imgs or {})}
         todo = [k for k in range(len(schedules)) if k not in results]
+        if todo and not self.computes:
+            first = schedules[todo[0]]
+            raise CacheMiss(
+                f"{len(todo)} of {len(schedules)} schedules are not in the result store, first "
+                f"{self._describe(repr(first.describe()))}"
+            )
         if todo:
             x0 = self.base.x0
             bar = tqdm(total=len(todo), desc="schedules", unit="sched", disable=not self.progress)
@@ -246,7 +259,7 @@ class Sweep:
             pd.DataFrame(
                 {
                     "schedule": names[k],
-                    "sample": np.arange(len(self.seeds)),
+                    "sample": np.arange(n),
                     "seed": self.seeds,
                     "prompt": [str(p) for p in self.prompts],
                     "ssim": results[k]["ssim"],
@@ -256,9 +269,8 @@ class Sweep:
             )
             for k in range(len(schedules))
         ]
-        table = pd.concat(frames, ignore_index=True)
-        table.attrs["images"] = {names[k]: results[k]["images"] for k in results if "images" in results[k]}
-        return table
+        images_by = {schedules[k].interventions: results[k]["images"] for k in results if "images" in results[k]}
+        return SweepResult(pd.concat(frames, ignore_index=True), images_by)
 
 
     def timing(
@@ -284,7 +296,9 @@ class Sweep:
             raise ValueError(f"repeats={repeats} must be >= 1")
         key = self.key("timing", {"schedules": [s.to_dict()["interventions"] for s in schedules], "samples": samples,
                                   "repeats": repeats, "batch_size": self.batch_size})
-        hit = None if (refresh or self.cache is None) else self.cache.get(key)
+        hit = None if (refresh or self.cache is None) else self.cache.get(key, {"seconds": (len(schedules),), "meta": None})
+        if hit is None and not self.computes:
+            raise CacheMiss(f"{self._describe('the timings of ' + ', '.join(s.name for s in schedules))} would have to be measured")
         if hit is None:
             prompts, seeds = self.prompts[:samples], self.seeds[:samples]
 
@@ -298,7 +312,7 @@ class Sweep:
             meta = {"host": platform.node(), "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat()}
             hit = {"seconds": secs, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
             if self.cache is not None:
-                self.cache.put(key, hit)
+                self.cache.put(key, hit, {"what": "timing"})
         meta = json.loads(bytes(hit["meta"]).decode())
         return pd.DataFrame({"schedule": [s.name for s in schedules], "seconds": hit["seconds"],
                              "per_sample": hit["seconds"] / samples, **meta})
@@ -347,69 +361,6 @@ def cut_relax_cut_family(t_start: int, nb: int, n: int, relax: Sequence[int]) ->
     return scheds, labels
 
 
-def mean_sd(table: pd.DataFrame, by: str | list[str], metric: str = "ssim") -> pd.DataFrame:
-    """Mean and standard deviation of ``metric`` over samples, per group (inf PSNR dropped)."""
-    vals = table.replace([np.inf, -np.inf], np.nan)
-    return vals.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
-
-
-def first_reaching(curve: pd.DataFrame, x: str, threshold: float, from_high: bool = True) -> float | None:
-    """Scanning ``x`` from high to low (time runs that way), the first x from which the mean stays at or
-    above ``threshold`` for the rest of the scan (the paper's "SSIM >= 0.8 from t_start ~60 on").
-
-    A curve that touches the threshold early and dips below it again does not count there.
-
-    Example:
-        >>> c = pd.DataFrame({"t": [100, 90, 80, 70], "mean": [0.9, 0.7, 0.85, 0.95]})
-        >>> first_reaching(c, "t", 0.8)
-        80.0
-    """
-    c = curve.sort_values(x, ascending=not from_high).reset_index(drop=True)
-    below = np.flatnonzero(c["mean"].to_numpy() < threshold)
-    start = 0 if below.size == 0 else int(below[-1]) + 1
-    return None if start >= len(c) else float(c[x].iloc[start])
-
-
-def reach_t_starts(
-    sweep: Sweep, nbs: Sequence[int], n: int = 5, t_stride: int = 5, threshold: float = 0.8
-) -> dict[int, int | None]:
-    """Per ``nb``, the first ``t_start`` (from pure noise on) from which removing the blocks for ``n``
-    steps keeps mean SSIM >= ``threshold`` at every later start: the paper's Fig. 8 reading, on the
-    sweep's own model (cached)."""
-    grid = list(range(sweep.config.steps, n - 1, -t_stride))
-    out: dict[int, int | None] = {}
-    for nb in nbs:
-        scheds, labels = drop_blocks_family(grid, n, nb)
-        hit = first_reaching(mean_sd(sweep.run(scheds, labels=labels), "t_start"), "t_start", threshold)
-        out[nb] = None if hit is None else int(hit)
-    return out
-
-
-def phase_boundaries(curve: pd.DataFrame, x: str = "t_start", smooth: int = 5) -> tuple[float, float]:
-    """The paper's three phases read off the skip-steps SSIM curve (Fig. 4).
-
-    Coming from pure noise (high ``t_start``), phase 1 (composition) ends at the first
-    peak of the smoothed mean SSIM; phase 2 (composition to denoising) ends at the lowest
-    point after it, where the curve turns up for good into phase 3 (denoising). Returns the
-    two ``t_start`` values (phase 1/2, phase 2/3). This is our operationalisation: the paper
-    marks the phases by eye.
-    """
-    c = curve.sort_values(x, ascending=False).reset_index(drop=True)
-    m = c["mean"].rolling(smooth, center=True, min_periods=1).mean().to_numpy()
-    xs = c[x].to_numpy()
-    half = len(m) // 2
-    peak = int(np.argmax(m[: max(half, 1) + 1]))
-    trough = peak + int(np.argmin(m[peak:]))
-    return float(xs[peak]), float(xs[trough])
-
-
-def early_stop_t(ssim_x0hat: np.ndarray, threshold: float) -> int | None:
-    """The first step (from pure noise on) at which the mean SSIM of the x0 estimate to the
-    output reaches ``threshold`` (``ssim_x0hat[t, i]`` as in :meth:`Sweep.baseline`), or None."""
-    mean = np.asarray(ssim_x0hat).mean(axis=1)
-    return next((t for t in range(len(mean) - 1, 0, -1) if mean[t] >= threshold), None)
-
-
 def adapted_shortcut(reach: dict[int, int | None], stop_t: int | None, name: str = "adapted shortcut") -> Schedule:
     """The paper's Fig. 11 pattern placed at a model's own thresholds.
 
@@ -421,7 +372,7 @@ def adapted_shortcut(reach: dict[int, int | None], stop_t: int | None, name: str
     never reached or when it would run into the early stop.
 
     Example (the paper's thresholds give the paper's schedule):
-        >>> from unetdyn.plan import preset
+        >>> from unetdyn.interventions import preset
         >>> adapted_shortcut({6: 65, 8: 60}, 18).interventions == preset("paper-shortcut").interventions
         True
     """
@@ -444,7 +395,8 @@ def adapted_shortcut(reach: dict[int, int | None], stop_t: int | None, name: str
     return Schedule(tuple(ivs), name=name)
 
 
-# -- opening a sweep from notebook parameters ------------------------------------------------
+
+# -- opening a sweep ----------------------------------------------------------------------------
 
 IMAGENET_PROMPTS = (
     "goldfish", "great white shark", "tree frog", "loggerhead turtle", "king penguin", "flamingo", "pelican",
@@ -465,8 +417,8 @@ IMAGENET_PROMPTS = (
 def default_samples(unet: Unet, model: str, n_samples: int) -> tuple[list[Any], list[int]]:
     """The samples of the book: one per prompt, seed = index (the paper: 100 prompts, one sample each).
 
-    builtin: the class names in turn; glide: ImageNet class names (the paper's prompts were
-    randomly chosen ImageNet classes; ours are a fixed list of 100).
+    builtin: the class names in turn (100 samples: ten per class); glide: ImageNet class names
+    (the paper's prompts were randomly chosen ImageNet classes; ours are a fixed list of 100).
     """
     if model == "glide":
         names = [f"a photo of a {p}" for p in IMAGENET_PROMPTS]
@@ -476,21 +428,23 @@ def default_samples(unet: Unet, model: str, n_samples: int) -> tuple[list[Any], 
 
 
 def open_sweep(
-    model: str = "builtin",
-    weights: str | None = None,
-    n_samples: int = 100,
-    steps: int = 100,
-    guidance: float = 3.0,
+    spec: SweepSpec = SweepSpec(),
+    *,
+    compute: bool = True,
     device: str | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> Sweep:
-    """The sweep a notebook works with, from its parameters (the default cache: ``data/cache``)."""
-    from .models import load_unet
-    from .paths import CACHE_DIR
+    """The sweep of ``spec`` over the result store (default ``data/cache``).
 
-    unet = load_unet(model, weights, device)
-    prompts, seeds = default_samples(unet, model, n_samples)
-    cache = Cache(Path(cache_dir) if cache_dir is not None else CACHE_DIR)
-    return Sweep(unet, prompts, seeds, SamplerConfig(steps=steps, guidance=guidance), cache, batch_size, progress)
+    ``compute=False`` opens the store read-only: nothing is sampled, a missing result raises
+    :class:`CacheMiss` (building the book uses this).
+    """
+    from unetdyn.backends import load_unet
+    from unetdyn.paths import CACHE_DIR
+
+    unet = load_unet(spec.model, spec.weights, device)
+    prompts, seeds = default_samples(unet, spec.model, spec.n_samples)
+    cache = Cache(Path(cache_dir) if cache_dir is not None else CACHE_DIR, read_only=not compute)
+    return Sweep(unet, prompts, seeds, spec.config, cache, batch_size, progress)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetdyn.schedule import NoiseSchedule, cosine_alphas_cumprod, space_timesteps
+from unetdyn.noise import NoiseSchedule, cosine_alphas_cumprod, space_timesteps
 
 
 def test_respacing_100_keeps_glides_training_steps():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetdyn.experiments import Cache, Sweep, model_id
+from unetdyn.paper.cache import CacheMiss
+from unetdyn.paper.sweeps import Cache, Sweep, model_id
 from unetdyn.metrics import compare
-from unetdyn.plan import DropBlocks, Schedule, SkipSteps
+from unetdyn.interventions import DropBlocks, Schedule, SkipSteps
 from unetdyn.sampler import SamplerConfig, sample
 
 from .conftest import random_unet
@@ -25,14 +26,15 @@ def sweep(unet, tmp_path):
 
 
 def test_table_matches_direct_sampling(unet, sweep):
-    table = sweep.run(SCHEDS, images=[0, 2])
+    res = sweep.run(SCHEDS, images=[0, 2])
+    table = res.table
     assert list(table.columns) == ["schedule", "sample", "seed", "prompt", "ssim", "psnr"]
     assert len(table) == len(SCHEDS) * len(SEEDS)
     direct = sample(unet, PROMPTS, SEEDS, [Schedule(()), *SCHEDS], CFG, progress=False).images
     m = compare(direct[0], direct[1:])
     # direct sampling batches the schedules differently: equal up to float rounding
     np.testing.assert_allclose(table.ssim.to_numpy().reshape(3, 3), m["ssim"], atol=1e-4)
-    assert table.attrs["images"]["nb4"].shape == (2, 32, 32, 3)
+    assert res.image(DropBlocks(t_start=6, n=2, nb=4)).shape == (2, 32, 32, 3)
 
 
 def test_second_run_is_read_from_cache(unet, sweep, tmp_path):
@@ -40,8 +42,9 @@ def test_second_run_is_read_from_cache(unet, sweep, tmp_path):
     again = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False)
     second = again.run(SCHEDS)  # metrics without images: cached too
     assert again._base is None  # nothing was sampled
-    assert first.equals(second)
-    assert np.array_equal(again.run(SCHEDS, images=[1]).attrs["images"]["nb4"], first.attrs["images"]["nb4"])
+    assert first.table.equals(second.table)
+    nb4 = SCHEDS[2].interventions
+    assert np.array_equal(again.run(SCHEDS, images=[1]).images[nb4], first.images[nb4])
     assert again._base is None
 
 
@@ -65,16 +68,16 @@ def test_corrupt_entry_is_detected_and_recomputed(unet, sweep, tmp_path, damage)
     else:
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match="is corrupt"):
+    with pytest.warns(UserWarning, match="is unusable"):
         assert Cache(tmp_path).get(key) is None
-    with pytest.warns(UserWarning, match="is corrupt"):
+    with pytest.warns(UserWarning, match="is unusable"):
         second = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).run(SCHEDS[:1])
-    assert first.equals(second)
+    assert first.table.equals(second.table)
     assert Cache(tmp_path).get(key) is not None  # rewritten whole
 
 
 def test_interrupted_sweep_keeps_what_it_finished(unet, tmp_path, monkeypatch):
-    import unetdyn.experiments as ex
+    import unetdyn.paper.sweeps as ex
 
     calls = {"n": 0}
     real = ex.sample
@@ -111,7 +114,7 @@ def test_timing_is_measured_once_then_read_from_cache(unet, sweep, tmp_path, mon
     first = sweep.timing(scheds, samples=2, repeats=1)
     assert list(first.schedule) == ["full", "nb4"] and (first.seconds > 0).all()
     assert np.allclose(first.per_sample, first.seconds / 2)
-    import unetdyn.experiments as ex
+    import unetdyn.paper.sweeps as ex
 
     monkeypatch.setattr(ex, "sample", lambda *a, **k: pytest.fail("a cached timing was measured again"))
     again = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).timing(scheds, samples=2, repeats=1)
@@ -121,12 +124,58 @@ def test_timing_is_measured_once_then_read_from_cache(unet, sweep, tmp_path, mon
 
 
 def test_adapted_shortcut_follows_the_thresholds():
-    from unetdyn.experiments import adapted_shortcut, early_stop_t
-    from unetdyn.plan import EarlyStop, preset
+    from unetdyn.paper.sweeps import adapted_shortcut
+    from unetdyn.interventions import EarlyStop, preset
 
     assert adapted_shortcut({6: 65, 8: 60}, 18).interventions == preset("paper-shortcut").interventions
     later = adapted_shortcut({6: 80, 8: 70}, 40)  # the last cut (t = 41..35) would cross the stop at 40: dropped
     assert later.interventions == (DropBlocks(80, 5, 6), DropBlocks(70, 2, 8), DropBlocks(57, 7, 8), EarlyStop(40))
     assert adapted_shortcut({6: None, 8: None}, None).interventions == ()
-    curve = np.array([[1.0, 1.0], [0.95, 0.97], [0.9, 0.8], [0.5, 0.6]])  # ssim_x0hat[t, sample], t = 0..3
-    assert early_stop_t(curve, 0.85) == 2 and early_stop_t(curve, 0.99) is None
+
+
+def test_read_only_sweep_never_samples(unet, sweep, tmp_path, monkeypatch):
+    sweep.run(SCHEDS[:1])
+    import unetdyn.paper.sweeps as ex
+
+    monkeypatch.setattr(ex, "sample", lambda *a, **k: pytest.fail("a read-only sweep sampled"))
+    ro = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False)
+    assert ro.run(SCHEDS[:1]).table.equals(sweep.run(SCHEDS[:1]).table)
+    with pytest.raises(CacheMiss, match="1 of 2 schedules are not in the result store, first 'skip_steps"):
+        ro.run(SCHEDS[:2][::-1])
+    with pytest.raises(CacheMiss, match="baseline"):
+        ro.baseline()
+
+
+def _entry_key(sweep, sched):
+    return sweep.key("metrics", {"interventions": sched.to_dict()["interventions"]})
+
+
+def test_an_entry_copied_over_another_key_is_not_used(unet, sweep, tmp_path):
+    first = sweep.run(SCHEDS[:2])
+    a, b = (Cache(tmp_path).path(_entry_key(sweep, s)) for s in SCHEDS[:2])
+    b.write_bytes(a.read_bytes())  # schedule 0's valid entry now sits at schedule 1's key
+    with pytest.warns(UserWarning, match="stored under another key"):
+        again = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).run(SCHEDS[:2])
+    assert again.table.equals(first.table)
+    assert Cache(tmp_path).get(_entry_key(sweep, SCHEDS[1])) is not None  # replaced
+
+
+def test_a_wrong_shaped_entry_is_recomputed(unet, sweep, tmp_path):
+    first = sweep.run(SCHEDS[:1])
+    key = _entry_key(sweep, SCHEDS[0])
+    Cache(tmp_path).put(key, {"ssim": np.zeros(2), "psnr": np.zeros(2)})  # 2 samples where the sweep has 3
+    with pytest.warns(UserWarning, match="has shape"):
+        again = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).run(SCHEDS[:1])
+    assert again.table.equals(first.table)
+    Cache(tmp_path).put(key, {"ssim": np.zeros(3)})  # an array missing
+    with pytest.warns(UserWarning, match="not the expected"):
+        Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).run(SCHEDS[:1])
+
+
+def test_keys_are_stable():
+    """The committed result store is addressed by these keys: a change here orphans it."""
+    from types import SimpleNamespace
+
+    sw = Sweep(SimpleNamespace(weights_sha256="m"), ["circle"], [0], SamplerConfig(), progress=False)
+    key = sw.key("metrics", {"interventions": Schedule((SkipSteps(t_start=60, n=5),)).to_dict()["interventions"]})
+    assert key == "a5a2f019f5a3c2a2e373649028c84a689a5c9d82c9c25e0a35a8d729fc36f6f5"

@@ -15,7 +15,7 @@ __all__ = ["band", "image_rows", "paper_vs_ours", "mark_phases"]
 
 
 def band(ax, curve: pd.DataFrame, x: str, k: float = 1.0, label: str | None = None, color=None, marker: str = ""):
-    """Plot ``mean`` with a ``mean +- k sd`` band (``curve`` from :func:`unetdyn.experiments.mean_sd`)."""
+    """Plot ``mean`` with a ``mean +- k sd`` band (``curve`` from :func:`unetdyn.paper.sweeps.mean_sd`)."""
     c = curve.sort_values(x)
     line = ax.plot(c[x], c["mean"], marker=marker, ms=3, label=label, color=color)[0]
     ax.fill_between(c[x], c["mean"] - k * c["std"], c["mean"] + k * c["std"], color=line.get_color(), alpha=0.2, lw=0)

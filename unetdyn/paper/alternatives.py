@@ -41,11 +41,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .cost import CallCost, sync
-from .metrics import compare
-from .plan import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
-from .sampler import SamplerConfig, Trajectory, sample, trajectory
-from .unet import Unet
+from unetdyn.cost import CallCost, sync
+from unetdyn.metrics import compare
+from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
+from unetdyn.sampler import SamplerConfig, Trajectory, sample, trajectory
+from unetdyn.unet import Unet
 
 __all__ = [
     "FAMILIES",

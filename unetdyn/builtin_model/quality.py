@@ -19,7 +19,7 @@ accuracy in its metadata); :func:`load_classifier` trains and writes it when it 
 
 Command line (writes ``quality.json`` and ``samples_by_class.png``, prints a table)::
 
-    python -m unetdyn.quality [--weights PATH] [--n-per-class 100] [--out data/builtin]
+    python -m unetdyn.builtin_model.quality [--weights PATH] [--n-per-class 100] [--out data/builtin]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from unetdyn.data import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES, make_batch
+from unetdyn.builtin_model.data import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES, make_batch
 from unetdyn.fileio import atomic_write
 from unetdyn.paths import BUILTIN_DIR, BUILTIN_WEIGHTS, REPO_ROOT
 
@@ -262,7 +262,7 @@ def load_classifier(
     """
     if path is None or not Path(path).exists():
         if not train_if_missing:
-            raise FileNotFoundError(f"no classifier at {path}; run `python -m unetdyn.quality` to train it")
+            raise FileNotFoundError(f"no classifier at {path}; run `python -m unetdyn.builtin_model.quality` to train it")
         model = train_classifier(progress=progress)
         if path is not None:
             save_classifier(model, path)
@@ -469,11 +469,11 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """``python -m unetdyn.quality``: evaluate the built-in model, write quality.json and a grid."""
+    """``python -m unetdyn.builtin_model.quality``: evaluate the built-in model, write quality.json and a grid."""
     from unetdyn.viz import save_grid
-    from unetdyn.weights import load_builtin, read_metadata
+    from unetdyn.builtin_model.weights import load_builtin, read_metadata
 
-    p = argparse.ArgumentParser(prog="python -m unetdyn.quality", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m unetdyn.builtin_model.quality", description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=Path, help="built-in Unet safetensors (default: the shipped one)")
     p.add_argument("--n-per-class", type=int, default=100, help="samples per class (default 100)")
     p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")

@@ -2,9 +2,9 @@
 
 Everything in it is read from files, never typed in: the weights' metadata (config, data
 seed, steps, training time), their checksum, the training run's loss curve, and the
-quality check's ``quality.json`` and sample grid (``python -m unetdyn.quality``).
+quality check's ``quality.json`` and sample grid (``python -m unetdyn.builtin_model.quality``).
 
-    python -m unetdyn.card --run runs/builtin
+    python -m unetdyn.builtin_model.card --run runs/builtin
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import json
 import shutil
 from pathlib import Path
 
-from .fileio import atomic_write
-from .paths import BUILTIN_DIR, BUILTIN_WEIGHTS
-from .weights import read_metadata, verify_checksum
+from unetdyn.fileio import atomic_write
+from unetdyn.paths import BUILTIN_DIR, BUILTIN_WEIGHTS
+from unetdyn.builtin_model.weights import read_metadata, verify_checksum
 
 __all__ = ["write_model_card"]
 
 
 def _quality_section(q: dict | None) -> list[str]:
     if q is None:
-        return ["No quality check has been run on these weights yet (`python -m unetdyn.quality`)."]
+        return ["No quality check has been run on these weights yet (`python -m unetdyn.builtin_model.quality`)."]
     n = q.get("n_per_class")
     lines = [
-        f"Checked by `python -m unetdyn.quality` on {n} samples per class ({q.get('steps')} steps, guidance "
+        f"Checked by `python -m unetdyn.builtin_model.quality` on {n} samples per class ({q.get('steps')} steps, guidance "
         f"{q.get('guidance')}), classified by an independent CNN trained on other procedural data "
         f"(held-out accuracy {q['classifier_accuracy']:.1%}).",
         "",
@@ -89,7 +89,7 @@ def write_model_card(weights: Path = BUILTIN_WEIGHTS, run_dir: Path | None = Non
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m unetdyn.card", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m unetdyn.builtin_model.card", description=__doc__.split("\n")[0])
     ap.add_argument("--weights", type=Path, default=BUILTIN_WEIGHTS)
     ap.add_argument("--run", type=Path, help="training run folder (for the loss curve)")
     args = ap.parse_args(argv)

@@ -1,0 +1,282 @@
+"""Readings of curves: the numbers the paper reads off its figures, each with a 95% interval.
+
+A curve here is a matrix ``values[point, sample]``: one row per grid point (a ``t_start``,
+an ``n``, an ``r``), one column per sample. A *read* function turns the mean curve into one
+number; :func:`bootstrap` re-reads it on curves whose samples were drawn with replacement
+(the same draw for every curve of a reading, since all curves share their samples), and
+reports the read value with the 2.5% and 97.5% quantiles of the re-reads.
+
+Readings that leave the grid are not numbers: ``inf`` means "beyond the top of the grid"
+(printed ``>= top``) and ``-inf`` "never on the grid". The interval uses quantiles that are
+always one of the re-read values (no interpolation), so it stays on the grid.
+
+How each reading renders the paper's words:
+
+* :func:`crossing`: "SSIM >= 0.8 from ``t_start`` ~60 on" = scanning the grid in the
+  direction time runs, the first point from which the mean stays at or above the threshold
+  for the rest of the scan.
+* :func:`run_limit`: "no more than ~7 steps" = the largest ``n`` such that every ``n' <= n``
+  on the grid keeps the mean at or above the threshold.
+* :func:`drawdown`: the phase 2 dip of Fig. 4 = the largest fall of the (smoothed) mean curve
+  in the direction time runs; its start ends phase 1, its bottom ends phase 2.
+* :func:`x0_accurate_step`: "the x0 estimate at t = 18 is accurate" = the crossing of the
+  estimate's mean SSIM to the output, on ``t = K .. 1``.
+* :func:`rise_start`: Fig. 16's "sharp rise in PSNR around t in [15, 18]" = the first ``t``
+  from which the one-step PSNR gain of ``x_t`` stays above ``factor`` times its median gain.
+
+:func:`verdict` compares an interval with the paper's value or range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "Reading",
+    "bootstrap",
+    "crossing",
+    "run_limit",
+    "drawdown",
+    "x0_accurate_step",
+    "rise_start",
+    "verdict",
+    "curve_matrix",
+    "mean_sd",
+    "mean_ci",
+]
+
+N_BOOT = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A number read off curves, with its bootstrap interval.
+
+    Attributes:
+        value: the reading on all samples (``inf``: beyond the grid's ``top``; ``-inf``: never).
+        lo, hi: the 95% interval (same conventions).
+        top: the grid's last point, for printing a censored value as ``>= top``.
+        digits: decimals to print.
+        samples: how many samples the curves had.
+    """
+
+    value: float
+    lo: float
+    hi: float
+    top: float | None = None
+    digits: int = 0
+    samples: int = 0
+
+    def fmt(self, v: float) -> str:
+        if v == np.inf:
+            return f">= {self.top:.{self.digits}f}" if self.top is not None else "beyond the grid"
+        if v == -np.inf:
+            return "never"
+        return f"{v:.{self.digits}f}"
+
+    @property
+    def censored(self) -> bool:
+        return bool(np.isinf(self.value))
+
+    def __str__(self) -> str:
+        return f"{self.fmt(self.value)} [{self.fmt(self.lo)}, {self.fmt(self.hi)}]"
+
+
+def bootstrap(
+    read: Callable[..., float],
+    *curves: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    top: float | None = None,
+    digits: int = 0,
+) -> Reading:
+    """Read ``read(*mean_curves)`` and its 95% bootstrap interval over samples.
+
+    Args:
+        read: mean curves (one per array, samples averaged out) -> a number.
+        curves: arrays whose last axis is the samples (the same samples in each).
+        n_boot: resamples.
+        seed: the resampling seed (the interval is reproducible).
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> r = bootstrap(lambda m: float(m[0]), rng.normal(0.5, 0.1, size=(1, 400)), digits=2)
+        >>> r.lo < 0.5 < r.hi
+        True
+    """
+    arrays = [np.asarray(c, dtype=np.float64) for c in curves]
+    n = arrays[0].shape[-1]
+    if any(a.shape[-1] != n for a in arrays):
+        raise ValueError("every curve of a reading needs the same samples (last axis)")
+    if n < 2:
+        raise ValueError(f"a bootstrap needs at least 2 samples, got {n}")
+    value = float(read(*[np.nanmean(a, axis=-1) for a in arrays]))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    reads = np.empty(n_boot)
+    for b in range(n_boot):
+        reads[b] = read(*[np.nanmean(a[..., idx[b]], axis=-1) for a in arrays])
+    alpha = (1 - LEVEL) / 2
+    lo = float(np.quantile(reads, alpha, method="lower"))
+    hi = float(np.quantile(reads, 1 - alpha, method="higher"))
+    return Reading(value, lo, hi, top, digits, n)
+
+
+def verdict(reading: Reading, paper: float | tuple[float, float]) -> str:
+    """``agrees``, ``differs`` or ``inconclusive``: our 95% interval against the paper's value or range.
+
+    agrees: one of the two lies inside the other (the paper's value in our interval, or our
+    interval inside the paper's range); differs: they do not overlap; inconclusive: they
+    overlap only in part.
+
+    Example:
+        >>> r = Reading(60, 55, 65)
+        >>> verdict(r, 60), verdict(r, 70), verdict(r, (62, 70)), verdict(r, (50, 70))
+        ('agrees', 'differs', 'inconclusive', 'agrees')
+    """
+    a, b = (paper, paper) if np.isscalar(paper) else (float(paper[0]), float(paper[1]))
+    lo, hi = reading.lo, reading.hi
+    if b < lo or a > hi:
+        return "differs"
+    if (lo <= a and b <= hi) or (a <= lo and hi <= b):
+        return "agrees"
+    return "inconclusive"
+
+
+# -- read functions (mean curve -> number) ------------------------------------------------------
+
+
+def crossing(xs: Sequence[float], mean: np.ndarray, threshold: float, descending: bool = True) -> float:
+    """The first ``x`` (scanning ``xs`` high to low, or low to high) from which ``mean`` stays >= ``threshold``.
+
+    A curve that touches the threshold and falls below it again does not count there. Returns
+    ``-inf`` if the last point is below the threshold.
+
+    Example:
+        >>> crossing([100, 90, 80, 70], np.array([0.9, 0.7, 0.85, 0.95]), 0.8)
+        80.0
+        >>> crossing([0, 5, 10], np.array([0.6, 0.85, 0.9]), 0.8, descending=False)
+        5.0
+    """
+    xs = np.asarray(xs, dtype=float)
+    order = np.argsort(-xs if descending else xs, kind="stable")
+    m = np.asarray(mean, dtype=float)[order]
+    below = np.flatnonzero(~(m >= threshold))
+    start = 0 if below.size == 0 else int(below[-1]) + 1
+    return -np.inf if start >= len(m) else float(xs[order][start])
+
+
+def run_limit(ns: Sequence[float], mean: np.ndarray, threshold: float) -> float:
+    """The largest ``n`` such that the mean is >= ``threshold`` at every grid ``n' <= n``.
+
+    ``inf`` when the whole grid passes (the limit lies beyond it), ``-inf`` when even the
+    smallest ``n`` fails.
+
+    Example:
+        >>> run_limit([1, 3, 5, 7], np.array([0.9, 0.85, 0.7, 0.82]), 0.8)
+        3.0
+        >>> run_limit([1, 3], np.array([0.9, 0.85]), 0.8)
+        inf
+    """
+    ns = np.asarray(ns, dtype=float)
+    order = np.argsort(ns, kind="stable")
+    m = np.asarray(mean, dtype=float)[order]
+    fail = np.flatnonzero(~(m >= threshold))
+    if fail.size == 0:
+        return np.inf
+    return -np.inf if fail[0] == 0 else float(ns[order][fail[0] - 1])
+
+
+def _smooth(m: np.ndarray, window: int) -> np.ndarray:
+    return pd.Series(m).rolling(window, center=True, min_periods=1).mean().to_numpy() if window > 1 else m
+
+
+def drawdown(xs: Sequence[float], mean: np.ndarray, smooth: int = 1) -> tuple[float, float, float]:
+    """The largest fall of the mean curve in the direction time runs (``xs`` high to low).
+
+    Returns ``(x_peak, x_bottom, depth)``: where the fall starts, where it ends, and how far
+    it falls (0 when the curve never falls: then peak = bottom = the first point). On the
+    skip-steps curve of Fig. 4 the peak ends phase 1 and the bottom ends phase 2.
+
+    Example:
+        >>> peak, bottom, depth = drawdown([100, 80, 60, 40, 20], np.array([0.2, 0.9, 0.8, 0.7, 1.0]))
+        >>> peak, bottom, round(depth, 3)
+        (80.0, 40.0, 0.2)
+    """
+    xs = np.asarray(xs, dtype=float)
+    order = np.argsort(-xs, kind="stable")
+    m = _smooth(np.asarray(mean, dtype=float)[order], smooth)
+    x = xs[order]
+    run_max = np.maximum.accumulate(m)
+    fall = run_max - m
+    j = int(np.argmax(fall))
+    if fall[j] <= 0:
+        return float(x[0]), float(x[0]), 0.0
+    i = int(np.argmax(m[: j + 1]))
+    return float(x[i]), float(x[j]), float(fall[j])
+
+
+def x0_accurate_step(mean_by_t: np.ndarray, threshold: float) -> float:
+    """The first ``t`` (from pure noise on) from which the x0 estimate's mean SSIM stays >= ``threshold``.
+
+    ``mean_by_t[t]`` for ``t = 0..K`` (row 0, the output itself, is ignored).
+
+    Example:
+        >>> x0_accurate_step(np.array([1.0, 0.99, 0.95, 0.85, 0.6, 0.3]), 0.8)
+        3.0
+    """
+    m = np.asarray(mean_by_t, dtype=float)
+    return crossing(np.arange(1, len(m)), m[1:], threshold)
+
+
+def rise_start(mean_by_t: np.ndarray, factor: float = 2.0) -> float:
+    """Where the PSNR of ``x_t`` starts rising sharply: the first ``t`` from which the one-step
+    gain ``PSNR(x_{t-1}) - PSNR(x_t)`` stays above ``factor`` times its median over all steps.
+
+    ``mean_by_t[t]`` for ``t = 0..K``; row 0 (``x_0`` itself, infinite PSNR) is ignored, so
+    the last gain is that of step ``t = 2 -> 1``, read at ``t = 2``.
+
+    Example:
+        >>> psnr = np.array([np.inf, 40, 30, 24, 21, 20, 19.5, 19])   # t = 0..7
+        >>> rise_start(psnr, factor=2.0)   # gains 10, 6, 3, 1, .5, .5 at t = 2..7; median 2
+        3.0
+    """
+    m = np.asarray(mean_by_t, dtype=float)[1:]  # t = 1..K
+    gain = m[:-1] - m[1:]  # index i: step t = i + 2 -> i + 1
+    ts = np.arange(2, len(m) + 1)
+    return crossing(ts, gain, factor * float(np.median(gain)))
+
+
+# -- tables -> curves ---------------------------------------------------------------------------
+
+
+def curve_matrix(table: pd.DataFrame, x: str, metric: str = "ssim") -> tuple[np.ndarray, np.ndarray]:
+    """``(xs, values[point, sample])`` from a sweep table with one schedule per ``x`` value.
+
+    Infinite PSNR (an output identical to the original) becomes NaN, as in :func:`mean_sd`.
+    """
+    wide = table.pivot(index=x, columns="sample", values=metric).sort_index()
+    vals = wide.to_numpy(dtype=float, copy=True)
+    vals[np.isinf(vals)] = np.nan
+    return wide.index.to_numpy(dtype=float), vals
+
+
+def mean_sd(table: pd.DataFrame, by: str | list[str], metric: str = "ssim") -> pd.DataFrame:
+    """Mean and standard deviation of ``metric`` over samples, per group (inf PSNR dropped)."""
+    vals = table.replace([np.inf, -np.inf], np.nan)
+    return vals.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
+
+
+def mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the 95% bootstrap interval of the mean over samples (``values[point, sample]``)."""
+    v = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.shape[-1], size=(n_boot, v.shape[-1]))
+    means = np.stack([np.nanmean(v[..., i], axis=-1) for i in idx])
+    alpha = (1 - LEVEL) / 2
+    return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)
