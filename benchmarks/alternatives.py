@@ -1,7 +1,7 @@
-"""Is the paper's shortcut worth it? Every speed-up method measured side by side (issue #5).
+"""Is the paper's shortcut worth it? Every speed-up method measured side by side .
 
-Prints a table and writes JSON (rows as measured, rewritten after each method, so an
-interrupted run keeps what it finished):
+Prints a table and stores it in the result store (``data/cache``), keyed by the model and
+these parameters (rewritten after each method, so an interrupted run keeps what it finished):
 
 - built-in model (default): SSIM/PSNR of each method to the full 100-step output over
   ``--samples`` samples, FLOPs executed, and wall-clock per sample (median of
@@ -9,34 +9,35 @@ interrupted run keeps what it finished):
 - ``--model glide --random-weights``: GLIDE's FLOPs (text encoded once, and every step)
   and seconds per sample summed from timed per-call forwards (no quality: random weights).
 
-    python benchmarks/alternatives.py                       # -> data/alternatives/builtin.json
-    python benchmarks/alternatives.py --model glide --random-weights   # -> data/alternatives/glide.json
+    python benchmarks/alternatives.py --samples 16 --repeats 2          # what chapter 7 shows
+    python benchmarks/alternatives.py --model glide --random-weights --repeats 2
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from unetdyn.paper.alternatives import glide_costs, measure, methods
+from unetdyn.paper.alternatives import benchmark_key, glide_costs, measure, methods
+from unetdyn.paper.cache import Cache
 from unetdyn.paper.sweeps import default_samples, model_id
-from unetdyn.fileio import atomic_write
 from unetdyn.backends import load_unet
-from unetdyn.paths import DATA_DIR
+from unetdyn.paths import CACHE_DIR
 
 COLUMNS = ["method", "unet_calls", "flop_saving", "sec_per_sample", "speedup", "ssim_mean", "ssim_sd", "ssim_p5",
            "psnr_mean", "psnr_p5"]
 
 
-def write(path: Path, meta: dict, rows: list[dict]) -> None:
-    blob = json.dumps({"meta": meta, "rows": rows}, indent=1, allow_nan=True)
-    atomic_write(path, lambda tmp: tmp.write_text(blob))
+def params_of(args) -> dict:
+    """The parameters that identify a run's results in the store (chapter 7 asks by the same)."""
+    if args.random_weights:
+        return {"random_weights": True, "repeats": args.repeats, "quick": args.quick}
+    return {"samples": args.samples, "timing_samples": args.timing_samples, "repeats": args.repeats,
+            "batch_size": args.batch_size, "quick": args.quick}
 
 
 def main(argv=None) -> int:
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="a few methods on few samples (a smoke run)")
-    ap.add_argument("--json", default=None, help="default data/alternatives/<model>.json")
+    ap.add_argument("--cache-dir", default=None, help="the result store (default data/cache)")
     args = ap.parse_args(argv)
     for name in ("samples", "timing_samples", "batch_size"):
         if getattr(args, name) < 1:
@@ -67,7 +68,9 @@ def main(argv=None) -> int:
         keep = {"full", "paper shortcut", "ancestral K=80", "DDIM K=80", "dual depth nb=8 switch=90",
                 "DeepCache nb=12 k=3", "guidance truncated last 20"}
         ms = [m for m in ms if m.name in keep]
-    path = Path(args.json or DATA_DIR / "alternatives" / f"{args.model}{'-random' if args.random_weights else ''}.json")
+    cache = Cache(args.cache_dir or CACHE_DIR)
+    # cost does not depend on the weights: random-weight results are keyed by the architecture
+    key = benchmark_key("alternatives", f"{args.model}-architecture" if args.random_weights else model_id(unet), params_of(args))
     meta = {
         "model": args.model,
         "model_id": model_id(unet),
@@ -84,12 +87,12 @@ def main(argv=None) -> int:
 
     def keep_row(row: dict) -> None:
         rows.append(row)
-        write(path, meta, rows)
+        cache.put_record(key, {"meta": meta, "rows": rows})
 
     if args.model == "glide" and args.random_weights:
         meta.update(kind="cost", timing_batch=1)
         table = glide_costs(unet, ms, repeats=args.repeats)
-        write(path, meta, table.to_dict("records"))
+        cache.put_record(key, {"meta": meta, "rows": table.to_dict("records")})
         table["TFLOP"], table["TFLOP text every step"] = table.flops / 1e12, table.flops_text_every_step / 1e12
         cols = ["method", "unet_calls", "TFLOP", "TFLOP text every step", "flop_saving", "sec_per_sample", "speedup"]
     else:
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(f"{args.model}, {meta['device']}, {meta['threads']} threads, torch {meta['torch']}")
         print(table[cols].to_string(index=False))
-    print(f"wrote {path}")
+    print(f"stored in {cache.path(key)}")
     return 0
 
 

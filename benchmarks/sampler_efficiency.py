@@ -1,6 +1,7 @@
-"""How efficient is the sampler itself? (issue #5, part 3)
+"""How efficient is the sampler itself?
 
-Prints tables and writes JSON (default data/alternatives/efficiency.json):
+Prints tables and stores them in the result store (``data/cache``), keyed by the model and
+these parameters:
 
 1. For the book's Fig. 8 sweep (nb = 2..12, n = 5, t_start on the 03_nb_sweep grid): the Unet
    block evaluations the sampler actually runs (counted by the sampler while it runs the
@@ -15,19 +16,18 @@ Prints tables and writes JSON (default data/alternatives/efficiency.json):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from unetdyn.cost import forward_flops
+from unetdyn.cost import forward_flops, timed
 from unetdyn.paper.sweeps import default_samples, drop_blocks_family
-from unetdyn.fileio import atomic_write
 from unetdyn.backends import load_unet
-from unetdyn.paths import DATA_DIR
+from unetdyn.paths import CACHE_DIR
+from unetdyn.paper.alternatives import benchmark_key
+from unetdyn.paper.cache import Cache, model_id
 from unetdyn.interventions import preset
 from unetdyn.sampler import SamplerConfig, Stats, sample, trajectory
 from unetdyn.unet import Surgery, encoder_blocks_needed
@@ -85,14 +85,17 @@ def throughput(unet, batches, steps: int, repeats: int) -> list[dict]:
     for b in tqdm(batches, desc="batch sizes"):
         prompts, seeds = default_samples(unet, "builtin", b)
         sample(unet, prompts, seeds, preset("full"), config, batch_size=b, progress=False)  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            sample(unet, prompts, seeds, preset("full"), config, batch_size=b, progress=False)
-            times.append(time.perf_counter() - t0)
+        times = [timed(unet, lambda: sample(unet, prompts, seeds, preset("full"), config, batch_size=b, progress=False))
+                 for _ in range(repeats)]
         rate = b * steps / statistics.median(times)
         out.append({"batch": b, "sample_steps_per_s": rate, "gflop_per_s": rate * 2 * step_flops / 1e9})
     return out
+
+
+def params_of(args) -> dict:
+    """The parameters that identify a run's results in the store (chapter 7 asks by the same)."""
+    return {"batches": args.batches, "steps": args.steps, "repeats": args.repeats, "sweep_samples": args.sweep_samples,
+            "t_stride": args.t_stride}
 
 
 def main(argv=None) -> int:
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sweep-samples", type=int, default=2, help="samples the Fig. 8 sweep is run on (default 2)")
     ap.add_argument("--t-stride", type=int, default=10, help="t_start grid of the Fig. 8 sweep (default 10)")
-    ap.add_argument("--json", default=str(DATA_DIR / "alternatives" / "efficiency.json"))
+    ap.add_argument("--cache-dir", default=None, help="the result store (default data/cache)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,11 +128,11 @@ def main(argv=None) -> int:
         r["fraction_of_peak"] = r["gflop_per_s"] / peak
         print(f"{r['batch']:>6} {r['sample_steps_per_s']:>15.1f} {r['gflop_per_s']:>9.1f} {100 * r['fraction_of_peak']:>7.1f}%")
 
-    path = Path(args.json)
-    blob = json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__, "sweep": counts,
-                       "matmul_gflop_per_s": peak, "throughput": rows}, indent=1)
-    atomic_write(path, lambda tmp: tmp.write_text(blob))
-    print(f"wrote {path}")
+    cache = Cache(args.cache_dir or CACHE_DIR)
+    key = benchmark_key("efficiency", model_id(unet), params_of(args))
+    cache.put_record(key, {"threads": torch.get_num_threads(), "torch": torch.__version__, "sweep": counts,
+                           "matmul_gflop_per_s": peak, "throughput": rows})
+    print(f"stored in {cache.path(key)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The speed-up methods compared with the shortcut (issue #5): their schedules and measurements."""
+"""The speed-up methods compared with the shortcut: their schedules and measurements."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from unetdyn.interventions import Schedule, preset
 from unetdyn.sampler import SamplerConfig, step_noise
 from unetdyn.unet import Surgery, Unet, forward
 
-__all__ = ["Cost", "CallCost", "schedule_cost", "forward_flops", "sync"]
+__all__ = ["Cost", "CallCost", "schedule_cost", "forward_flops", "sync", "timed"]
 
 
 @dataclass
@@ -63,6 +64,16 @@ def sync(unet: Unet) -> None:
         torch.cuda.synchronize()
 
 
+def timed(unet: Unet, fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of ``fn()``, the device synchronised before and after: the one timer
+    every measurement of this package uses."""
+    sync(unet)
+    t0 = time.perf_counter()
+    fn()
+    sync(unet)
+    return time.perf_counter() - t0
+
+
 class CallCost:
     """FLOPs and (optionally) timed seconds of one Unet call, per distinct surgery and row count.
 
@@ -96,15 +107,8 @@ class CallCost:
             cond = unet.condition([self.prompt] * n)
             x = step_noise(0, 1, (n, *unet.image_shape)).to(unet.device, unet.dtype)
             t = torch.full((n,), 500, dtype=torch.long, device=unet.device)
-            times = []
-            for k in range(1 + max(self.repeats, 1)):
-                sync(unet)
-                t0 = time.perf_counter()
-                forward(unet, x, t, cond, Surgery(zs, nb))
-                sync(unet)
-                if k:
-                    times.append(time.perf_counter() - t0)
-            self._secs[key] = statistics.median(times) / self.batch
+            times = [timed(unet, lambda: forward(unet, x, t, cond, Surgery(zs, nb))) for _ in range(1 + max(self.repeats, 1))]
+            self._secs[key] = statistics.median(times[1:]) / self.batch  # the first call warms up
         return self._secs[key]
 
     def calls(self, schedule: Schedule, config: SamplerConfig) -> Counter:

@@ -1,4 +1,4 @@
-"""The paper's shortcut beside the speed-ups a user could pick instead (issue #5).
+"""The paper's shortcut beside the speed-ups a user could pick instead.
 
 Every method is data: a :class:`Method` is a schedule plus a sampler config. The families:
 
@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,7 +40,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from unetdyn.cost import CallCost, sync
+from unetdyn.cost import CallCost, timed
 from unetdyn.metrics import compare
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
 from unetdyn.sampler import SamplerConfig, Trajectory, sample, trajectory
@@ -155,11 +154,7 @@ def _summary(vals: np.ndarray, prefix: str) -> dict[str, float]:
 
 
 def _timed_run(unet, prompts, seeds, m: Method, batch_size: int) -> float:
-    sync(unet)
-    t0 = time.perf_counter()
-    sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False)
-    sync(unet)
-    return time.perf_counter() - t0
+    return timed(unet, lambda: sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False))
 
 
 def measure(
@@ -279,3 +274,64 @@ def pareto(table: pd.DataFrame, x: str = "ssim_mean", y: str = "speedup") -> pd.
         if not dominated:
             keep.append(i)
     return t.loc[keep].sort_values(y)
+
+
+# -- the benchmarks' results, in the result store ----------------------------------------------
+
+# Each benchmark script's results live in the content-keyed result store under a key made of
+# the benchmark, the model's weights checksum (or, for cost on random weights, the
+# architecture) and the script's parameters; chapter 7 asks for them by the same description.
+BENCHMARK_SCRIPTS = {"alternatives": "benchmarks/alternatives.py", "efficiency": "benchmarks/sampler_efficiency.py"}
+
+
+def benchmark_key(name: str, model: str, params: dict) -> str:
+    """The store key of a benchmark's record. ``model``: a weights checksum, or an architecture name."""
+    from unetdyn.paper.cache import SCHEMA_VERSION, content_key
+
+    if name not in BENCHMARK_SCRIPTS:
+        raise ValueError(f"unknown benchmark {name!r}; benchmarks: {', '.join(BENCHMARK_SCRIPTS)}")
+    return content_key({"v": SCHEMA_VERSION, "what": "benchmark", "name": name, "model": model, "params": params})
+
+
+def load_benchmark(cache, name: str, model: str, params: dict) -> dict:
+    """The record a benchmark stored for ``model`` and ``params``; a miss names the command that makes it."""
+    from unetdyn.paper.cache import CacheMiss
+
+    rec = cache.get_record(benchmark_key(name, model, params))
+    if rec is None:
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.items() if not isinstance(v, bool)) + "".join(
+            f" --{k.replace('_', '-')}" for k, v in params.items() if v is True)
+        raise CacheMiss(f"the {name} benchmark for these parameters is not in {cache.root}: run "
+                        f"`python {BENCHMARK_SCRIPTS[name]} {flags}`")
+    return rec
+
+
+def shortcut_verdict(table: pd.DataFrame, samples: int) -> tuple[pd.DataFrame, str]:
+    """Per family, the best SSIM among its settings at least as fast as the paper's shortcut, and a sentence."""
+    sc = table[table.method == "paper shortcut"]
+    if sc.empty:
+        return pd.DataFrame(), "The paper's shortcut was not among the measured methods."
+    sc = sc.iloc[0]
+    rows = []
+    for fam in [f for f in FAMILIES if f in set(table.family) and f not in ("full", "paper shortcut")]:
+        d = table[(table.family == fam) & (table.speedup >= sc.speedup)]
+        best = d.sort_values("ssim_mean").iloc[-1] if len(d) else None
+        rows.append({"family": fam, "best at >= the shortcut's speed": None if best is None else best.method,
+                     "its speed-up": np.nan if best is None else best.speedup,
+                     "its SSIM": np.nan if best is None else best.ssim_mean})
+    beats = table[(table.speedup >= sc.speedup) & (table.ssim_mean >= sc.ssim_mean) & (table.method != "paper shortcut")]
+    text = [f"The paper's shortcut runs **{sc.speedup:.2f}x** as fast as the full sampler ({sc.flop_saving:.0%} fewer "
+            f"FLOPs) at mean SSIM **{sc.ssim_mean:.3f}** (5th percentile {sc.ssim_p5:.3f})."]
+    if len(beats):
+        text.append("It is beaten on both speed and SSIM by: " + ", ".join(
+            f"{r.method} ({r.speedup:.2f}x, SSIM {r.ssim_mean:.3f})"
+            for _, r in beats.sort_values("ssim_mean", ascending=False).iterrows()) + ".")
+    else:
+        text.append("No measured method is both at least as fast and at least as close to the full output.")
+    if "agreement" in table:
+        full_ag = table[table.method == "full"].agreement.iloc[0]
+        text.append("SSIM to the full output asks whether a method draws *the same picture*; the classifier asks whether "
+                    f"it shows the prompted class: the full sampler scores {full_ag:.0%}, the shortcut {sc.agreement:.0%}.")
+    text.append(f"All of this rests on {samples} samples per method: class agreement moves in steps of {1 / samples:.0%}, "
+                "and these comparisons carry no interval yet.")
+    return pd.DataFrame(rows), " ".join(text)

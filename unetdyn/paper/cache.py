@@ -125,6 +125,16 @@ class Cache:
             raise CacheMiss(f"{what} is not in the result store {self.root} (key {key[:12]})")
         return hit
 
+    def get_record(self, key: str) -> dict | None:
+        """A JSON record (a benchmark's table and metadata) stored by :meth:`put_record`, or None."""
+        hit = self.get(key, {"record": None})
+        return None if hit is None else json.loads(bytes(hit["record"]).decode())
+
+    def put_record(self, key: str, record: dict, info: dict | None = None) -> Path:
+        """Store a JSON-serialisable record under ``key`` (atomically, like any entry)."""
+        blob = json.dumps(record, allow_nan=True).encode()
+        return self.put(key, {"record": np.frombuffer(blob, dtype=np.uint8)}, info)
+
     def put(self, key: str, arrays: Mapping[str, np.ndarray], info: dict | None = None) -> Path:
         """Store ``arrays`` under ``key`` atomically (temporary file, then rename)."""
         if self.read_only:

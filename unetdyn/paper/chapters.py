@@ -38,6 +38,7 @@ from unetdyn.paper.sweeps import (
 )
 
 __all__ = [
+    "SweepSpec",
     "IMAGE_SAMPLES",
     "Finding",
     "findings_table",
@@ -49,6 +50,14 @@ __all__ = [
     "BlockSweep",
     "block_sweep",
     "fig8_crossings",
+    "NLimit",
+    "n_limit",
+    "Relaxation",
+    "relaxation",
+    "Shortcut",
+    "shortcut",
+    "Alternatives",
+    "alternatives",
 ]
 
 IMAGE_SAMPLES = 6  # every sweep keeps the images of its first six samples (six classes)
@@ -120,12 +129,15 @@ class Phases:
     x0_step: Reading
     x0_at_25: Reading
     rise: Reading
-    below_at_n5: Reading
+    below: dict[int, Reading]
     noise_pickup: float
     findings: tuple[Finding, ...]
 
     @property
     def phase_bounds(self) -> tuple[float, float]:
+        """Where phases 1/2 and 2/3 meet; ``(-inf, -inf)`` unless held-out samples confirm the dip."""
+        if not self.dip["depth (held out)"].lo > 0:
+            return -np.inf, -np.inf
         return self.dip["peak"].value, self.dip["bottom"].value
 
 
@@ -134,7 +146,7 @@ def phases(
     *,
     n: int = 5,
     t_stride: int = 5,
-    n_values: Sequence[int] = (2, 5, 10),
+    n_values: Sequence[int] = (2, 5, 6, 10),
     t_stride_fig18: int = 5,
     image_t_starts: Sequence[int] = (95, 75, 50, 20),
     image_samples: int = IMAGE_SAMPLES,
@@ -144,7 +156,8 @@ def phases(
     compute: bool = False,
     **runtime,
 ) -> Phases:
-    """Chapter 1. ``smooth`` is the moving-average window (grid points) of the dip reading."""
+    """Chapter 1. ``smooth`` is the moving-average window (grid points) of the dip reading; ``n_values``
+    are jump lengths (Eq. 4's n): 6 and 2 are the paper's n = 5 and n = 1 in its Fig. 1b counting."""
     sweep = _sweep(spec, compute, runtime)
     base = sweep.baseline()
     grid = t_grid(spec.steps, t_stride, n, image_t_starts)
@@ -158,14 +171,18 @@ def phases(
 
     xs, vals = rd.curve_matrix(fig4.table, "t_start")
     dip = {
-        "peak": bootstrap(lambda m: rd.drawdown(xs, m, smooth)[0], vals, top=float(xs.max())),
-        "bottom": bootstrap(lambda m: rd.drawdown(xs, m, smooth)[1], vals, top=float(xs.max())),
+        "peak": bootstrap(lambda m: rd.dip(xs, m, smooth)[0], vals, top=float(xs.max())),
+        "bottom": bootstrap(lambda m: rd.dip(xs, m, smooth)[1], vals, top=float(xs.max())),
     }
-    # Is the dip real? Find it on the first half of the samples, measure it on the other half.
+    # Is the dip real? Its depth on the same samples is biased up (noise alone makes valleys),
+    # so find it on the first half of the samples and measure it on the other half.
     half = vals.shape[1] // 2
-    p, b, _ = rd.drawdown(xs, np.nanmean(vals[:, :half], axis=1), smooth)
-    ip, ib = int(np.flatnonzero(xs == p)[0]), int(np.flatnonzero(xs == b)[0])
-    dip["depth (held out)"] = bootstrap(lambda m: m[ip] - m[ib], vals[:, half:], digits=3)
+    p, b, _ = rd.dip(xs, np.nanmean(vals[:, :half], axis=1), smooth)
+    if np.isfinite(p):
+        ip, ib = int(np.flatnonzero(xs == p)[0]), int(np.flatnonzero(xs == b)[0])
+        dip["depth (held out)"] = bootstrap(lambda m: m[ip] - m[ib], vals[:, half:], digits=3)
+    else:
+        dip["depth (held out)"] = Reading(0.0, 0.0, 0.0, digits=3, samples=vals.shape[1] - half)
     ssim_hat = base["ssim_x0hat"]
     x0_step = bootstrap(lambda m: rd.x0_accurate_step(m, x0_threshold), ssim_hat)
     t25 = min(25, spec.steps)
@@ -173,24 +190,36 @@ def phases(
     psnr = np.where(np.isinf(base["psnr_xt"]), np.nan, base["psnr_xt"])
     psnr[0] = np.inf  # row 0 is x_0 itself; the readings ignore it
     rise = bootstrap(lambda m: rd.rise_start(m, rise_factor), psnr)
-    t5 = fig18.table[fig18.table.n == 5] if 5 in n_values else fig4.table
-    _, v5 = rd.curve_matrix(t5, "t_start")
-    below_at_n5 = bootstrap(lambda m: float(np.mean(m)), (v5 < THRESHOLD).astype(float), digits=2)
+    below = {}  # share of outputs below the threshold on Fig. 18's grid, per jump length
+    for jump in sorted(set(fig18.table.n)):
+        _, v = rd.curve_matrix(fig18.table[fig18.table.n == jump], "t_start")
+        below[jump] = bootstrap(lambda m: float(np.mean(m)), (v < THRESHOLD).astype(float), digits=2)
     betas = NoiseSchedule(spec.steps).betas
-    noise_pickup = rd.crossing(np.arange(1, spec.steps + 1), np.asarray(betas), 2 * float(np.median(betas)))
+    # scanning up from t = 1: the first t from which beta stays above twice its median (marked in Fig. 15)
+    noise_pickup = rd.crossing(np.arange(1, spec.steps + 1), np.asarray(betas), 2 * float(np.median(betas)), descending=False)
+    b = np.asarray(betas)
+    k85 = min(85, spec.steps)
 
     findings = (
         Finding("phase 1 / 2 boundary (t_start)", "marked by eye in Fig. 4, no number", str(dip["peak"]), "-", "fig-4"),
         Finding("phase 2 / 3 boundary (t_start)", "marked by eye in Fig. 4, no number", str(dip["bottom"]), "-", "fig-4"),
         finding("phase 2 dip of SSIM (held-out depth)", "a dip (SSIM and PSNR decrease)", dip["depth (held out)"], (1e-12, np.inf), "fig-4"),
-        Finding("noise pick-up of the beta schedule (Fig. 15): beta > 2x its median from t", "t > 85",
-                f"{noise_pickup:.0f} (exact: no samples involved)", "agrees" if 80 <= noise_pickup <= 90 else "differs", "figs-15-17"),
+        Finding("noise pick-up of the beta schedule (Fig. 15)", "t > 85",
+                f"GLIDE's own schedule (cosine, respaced to {spec.steps} steps): beta grows {b[k85 - 1] / b[k85 // 2 - 1]:.1f}x "
+                f"from t = {k85 // 2} to {k85}, then {b[-1] / b[k85 - 1]:.0f}x from t = {k85} to {spec.steps}; above twice its "
+                f"median from t = {noise_pickup:.0f}", "-", "figs-15-17"),
         finding(f"sharp PSNR rise of x_t (gain > {rise_factor:g}x median) from t", "t in [15, 18]", rise, (15, 18), "figs-15-17"),
         finding(f"x0 estimate accurate (mean SSIM >= {x0_threshold:g}) from t", "t = 18 (captions: 17)", x0_step, (17, 18), "figs-15-17"),
         finding("mean SSIM of the x0 estimate at t = 25", "keeps the global structure (>= 0.8)", x0_at_25, (THRESHOLD, 1.0), "figs-15-17"),
-        finding("share of outputs below SSIM 0.8 at n = 5 (Fig. 18)", "most (> 0.5)", below_at_n5, (0.5 + 1e-12, 1.0), "fig-18"),
     )
-    return Phases(spec, n, base, fig4, fig18, np.asarray(betas), dip, x0_step, x0_at_25, rise, below_at_n5,
+    # "n steps removed": Eq. 4 jumps from t to t - n; Fig. 1b counts a jump to t - 3 as two steps
+    # removed, i.e. a jump of n + 1. Both readings of n = 5 (and Fig. 1b's n = 1) where measured.
+    for n_paper, jump, counting in ((5, 5, "Eq. 4: a jump of 5"), (5, 6, "Fig. 1b: a jump of 6"), (1, 2, "Fig. 1b: a jump of 2")):
+        if jump in below:
+            claim = f"share of outputs below SSIM 0.8, n = {n_paper} ({counting}; Fig. 18)"
+            findings += (finding(claim, "most (> 0.5)" if n_paper == 5 else "not stated", below[jump],
+                                 (0.5 + 1e-12, 1.0) if n_paper == 5 else None, "fig-18"),)
+    return Phases(spec, n, base, fig4, fig18, np.asarray(betas), dip, x0_step, x0_at_25, rise, below,
                   float(noise_pickup), findings)
 
 
@@ -282,3 +311,370 @@ def block_sweep(
     findings.append(finding("order violations: a larger nb reaching the threshold earlier", "0 (bottom-up redundancy)",
                             viol, 0, "fig-8"))
     return BlockSweep(spec, n, tuple(nbs), base, res, cross, viol, tuple(findings))
+
+
+# -- chapter 2: skip connections or deconvolution blocks? ------------------------------------
+
+
+@dataclass(frozen=True)
+class SkipVsBlocks:
+    """Chapter 2: the top ``ns`` skips zeroed vs the bottom ``nb`` blocks removed, ``n`` steps (Figs. 5-7)."""
+
+    spec: SweepSpec
+    n: int
+    ns: int
+    nb: int
+    baseline: dict[str, np.ndarray] = field(repr=False)
+    skips: SweepResult = field(repr=False)
+    blocks: SweepResult = field(repr=False)
+    readings: dict[str, Reading]
+    findings: tuple[Finding, ...]
+
+
+def _window_mean(xs: np.ndarray, keep: np.ndarray):
+    return lambda m: float(np.nanmean(m[keep]))
+
+
+def skip_vs_blocks(
+    spec: SweepSpec = SweepSpec(),
+    *,
+    n: int = 5,
+    ns: int = 2,
+    nb: int = 2,
+    t_stride: int = 5,
+    image_t_starts: Sequence[int] = (95, 75, 50, 20),
+    image_samples: int = IMAGE_SAMPLES,
+    late: int = 50,
+    early: int = 75,
+    compute: bool = False,
+    **runtime,
+) -> SkipVsBlocks:
+    """Chapter 2. ``late``/``early``: the ``t_start`` windows read as after phase 1 (<= late) and in it (> early)."""
+    sweep = _sweep(spec, compute, runtime)
+    base = sweep.baseline()
+    grid = t_grid(spec.steps, t_stride, n, image_t_starts)
+    s, lab = zero_skips_family(grid, n, ns)
+    skips = sweep.run(s, labels=lab, images=_images(sweep, image_samples))
+    s, lab = drop_blocks_family(grid, n, nb)
+    blocks = sweep.run(s, labels=lab, images=_images(sweep, image_samples))
+
+    xs, s_psnr = rd.curve_matrix(skips.table, "t_start", "psnr")
+    _, b_psnr = rd.curve_matrix(blocks.table, "t_start", "psnr")
+    _, s_ssim = rd.curve_matrix(skips.table, "t_start", "ssim")
+    _, b_ssim = rd.curve_matrix(blocks.table, "t_start", "ssim")
+    lt, er = xs <= late, xs > early
+    r = {
+        "psnr skips - blocks, late": bootstrap(lambda a, b: float(np.nanmean(a[lt] - b[lt])), s_psnr, b_psnr, digits=1),
+        "ssim blocks - skips, late": bootstrap(lambda a, b: float(np.nanmean(a[lt] - b[lt])), b_ssim, s_ssim, digits=3),
+        "ssim blocks, early": bootstrap(_window_mean(xs, er), b_ssim, digits=3),
+        "ssim skips, early": bootstrap(_window_mean(xs, er), s_ssim, digits=3),
+    }
+    findings = (
+        finding(f"PSNR of skips minus blocks, t_start <= {late} (dB)", "skips notably lower (< 0)",
+                r["psnr skips - blocks, late"], (-np.inf, -1e-12), "fig-7"),
+        finding(f"SSIM of blocks minus skips, t_start <= {late}", "blocks redundant, skips not (> 0)",
+                r["ssim blocks - skips, late"], (1e-12, np.inf), "fig-7"),
+        finding(f"mean SSIM, bottom {nb} blocks removed, t_start > {early}", "semantic changes (< 0.8)",
+                r["ssim blocks, early"], (-1.0, THRESHOLD), "fig-7"),
+        finding(f"mean SSIM, top {ns} skips zeroed, t_start > {early}", "semantic changes (< 0.8)",
+                r["ssim skips, early"], (-1.0, THRESHOLD), "fig-7"),
+    )
+    return SkipVsBlocks(spec, n, ns, nb, base, skips, blocks, r, findings)
+
+
+# -- chapter 4: how many steps can blocks be removed for? -----------------------------------
+
+PAPER_T_STARTS = {2: 70, 4: 65, 6: 65, 8: 60}  # Figs. 9, 10 and 20, 21: where each nb becomes redundant
+
+
+def _settings(spec, paper_t_starts, own, fig8_n, fig8_t_stride, threshold, compute, runtime) -> dict[str, dict[int, int]]:
+    """The t_starts a chapter runs at: the paper's, and (``own``) where this model's Fig. 8 curves cross."""
+    settings = {"paper t_start": {int(k): int(v) for k, v in paper_t_starts.items()}}
+    if own:
+        cross = fig8_crossings(spec, list(settings["paper t_start"]), fig8_n, fig8_t_stride, threshold, compute, **runtime)
+        settings["own t_start"] = {nb: int(r.value) for nb, r in cross.items() if np.isfinite(r.value)}
+    return settings
+
+
+@dataclass(frozen=True)
+class NLimit:
+    """Chapter 4: the bottom ``nb`` blocks removed for ``n = 1, 2, ...`` steps from a fixed ``t_start`` (Figs. 9, 20)."""
+
+    spec: SweepSpec
+    settings: dict[str, dict[int, int]]
+    baseline: dict[str, np.ndarray] = field(repr=False)
+    result: SweepResult = field(repr=False)
+    limits: dict[tuple[str, int], Reading]
+    findings: tuple[Finding, ...]
+
+
+def n_limit(
+    spec: SweepSpec = SweepSpec(),
+    *,
+    paper_t_starts: dict = PAPER_T_STARTS,
+    own_t_starts: bool = True,
+    n_values: Sequence[int] = tuple(range(1, 16)),
+    fig8_n: int = 5,
+    fig8_t_stride: int = 5,
+    threshold: float = THRESHOLD,
+    image_samples: int = IMAGE_SAMPLES,
+    compute: bool = False,
+    **runtime,
+) -> NLimit:
+    """Chapter 4. A limit at the top of the ``n`` grid prints as ``>= max(n_values)``."""
+    settings = _settings(spec, paper_t_starts, own_t_starts, fig8_n, fig8_t_stride, threshold, compute, runtime)
+    sweep = _sweep(spec, compute, runtime)
+    base = sweep.baseline()
+    parts, limits = [], {}
+    for which, t_starts in settings.items():
+        for nb, t in t_starts.items():
+            s, lab = drop_blocks_family([t], n_values, nb)
+            res = sweep.run(s, labels=[{**d, "setting": which} for d in lab], images=_images(sweep, image_samples))
+            parts.append(res)
+            xs, vals = rd.curve_matrix(res.table, "n")
+            limits[(which, nb)] = bootstrap(lambda m: rd.run_limit(xs, m, threshold), vals, top=float(xs.max()))
+    findings = tuple(
+        finding(f"nb = {nb}, t_start = {settings[which][nb]} ({which}): largest n keeping SSIM >= {threshold:g}",
+                "7 (Figs. 9, 20)", r, 7, "fig-9")
+        for (which, nb), r in sorted(limits.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    )
+    return NLimit(spec, settings, base, SweepResult.concat(parts), limits, findings)
+
+
+# -- chapter 5: cut, relax, cut ---------------------------------------------------------------
+
+PAPER_RELAX = {0.8: (15, 20), 0.75: (10, 12)}  # "r in [15, 20]" keeps SSIM >= 0.8; "r in [10, 12]" 0.75
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Chapter 5: cut ``n`` steps, relax ``r``, cut ``n`` again (Figs. 10, 21)."""
+
+    spec: SweepSpec
+    n: int
+    settings: dict[str, dict[int, int]]
+    baseline: dict[str, np.ndarray] = field(repr=False)
+    result: SweepResult = field(repr=False)
+    needed: dict[tuple[str, int, float], Reading]
+    findings: tuple[Finding, ...]
+
+
+def relaxation(
+    spec: SweepSpec = SweepSpec(),
+    *,
+    paper_t_starts: dict = PAPER_T_STARTS,
+    own_t_starts: bool = True,
+    n: int = 7,
+    relax: Sequence[int] = tuple(range(0, 26, 2)),
+    thresholds: Sequence[float] = (0.8, 0.75),
+    fig8_n: int = 5,
+    fig8_t_stride: int = 5,
+    image_samples: int = IMAGE_SAMPLES,
+    compute: bool = False,
+    **runtime,
+) -> Relaxation:
+    """Chapter 5. The relaxation needed is the smallest ``r`` from which the mean stays above the threshold."""
+    settings = _settings(spec, paper_t_starts, own_t_starts, fig8_n, fig8_t_stride, THRESHOLD, compute, runtime)
+    sweep = _sweep(spec, compute, runtime)
+    base = sweep.baseline()
+    parts, needed = [], {}
+    for which, t_starts in settings.items():
+        for nb, t in t_starts.items():
+            s, lab = cut_relax_cut_family(t, nb, n, relax)
+            if not s:
+                continue
+            res = sweep.run(s, labels=[{**d, "setting": which} for d in lab], images=_images(sweep, image_samples))
+            parts.append(res)
+            xs, vals = rd.curve_matrix(res.table, "r")
+            for th in thresholds:
+                needed[(which, nb, th)] = bootstrap(lambda m, th=th: rd.crossing(xs, m, th, descending=False), vals,
+                                                    top=float(xs.max()), beyond="> {top}")
+    findings = tuple(
+        finding(f"SSIM >= {th:g} after relaxing r steps: nb = {nb}, t_start = {settings[which][nb]} ({which})",
+                f"r in [{PAPER_RELAX[th][0]}, {PAPER_RELAX[th][1]}]" if th in PAPER_RELAX else "-", r,
+                PAPER_RELAX.get(th), "fig-10")
+        for (which, nb, th), r in sorted(needed.items(), key=lambda kv: (-kv[0][2], kv[0][1], kv[0][0]))
+    )
+    return Relaxation(spec, n, settings, base, SweepResult.concat(parts) if parts else SweepResult(pd.DataFrame()),
+                      needed, findings)
+
+
+# -- chapter 6: the shortcut --------------------------------------------------------------------
+
+# Readings of the paper's Fig. 11 text that the preset resolves one way (see interventions.py):
+# the literal "ten relaxation steps" (nb = 8 at t = 59..58, so 57..48 relax), and the captions'
+# early stop at t = 17 instead of the text's 18.
+SHORTCUT_VARIANTS = {
+    "ten relaxation steps": Schedule((DropBlocks(65, 5, 6), DropBlocks(59, 2, 8), DropBlocks(47, 7, 8),
+                                      DropBlocks(31, 7, 8), EarlyStop(18))),
+    "early stop at t = 17": Schedule((DropBlocks(65, 5, 6), DropBlocks(60, 2, 8), DropBlocks(47, 7, 8),
+                                      DropBlocks(31, 7, 8), EarlyStop(17))),
+}
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """Chapter 6: the paper's shortcut (Figs. 11-13, 22), its parts, readings of its text, and the
+    same pattern moved to this model's own thresholds."""
+
+    spec: SweepSpec
+    parts: dict[str, Schedule]
+    baseline: dict[str, np.ndarray] = field(repr=False)
+    result: SweepResult = field(repr=False)
+    ssim: dict[str, Reading]
+    mad: Reading
+    in_band: Reading
+    timings: pd.DataFrame
+    costs: pd.DataFrame
+    reach: dict[int, Reading]
+    stop: Reading | None
+    findings: tuple[Finding, ...]
+
+    def per_sample(self, part: str = "shortcut") -> pd.DataFrame:
+        t = self.result.table
+        return t[t.schedule == part].reset_index(drop=True)
+
+
+def shortcut(
+    spec: SweepSpec = SweepSpec(),
+    *,
+    schedule: str = "paper-shortcut",
+    variants: bool = True,
+    adapt: bool = True,
+    fig8_t_stride: int = 5,
+    threshold: float = THRESHOLD,
+    x0_threshold: float = THRESHOLD,
+    timing_samples: int = 8,
+    timing_repeats: int = 3,
+    retime: bool = False,
+    compute: bool = False,
+    **runtime,
+) -> Shortcut:
+    """Chapter 6. ``adapt`` places the pattern at this model's Fig. 8 crossings (same spec, stride
+    ``fig8_t_stride``) and stops where the x0 estimate is accurate by chapter 1's criterion."""
+    from unetdyn.cost import schedule_cost
+
+    sweep = _sweep(spec, compute, runtime)
+    base = sweep.baseline()
+    main = load_schedule(schedule)
+    stop = [iv for iv in main.interventions if isinstance(iv, EarlyStop)]
+    parts = {
+        "shortcut": main,
+        "Unet interventions only": Schedule(tuple(iv for iv in main.interventions if not isinstance(iv, EarlyStop))),
+        "early stop only": Schedule(tuple(stop)),
+    }
+    if variants and schedule == "paper-shortcut":
+        parts.update(SHORTCUT_VARIANTS)
+    reach, stop_r = {}, None
+    if adapt:
+        reach = fig8_crossings(spec, [6, 8], 5, fig8_t_stride, threshold, compute, **runtime)
+        stop_r = bootstrap(lambda m: rd.x0_accurate_step(m, x0_threshold), base["ssim_x0hat"])
+        t_at = {nb: (int(r.value) if np.isfinite(r.value) else None) for nb, r in reach.items()}
+        stop_t = int(stop_r.value) if np.isfinite(stop_r.value) else None
+        parts["adapted shortcut"] = adapted_shortcut(t_at, stop_t)
+    parts = {k: Schedule(v.interventions, name=k) for k, v in parts.items() if v.interventions}
+    res = sweep.run(list(parts.values()), images=list(range(spec.n_samples)))
+
+    def vals(name: str) -> np.ndarray:
+        return res.table[res.table.schedule == name].ssim.to_numpy()[None, :]
+
+    ssim = {name: bootstrap(lambda m: float(m[0]), vals(name), digits=3) for name in parts}
+    main_vals = vals("shortcut")
+    mad = rd.bootstrap_samples(lambda v: float(np.mean(np.abs(v - v.mean()))), main_vals[0], digits=3)
+    in_band = rd.bootstrap_samples(lambda v: float(np.mean((v >= 0.7) & (v <= 0.9))), main_vals[0], digits=2)
+
+    timed_names = ["shortcut", "Unet interventions only", "early stop only"] + (["adapted shortcut"] if "adapted shortcut" in parts else [])
+    timings = sweep.timing([Schedule((), name="full"), *[parts[k] for k in timed_names]], timing_samples, timing_repeats,
+                           refresh=retime)
+    full_s = timings.seconds.iloc[0]
+    timings = timings.assign(saved=1 - timings.seconds / full_s, saved_low=1 - timings.high / full_s,
+                             saved_high=1 - timings.low / full_s)
+    costs = pd.DataFrame([
+        {"schedule": name, "Unet calls": c.unet_calls, "truncated calls": c.truncated_calls, "FLOPs saved": c.saving}
+        for name, c in ((n, schedule_cost(sweep.unet, parts[n], sweep.config)) for n in parts)
+    ]).set_index("schedule")
+    sv = timings.set_index("schedule")
+    es = costs.loc["early stop only"] if "early stop only" in costs.index else None
+    findings = [
+        finding("mean SSIM of the shortcut to the original (Fig. 13)", "0.795", ssim["shortcut"], 0.795, "fig-13"),
+        finding("mean absolute deviation of that SSIM", "0.044", mad, 0.044, "fig-13"),
+        finding("share of samples with SSIM in [0.7, 0.9] (Fig. 13)", "most (> 0.5)", in_band, (0.5 + 1e-12, 1.0), "fig-13"),
+        Finding("time saved by the shortcut (median, range over rounds)", "~27%",
+                f"{sv.saved['shortcut']:.1%} [{sv.saved_low['shortcut']:.1%}, {sv.saved_high['shortcut']:.1%}]; "
+                f"FLOPs {costs['FLOPs saved']['shortcut']:.1%}", "-", "time-saved"),
+    ]
+    if es is not None:
+        findings.append(Finding(
+            "saved by the early stop alone", "~22% (of the time)",
+            f"{es['FLOPs saved']:.1%} of FLOPs ({100 - es['Unet calls']} of 100 calls); time {sv.saved['early stop only']:.1%}",
+            "differs" if es["FLOPs saved"] < 0.22 - 0.01 else "-", "time-saved"))
+    for name in SHORTCUT_VARIANTS:
+        if name in ssim:
+            findings.append(finding(f"mean SSIM, reading '{name}'", "0.795", ssim[name], 0.795, "readings"))
+    if adapt:
+        findings.append(Finding("t_start where nb = 6 / nb = 8 keep SSIM 0.8 (Fig. 8, this model)", "65 / 60",
+                                f"{reach[6]} / {reach[8]}", "-", "adapted"))
+    return Shortcut(spec, parts, base, res, ssim, mad, in_band, timings, costs, reach, stop_r, tuple(findings))
+
+
+
+# -- chapter 7: is the shortcut worth it? ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alternatives:
+    """Chapter 7: the benchmarks' records, read from the result store (the benchmark scripts write them)."""
+
+    meta: dict
+    table: pd.DataFrame
+    best: pd.DataFrame
+    verdict: str
+    glide: dict | None
+    efficiency: dict | None
+    findings: tuple[Finding, ...]
+
+
+def alternatives(
+    model: str = "builtin",
+    weights: str | None = None,
+    *,
+    samples: int = 16,
+    timing_samples: int = 8,
+    repeats: int = 2,
+    batch_size: int = 16,
+    glide_repeats: int = 2,
+    efficiency: dict | None = None,
+    cache_dir=None,
+) -> Alternatives:
+    """Chapter 7. ``efficiency``: the sampler-efficiency benchmark's parameters (None: its defaults)."""
+    from unetdyn.backends import load_unet
+    from unetdyn.paper.alternatives import load_benchmark, shortcut_verdict
+    from unetdyn.paper.cache import Cache, CacheMiss, model_id
+    from unetdyn.paths import CACHE_DIR
+
+    cache = Cache(cache_dir or CACHE_DIR, read_only=True)
+    mid = model_id(load_unet(model, weights))
+    rec = load_benchmark(cache, "alternatives", mid, {"samples": samples, "timing_samples": timing_samples,
+                                                      "repeats": repeats, "batch_size": batch_size, "quick": False})
+    table = pd.DataFrame(rec["rows"])
+    best, text = shortcut_verdict(table, samples)
+
+    def optional(name, model_key, params):
+        try:
+            return load_benchmark(cache, name, model_key, params)
+        except CacheMiss:
+            return None
+
+    glide = optional("alternatives", "glide-architecture", {"random_weights": True, "repeats": glide_repeats, "quick": False})
+    eff = optional("efficiency", mid, efficiency or {"batches": "1,4,8,16,24,32,64,128,256", "steps": 10, "repeats": 3,
+                                                      "sweep_samples": 2, "t_stride": 10})
+    sc = table[table.method == "paper shortcut"]
+    findings = ()
+    if len(sc):
+        s = sc.iloc[0]
+        findings = (
+            Finding("time saved by the shortcut (this benchmark)", "~27%", f"{1 - 1 / s.speedup:.1%} ({samples} samples)", "-", "verdict"),
+            Finding("mean SSIM of the shortcut (this benchmark)", "0.795", f"{s.ssim_mean:.3f} ({samples} samples; chapter 6 has "
+                    "the interval on 100)", "-", "verdict"),
+        )
+    return Alternatives(rec["meta"], table, best, text, glide, eff, findings)

@@ -1,44 +1,74 @@
-"""The book's figure helpers: metric curves with bands, image rows, the paper-vs-ours table.
+"""The book's figures, one function per figure of the paper, drawn from a chapter's result.
 
-They only draw what a sweep returned; nothing here samples.
+They only draw what a chapter function returned; nothing here samples or reads the cache.
+Bands are the paper's (mean +- k sd over samples); the shaded inner band, where drawn, is
+the 95% bootstrap interval of the mean.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch, Rectangle
 
-__all__ = ["band", "image_rows", "paper_vs_ours", "mark_phases"]
+from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
+from unetdyn.paper import readings as rd
+
+__all__ = [
+    "FINDINGS_MIME",
+    "band",
+    "image_rows",
+    "show_findings",
+    "fig1",
+    "fig2",
+    "fig3",
+    "fig4",
+    "figs15_17",
+    "fig18",
+    "figs5_6",
+    "fig7",
+    "fig8",
+    "fig19",
+    "fig9",
+    "fig20",
+    "fig10",
+    "fig21",
+    "fig11",
+    "fig12",
+    "fig13",
+    "fig22",
+    "time_saved",
+    "pareto",
+    "agreement",
+    "methods_table",
+    "glide_table",
+    "efficiency",
+]
+
+FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
+VERDICT_COLORS = {"agrees": "#d9f0d3", "differs": "#f4cccc", "inconclusive": "#fff2cc"}
 
 
-def band(ax, curve: pd.DataFrame, x: str, k: float = 1.0, label: str | None = None, color=None, marker: str = ""):
-    """Plot ``mean`` with a ``mean +- k sd`` band (``curve`` from :func:`unetdyn.paper.sweeps.mean_sd`)."""
-    c = curve.sort_values(x)
-    line = ax.plot(c[x], c["mean"], marker=marker, ms=3, label=label, color=color)[0]
-    ax.fill_between(c[x], c["mean"] - k * c["std"], c["mean"] + k * c["std"], color=line.get_color(), alpha=0.2, lw=0)
+def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, label: str | None = None,
+         color=None, marker: str = "", ci: bool = True):
+    """Mean of ``metric`` over samples against ``x``, a ``mean +- k sd`` band and the 95% interval of the mean."""
+    xs, vals = rd.curve_matrix(table, x, metric)
+    mean, sd = np.nanmean(vals, axis=1), np.nanstd(vals, axis=1, ddof=1) if vals.shape[1] > 1 else np.zeros(len(xs))
+    line = ax.plot(xs, mean, marker=marker, ms=3, label=label, color=color)[0]
+    ax.fill_between(xs, mean - k * sd, mean + k * sd, color=line.get_color(), alpha=0.15, lw=0)
+    if ci and vals.shape[1] > 1:
+        lo, hi = rd.mean_ci(vals)
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.35, lw=0)
     return line
 
 
-def mark_phases(ax, boundaries: Sequence[float], labels=("phase 1", "phase 2", "phase 3"), x_max: float = 100) -> None:
-    """Shade the three phases along a t axis (t runs from right to left in time)."""
-    b1, b2 = boundaries
-    spans = [(b1, x_max), (b2, b1), (0, b2)]
-    for (lo, hi), name, col in zip(spans, labels, ("#fde0dd", "#e0ecf4", "#e5f5e0")):
-        ax.axvspan(lo, hi, color=col, alpha=0.6, lw=0, zorder=0)
-        ax.text((lo + hi) / 2, 1.01, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
-
-
-def image_rows(
-    rows: Sequence[np.ndarray],
-    row_labels: Sequence[str],
-    col_labels: Sequence[str] | None = None,
-    title: str | None = None,
-    size: float = 1.1,
-):
-    """A grid of uint8 images ``[N, H, W, C]`` per row, labelled; returns the figure."""
+def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels: Sequence[str] | None = None,
+               title: str | None = None, size: float = 1.1, frames: np.ndarray | None = None):
+    """A grid of uint8 images ``[N, H, W, C]`` per row, labelled; ``frames[i, j]`` draws a red frame."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + 1.2, size * n_rows + 0.4), squeeze=False)
     for i, row in enumerate(rows):
@@ -46,8 +76,11 @@ def image_rows(
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
+            framed = frames is not None and j < frames.shape[1] and bool(frames[i, j])
             for s in ax.spines.values():
-                s.set_visible(False)
+                s.set_visible(framed)
+                s.set_color("red")
+                s.set_linewidth(2.5)
             if j < len(row):
                 ax.imshow(row[j], interpolation="nearest")
             if j == 0:
@@ -60,6 +93,400 @@ def image_rows(
     return fig
 
 
-def paper_vs_ours(rows: Sequence[tuple[str, str, str, str]]) -> pd.DataFrame:
-    """The closing table of a chapter: (quantity, paper, ours, agreement)."""
-    return pd.DataFrame(list(rows), columns=["quantity", "paper (GLIDE)", "ours", "agreement"]).set_index("quantity")
+def show_findings(findings) -> None:
+    """Display a chapter's paper-vs-ours table in full, verdicts coloured (and tagged for the summary page)."""
+    from IPython.display import display
+
+    df = pd.DataFrame([(f.claim, f.paper, f.ours, f.verdict) for f in findings],
+                      columns=["claim", "paper (GLIDE)", "ours [95% interval]", "verdict"])
+    html = (df.style.hide(axis="index")
+            .map(lambda v: f"background-color: {VERDICT_COLORS.get(v, 'white')}", subset=["verdict"])
+            .set_properties(**{"text-align": "left", "white-space": "normal"})
+            .to_html())
+    records = [f.__dict__ for f in findings]
+    display({"text/html": html, "text/plain": df.to_string(index=False), FINDINGS_MIME: json.dumps(records)}, raw=True)
+
+
+def _prompts(table: pd.DataFrame) -> list[str]:
+    """The prompt of each sample, in sample order."""
+    return list(table.drop_duplicates("sample").sort_values("sample").prompt)
+
+
+def _mark_phases(ax, bounds: tuple[float, float], x_max: float) -> None:
+    """Shade the three phases along a t axis (time runs from right to left); none when there is no dip."""
+    b1, b2 = bounds
+    if not (np.isfinite(b1) and np.isfinite(b2)):
+        return
+    for (lo, hi), name, col in zip([(b1, x_max), (b2, b1), (0, b2)], ("phase 1", "phase 2", "phase 3"),
+                                   ("#fde0dd", "#e0ecf4", "#e5f5e0")):
+        ax.axvspan(lo, hi, color=col, alpha=0.6, lw=0, zorder=0)
+        ax.text((lo + hi) / 2, 1.01, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
+
+
+# -- the diagrams: Figs. 1 and 2, from the package's own structures ----------------------------
+
+
+def fig1(steps: int = 10, schedule: Schedule | None = None):
+    """Fig. 1: a regular inference (a) against one with time steps removed (b), drawn from a compiled schedule."""
+    schedule = schedule or Schedule((SkipSteps(t_start=steps - 3, n=3),))
+    fig, axes = plt.subplots(2, 1, figsize=(10, 2.6))
+    for ax, sched, title in ((axes[0], Schedule(()), "(a) regular: every step runs"),
+                             (axes[1], schedule, f"(b) {schedule.describe()}")):
+        ran = {s.t: s for s in sched.compile(steps, 1, 1)}
+        for t in range(steps, 0, -1):
+            on = t in ran
+            ax.add_patch(Rectangle((steps - t, 0), 0.8, 0.8, color="#4c72b0" if on else "#dddddd"))
+            ax.text(steps - t + 0.4, 0.4, f"x{t}", ha="center", va="center", fontsize=8, color="white" if on else "gray")
+            if on:
+                nxt = ran[t].next_t
+                ax.annotate("", xy=(steps - nxt + 0.05, 0.9), xytext=(steps - t + 0.75, 0.9),
+                            arrowprops=dict(arrowstyle="->", color="k", lw=0.8, connectionstyle="arc3,rad=-0.3"))
+        ax.text(steps + 0.4, 0.4, "output", ha="left", va="center", fontsize=8)
+        ax.set_xlim(-0.2, steps + 1.6)
+        ax.set_ylim(-0.1, 1.4)
+        ax.axis("off")
+        ax.set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def fig2(unet, nb: int = 2, ns: int = 2):
+    """Fig. 2: the Unet's blocks and skips (a), with the bottom ``nb`` decoder blocks removed (b) and the
+    top ``ns`` skips zeroed (c); drawn from the backend's block structure (skips pushed and popped)."""
+    from unetdyn.unet import encoder_blocks_needed
+
+    n_enc, n_dec = len(unet.skips_pushed), len(unet.skips_popped)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    for ax, (title, drop, zero) in zip(axes, (("(a) regular", 0, 0), (f"(b) nb = {nb} removed", nb, 0),
+                                              (f"(c) ns = {ns} zeroed", 0, ns))):
+        enc_run = encoder_blocks_needed(unet, drop) if drop else n_enc
+        y_enc = {k: n_enc - k for k in range(n_enc)}  # encoder block k at height n_enc - k (top first)
+        # decoder block j counts from the bottom; it consumes skips from the stack's top
+        pushed = [k for k in range(n_enc) for _ in range(unet.skips_pushed[k])]
+        top_skips = set(range(zero))
+        for k in range(n_enc):
+            ax.add_patch(Rectangle((0, y_enc[k]), 1, 0.7, color="#4c72b0" if k < enc_run else "#dddddd"))
+        ax.add_patch(Rectangle((1.5, 0), 1, 0.7, color="#8172b3" if not drop else "#dddddd"))
+        ax.text(2.0, 0.35, "mid", ha="center", va="center", fontsize=7, color="white")
+        stack = list(range(len(pushed)))
+        for j in range(n_dec):
+            y = j + 1
+            ran = j >= drop
+            ax.add_patch(Rectangle((3, y), 1, 0.7, color="#dd8452" if ran else "#dddddd"))
+            for _ in range(unet.skips_popped[j]):
+                s = stack.pop()
+                k = pushed[s]
+                zeroed = s in top_skips
+                if ran:
+                    ax.plot([1, 3], [y_enc[k] + 0.35, y + 0.35], color="crimson" if zeroed else "gray",
+                            ls=":" if zeroed else "-", lw=1.2 if zeroed else 0.6)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(-0.5, 4.5)
+        ax.axis("off")
+    axes[0].legend(handles=[Patch(color="#4c72b0", label="encoder"), Patch(color="#dd8452", label="decoder"),
+                            Patch(color="#dddddd", label="not run"), Patch(color="crimson", label="skip zeroed")],
+                   fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+# -- chapter 1 --------------------------------------------------------------------------------------
+
+
+def fig3(r, image_t_starts: Sequence[int]):
+    prompts = _prompts(r.fig4.table)
+    k = r.fig4.images[next(iter(r.fig4.images))].shape[0]
+    rows = [r.baseline["x0"][:k]] + [r.fig4.image(SkipSteps(t_start=t, n=r.n)) for t in image_t_starts]
+    return image_rows(rows, ["original"] + [f"t_start={t}" for t in image_t_starts], list(prompts[:k]))
+
+
+def fig4(r):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, metric, name in zip(axes, ("ssim", "psnr"), ("SSIM", "PSNR (dB)")):
+        _mark_phases(ax, r.phase_bounds, r.spec.steps)
+        band(ax, r.fig4.table, "t_start", metric, k=1)
+        ax.set(xlabel="t_start (sampling runs from right to left)", ylabel=f"{name} of w'_0 to x_0", xlim=(0, r.spec.steps))
+    fig.tight_layout()
+    return fig
+
+
+def figs15_17(r, x0_threshold: float):
+    steps = r.spec.steps
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    axes[0].plot(np.arange(1, steps + 1), r.betas, ".-", ms=3)
+    axes[0].axvline(r.noise_pickup, color="crimson", ls=":", lw=1)
+    axes[0].set(yscale="log", xlabel="t", ylabel="beta of step t", title="Fig. 15: respaced beta schedule")
+    psnr = np.where(np.isinf(r.baseline["psnr_xt"]), np.nan, r.baseline["psnr_xt"])
+    for ax, vals, title, ylab, mark in (
+        (axes[1], psnr, "Fig. 16: PSNR of x_t to x_0", "PSNR (dB)", r.rise.value),
+        (axes[2], r.baseline["ssim_x0hat"], "Fig. 17: SSIM of the x0 estimate to x_0", "SSIM", r.x0_step.value),
+    ):
+        t = np.arange(1, steps + 1)
+        m, s = np.nanmean(vals[1:], axis=1), np.nanstd(vals[1:], axis=1)
+        ax.plot(t, m)
+        ax.fill_between(t, m - 2 * s, m + 2 * s, alpha=0.2)
+        if np.isfinite(mark):
+            ax.axvline(mark, color="crimson", ls=":", lw=1)
+        ax.set(xlabel="t", ylabel=ylab, title=title)
+    axes[2].axhline(x0_threshold, color="crimson", ls="--", lw=1)
+    fig.tight_layout()
+    return fig
+
+
+def fig18(r, threshold: float = 0.8):
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for nn, part in r.fig18.table.groupby("n"):
+        band(ax, part, "t_start", label=f"n={nn}", ci=False)
+    ax.axhline(threshold, color="crimson", ls="--", lw=1)
+    ax.set(xlabel="t_start", ylabel="SSIM of w'_0 to x_0", xlim=(0, r.spec.steps))
+    ax.legend(fontsize=8)
+    return fig
+
+
+# -- chapter 2 --------------------------------------------------------------------------------------
+
+
+def figs5_6(r, image_t_starts: Sequence[int]):
+    prompts = _prompts(r.skips.table)
+    k = r.skips.images[next(iter(r.skips.images))].shape[0]
+    labels = ["original"] + [f"t_start={t}" for t in image_t_starts]
+    for res, iv, title in ((r.skips, lambda t: ZeroSkips(t, r.n, r.ns), f"Fig. 5: top {r.ns} skips zeroed for {r.n} steps"),
+                           (r.blocks, lambda t: DropBlocks(t, r.n, r.nb), f"Fig. 6: bottom {r.nb} blocks removed for {r.n} steps")):
+        image_rows([r.baseline["x0"][:k]] + [res.image(iv(t)) for t in image_t_starts], labels, list(prompts[:k]), title=title)
+
+
+def fig7(r):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, metric in zip(axes, ("psnr", "ssim")):
+        band(ax, r.skips.table, "t_start", metric, label=f"top {r.ns} skips zeroed (s'_0)")
+        band(ax, r.blocks.table, "t_start", metric, label=f"bottom {r.nb} blocks removed (b'_0)")
+        ax.set(xlabel="t_start", ylabel=metric.upper(), xlim=(0, r.spec.steps))
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# -- chapter 3 --------------------------------------------------------------------------------------
+
+
+def fig8(r, threshold: float = 0.8):
+    cols = 3
+    rows = int(np.ceil(len(r.nbs) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.2 * rows), squeeze=False, sharey=True)
+    for ax, nb in zip(axes.flat, r.nbs):
+        band(ax, r.result.table[r.result.table.nb == nb], "t_start", k=2)
+        ax.axhline(threshold, color="crimson", ls="--", lw=1)
+        c = r.crossings[nb]
+        if np.isfinite(c.value):
+            ax.axvline(c.value, color="gray", ls=":", lw=1)
+            if np.isfinite(c.lo) and np.isfinite(c.hi):
+                ax.axvspan(c.lo, c.hi, color="gray", alpha=0.12, lw=0)
+        ax.set(title=f"nb = {nb}: from t_start {c}", xlabel="t_start", ylabel="SSIM", xlim=(0, r.spec.steps), ylim=(0, 1.05))
+    for ax in list(axes.flat)[len(r.nbs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def fig19(r, image_t_starts: Sequence[int], samples: int = 4, threshold: float = 0.8):
+    t = r.result.table
+    prompts = _prompts(t)
+    for k in range(samples):
+        rows = [[r.baseline["x0"][k]] + [r.result.image(DropBlocks(ts, r.n, nb))[k] for ts in image_t_starts] for nb in r.nbs]
+        frames = np.array([[False] + [t[(t.nb == nb) & (t.t_start == ts) & (t["sample"] == k)].ssim.iloc[0] >= threshold
+                                      for ts in image_t_starts] for nb in r.nbs])
+        image_rows(rows, [f"nb={nb}" for nb in r.nbs], ["original"] + [f"t={ts}" for ts in image_t_starts],
+                   title=f"sample {k}: {prompts[k]}", frames=frames)
+
+
+# -- chapters 4 and 5 -------------------------------------------------------------------------------
+
+
+def _per_nb(r, x: str, lines, xlabel: str):
+    nbs = sorted({nb for s in r.settings.values() for nb in s})
+    fig, axes = plt.subplots(1, len(nbs), figsize=(3.4 * len(nbs), 3.2), sharey=True, squeeze=False)
+    for ax, nb in zip(axes[0], nbs):
+        for which, part in r.result.table[r.result.table.nb == nb].groupby("setting"):
+            band(ax, part, x, k=2, label=f"{which} = {r.settings[which][nb]}", marker="o")
+        lines(ax, nb)
+        ax.set(title=f"nb = {nb}", xlabel=xlabel, ylabel="SSIM", ylim=(0, 1.05))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig9(r, threshold: float = 0.8):
+    return _per_nb(r, "n", lambda ax, nb: ax.axhline(threshold, color="crimson", ls="--", lw=1), "n (steps intervened)")
+
+
+def fig10(r, thresholds: Sequence[float] = (0.8, 0.75)):
+    def lines(ax, nb):
+        for th, style in zip(thresholds, ("--", ":")):
+            ax.axhline(th, color="crimson", ls=style, lw=1)
+
+    return _per_nb(r, "r", lines, f"r (relaxation steps), n = {r.n}")
+
+
+def _image_series(r, x: str, setting: str, iv_of, labels_of):
+    t = r.result.table
+    for nb, ts in r.settings[setting].items():
+        values = sorted(t[(t.nb == nb) & (t.setting == setting)][x].unique())
+        rows = [r.baseline["x0"][: r.result.images[next(iter(r.result.images))].shape[0]]]
+        rows += [r.result.images[iv_of(nb, ts, v)] for v in values]
+        image_rows(rows, ["original"] + [labels_of(v) for v in values], title=f"nb = {nb}, t_start = {ts} ({setting})")
+
+
+def fig20(r, setting: str = "paper t_start"):
+    _image_series(r, "n", setting, lambda nb, ts, n: (DropBlocks(ts, int(n), nb),), lambda n: f"n={n}")
+
+
+def fig21(r, setting: str = "paper t_start"):
+    def iv(nb, ts, rr):
+        return (DropBlocks(ts, r.n, nb), DropBlocks(ts - r.n - int(rr), r.n, nb))
+
+    _image_series(r, "r", setting, iv, lambda rr: f"r={rr}")
+
+
+# -- chapter 6 --------------------------------------------------------------------------------------
+
+
+def fig11(r, names: Sequence[str]):
+    steps = r.spec.steps
+    colors = {0: "#4c72b0", 6: "#dd8452", 8: "#c44e52"}
+    fig, ax = plt.subplots(figsize=(12, 0.8 + 0.6 * len(names)))
+    for row, name in enumerate(names):
+        ran = {s.t: s for s in r.parts[name].compile(steps, 16, 16)}
+        for t in range(steps, 0, -1):
+            s = ran.get(t)
+            ax.bar(t, 0.8, bottom=-row, width=0.9, color="lightgray" if s is None else colors.get(s.drop_blocks, "#8172b3"))
+    ax.set_xlim(steps + 1, 0)
+    ax.set_yticks([-k + 0.4 for k in range(len(names))], list(names))
+    ax.set_xlabel("t (sampling runs from left to right)")
+    ax.legend(handles=[Patch(color="#4c72b0", label="full Unet"), Patch(color="#dd8452", label="nb = 6 removed"),
+                       Patch(color="#c44e52", label="nb = 8 removed"), Patch(color="#8172b3", label="other nb removed"),
+                       Patch(color="lightgray", label="not run")],
+              ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.0 + 0.9 / len(names)))
+    return fig
+
+
+def fig12(r, pairs: int = 10, seed: int = 0):
+    main = r.per_sample("shortcut")
+    prompts = list(main.prompt)
+    pick = sorted(np.random.default_rng(seed).choice(len(main), size=min(pairs, len(main)), replace=False))
+    imgs = r.result.images[r.parts["shortcut"].interventions]
+    return image_rows([r.baseline["x0"][pick], imgs[pick]], ["original", "shortcut"],
+                      [f"{prompts[i]}\nSSIM {main.ssim[i]:.2f}" for i in pick])
+
+
+def fig13(r):
+    v = r.per_sample("shortcut").ssim
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.hist(v, bins=20, range=(min(0.5, v.min()), 1), color="#4c72b0")
+    m = r.ssim["shortcut"]
+    ax.axvline(m.value, color="crimson", label=f"mean {m}")
+    ax.axvspan(m.value - r.mad.value, m.value + r.mad.value, color="crimson", alpha=0.15, label=f"MAD {r.mad}")
+    ax.set(xlabel="SSIM of shortcut to original", ylabel="samples")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def fig22(r, k: int = 5):
+    main = r.per_sample("shortcut")
+    prompts = list(main.prompt)
+    imgs = r.result.images[r.parts["shortcut"].interventions]
+    order = main.ssim.sort_values().index.to_numpy()
+    for title, idx in (("worst", order[:k]), ("best", order[::-1][:k])):
+        image_rows([r.baseline["x0"][idx], imgs[idx]], ["original", "shortcut"],
+                   [f"{prompts[i]}\nSSIM {main.ssim[i]:.2f}" for i in idx], title=title)
+
+
+def time_saved(r):
+    t = r.timings.iloc[1:]
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * len(t)))
+    y = np.arange(len(t))
+    ax.barh(y, 100 * t.saved, xerr=[100 * (t.saved - t.saved_low), 100 * (t.saved_high - t.saved)], color="#4c72b0",
+            label="wall-clock (median, range over rounds)")
+    flops = [100 * r.costs["FLOPs saved"][n] for n in t.schedule]
+    ax.scatter(flops, y, color="crimson", zorder=5, label="FLOPs")
+    ax.set_yticks(y, list(t.schedule))
+    ax.invert_yaxis()
+    ax.set_xlabel("% saved against the full sampler")
+    ax.legend(fontsize=8)
+    return fig
+
+
+# -- chapter 7 --------------------------------------------------------------------------------------
+
+
+def pareto(r):
+    """Speed-up (wall-clock and FLOPs) against SSIM to the full output, per family, with the Pareto front."""
+    import seaborn as sns
+
+    from unetdyn.paper.alternatives import FAMILIES, pareto as front_of
+
+    t = r.table.assign(flop_speedup=1 / (1 - r.table.flop_saving))
+    families = [f for f in FAMILIES if f in set(t.family)]
+    palette = dict(zip(families, sns.color_palette("tab10", len(families))))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
+    for ax, y, label in ((axes[0], "speedup", "wall-clock speed-up (x)"), (axes[1], "flop_speedup", "FLOP speed-up (x)")):
+        for fam in families:
+            d = t[t.family == fam].sort_values("strength")
+            if fam == "paper shortcut":
+                for _, row in d.iterrows():
+                    main = row.method == "paper shortcut"
+                    ax.scatter(row.ssim_mean, row[y], marker="*" if main else "P", s=260 if main else 90, color=palette[fam],
+                               edgecolor="k", zorder=5, label=row.method)
+                continue
+            ax.plot(d.ssim_mean, d[y], "-o", color=palette[fam], label=fam, ms=5)
+        front = front_of(t, "ssim_mean", y)
+        ax.step(front.ssim_mean, front[y], where="post", color="k", lw=0.8, alpha=0.6)
+        ax.axhline(1, color="gray", lw=0.5)
+        ax.axvline(0.795, color="gray", ls=":", lw=0.8)
+        ax.set(xlabel="mean SSIM to the full 100-step output", ylabel=label)
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].set_title("dotted: the paper's SSIM 0.795", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def agreement(r):
+    """Class agreement (the quality classifier) against wall-clock speed-up, per family."""
+    from unetdyn.paper.alternatives import FAMILIES
+
+    t = r.table
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for fam in [f for f in FAMILIES if f in set(t.family)]:
+        d = t[t.family == fam].sort_values("strength")
+        ax.plot(d.speedup, 100 * d.agreement, "o" if fam in ("full", "paper shortcut") else "-o", label=fam, ms=5)
+    ax.set(xlabel="wall-clock speed-up (x)", ylabel="class agreement (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def methods_table(r):
+    cols = ["family", "method", "unet_calls", "flop_saving", "sec_per_sample", "speedup", "ssim_mean", "ssim_sd", "ssim_p5",
+            "psnr_mean", "psnr_p5"] + (["agreement"] if "agreement" in r.table else [])
+    return r.table[cols].style.format({"flop_saving": "{:.1%}", "sec_per_sample": "{:.3f}", "speedup": "{:.2f}x",
+                                       "ssim_mean": "{:.3f}", "ssim_sd": "{:.3f}", "ssim_p5": "{:.3f}", "psnr_mean": "{:.1f}",
+                                       "psnr_p5": "{:.1f}", "agreement": "{:.0%}"}).hide(axis="index")
+
+
+def glide_table(r):
+    g = pd.DataFrame(r.glide["rows"])
+    g["TFLOP"], g["TFLOP, text every step"] = g.flops / 1e12, g.flops_text_every_step / 1e12
+    return g[["family", "method", "unet_calls", "TFLOP", "TFLOP, text every step", "flop_saving", "sec_per_sample", "speedup"]] \
+        .style.format({"TFLOP": "{:.2f}", "TFLOP, text every step": "{:.2f}", "flop_saving": "{:.1%}",
+                       "sec_per_sample": "{:.1f}", "speedup": "{:.2f}x"}, na_rep="-").hide(axis="index")
+
+
+def efficiency(r):
+    th = pd.DataFrame(r.efficiency["throughput"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(th.batch, th.sample_steps_per_s, "-o")
+    ax.set(xscale="log", xlabel="samples per batch (x2 rows with guidance)", ylabel="guided sample-steps / s")
+    ax2 = ax.twinx()
+    ax2.plot(th.batch, 100 * th.fraction_of_peak, "--", color="gray")
+    ax2.set_ylabel("% of matmul peak", color="gray")
+    fig.tight_layout()
+    return fig

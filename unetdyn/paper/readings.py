@@ -17,8 +17,8 @@ How each reading renders the paper's words:
   for the rest of the scan.
 * :func:`run_limit`: "no more than ~7 steps" = the largest ``n`` such that every ``n' <= n``
   on the grid keeps the mean at or above the threshold.
-* :func:`drawdown`: the phase 2 dip of Fig. 4 = the largest fall of the (smoothed) mean curve
-  in the direction time runs; its start ends phase 1, its bottom ends phase 2.
+* :func:`dip`: the phase 2 dip of Fig. 4 = the deepest valley of the (smoothed) mean curve
+  (a fall followed by a rise); the highest point before it ends phase 1, its bottom ends phase 2.
 * :func:`x0_accurate_step`: "the x0 estimate at t = 18 is accurate" = the crossing of the
   estimate's mean SSIM to the output, on ``t = K .. 1``.
 * :func:`rise_start`: Fig. 16's "sharp rise in PSNR around t in [15, 18]" = the first ``t``
@@ -38,9 +38,10 @@ import pandas as pd
 __all__ = [
     "Reading",
     "bootstrap",
+    "bootstrap_samples",
     "crossing",
     "run_limit",
-    "drawdown",
+    "dip",
     "x0_accurate_step",
     "rise_start",
     "verdict",
@@ -60,7 +61,9 @@ class Reading:
     Attributes:
         value: the reading on all samples (``inf``: beyond the grid's ``top``; ``-inf``: never).
         lo, hi: the 95% interval (same conventions).
-        top: the grid's last point, for printing a censored value as ``>= top``.
+        top: the grid's last point, for printing a censored value.
+        beyond: how ``inf`` prints (``{top}`` is filled in): ``">= {top}"`` when the grid's last
+            point still passes (a limit), ``"> {top}"`` when it fails (a crossing not yet reached).
         digits: decimals to print.
         samples: how many samples the curves had.
     """
@@ -71,10 +74,11 @@ class Reading:
     top: float | None = None
     digits: int = 0
     samples: int = 0
+    beyond: str = ">= {top}"
 
     def fmt(self, v: float) -> str:
         if v == np.inf:
-            return f">= {self.top:.{self.digits}f}" if self.top is not None else "beyond the grid"
+            return self.beyond.format(top=f"{self.top:.{self.digits}f}") if self.top is not None else "beyond the grid"
         if v == -np.inf:
             return "never"
         return f"{v:.{self.digits}f}"
@@ -94,6 +98,7 @@ def bootstrap(
     seed: int = 0,
     top: float | None = None,
     digits: int = 0,
+    beyond: str = ">= {top}",
 ) -> Reading:
     """Read ``read(*mean_curves)`` and its 95% bootstrap interval over samples.
 
@@ -118,13 +123,29 @@ def bootstrap(
     value = float(read(*[np.nanmean(a, axis=-1) for a in arrays]))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
-    reads = np.empty(n_boot)
-    for b in range(n_boot):
-        reads[b] = read(*[np.nanmean(a[..., idx[b]], axis=-1) for a in arrays])
+    reads = np.array([read(*[np.nanmean(a[..., i], axis=-1) for a in arrays]) for i in idx])
+    return Reading(value, *_interval(reads), top, digits, n, beyond)
+
+
+def bootstrap_samples(stat: Callable[[np.ndarray], float], values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+                      digits: int = 3) -> Reading:
+    """A statistic of the samples themselves (a spread, a share), with its 95% bootstrap interval.
+
+    Example:
+        >>> r = bootstrap_samples(np.median, np.arange(100.0))
+        >>> r.lo < 49.5 < r.hi
+        True
+    """
+    v = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    reads = np.array([stat(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)])
+    return Reading(float(stat(v)), *_interval(reads), digits=digits, samples=len(v))
+
+
+def _interval(reads: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval, always at re-read values (no interpolation, so it stays on the grid)."""
     alpha = (1 - LEVEL) / 2
-    lo = float(np.quantile(reads, alpha, method="lower"))
-    hi = float(np.quantile(reads, 1 - alpha, method="higher"))
-    return Reading(value, lo, hi, top, digits, n)
+    return float(np.quantile(reads, alpha, method="lower")), float(np.quantile(reads, 1 - alpha, method="higher"))
 
 
 def verdict(reading: Reading, paper: float | tuple[float, float]) -> str:
@@ -154,8 +175,9 @@ def verdict(reading: Reading, paper: float | tuple[float, float]) -> str:
 def crossing(xs: Sequence[float], mean: np.ndarray, threshold: float, descending: bool = True) -> float:
     """The first ``x`` (scanning ``xs`` high to low, or low to high) from which ``mean`` stays >= ``threshold``.
 
-    A curve that touches the threshold and falls below it again does not count there. Returns
-    ``-inf`` if the last point is below the threshold.
+    A curve that touches the threshold and falls below it again does not count there. When
+    the last point of the scan is below the threshold the crossing lies beyond the grid:
+    ``-inf`` scanning down (it would come at a lower ``x``), ``inf`` scanning up.
 
     Example:
         >>> crossing([100, 90, 80, 70], np.array([0.9, 0.7, 0.85, 0.95]), 0.8)
@@ -168,7 +190,9 @@ def crossing(xs: Sequence[float], mean: np.ndarray, threshold: float, descending
     m = np.asarray(mean, dtype=float)[order]
     below = np.flatnonzero(~(m >= threshold))
     start = 0 if below.size == 0 else int(below[-1]) + 1
-    return -np.inf if start >= len(m) else float(xs[order][start])
+    if start >= len(m):
+        return -np.inf if descending else np.inf
+    return float(xs[order][start])
 
 
 def run_limit(ns: Sequence[float], mean: np.ndarray, threshold: float) -> float:
@@ -196,29 +220,35 @@ def _smooth(m: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(m).rolling(window, center=True, min_periods=1).mean().to_numpy() if window > 1 else m
 
 
-def drawdown(xs: Sequence[float], mean: np.ndarray, smooth: int = 1) -> tuple[float, float, float]:
-    """The largest fall of the mean curve in the direction time runs (``xs`` high to low).
+def dip(xs: Sequence[float], mean: np.ndarray, smooth: int = 1) -> tuple[float, float, float]:
+    """The deepest dip of the mean curve in the direction time runs (``xs`` high to low).
 
-    Returns ``(x_peak, x_bottom, depth)``: where the fall starts, where it ends, and how far
-    it falls (0 when the curve never falls: then peak = bottom = the first point). On the
-    skip-steps curve of Fig. 4 the peak ends phase 1 and the bottom ends phase 2.
+    A dip is a fall followed by a rise: at each point, the depth is how far the curve lies
+    below the lower of its highest point before and its highest point after (the water a
+    valley would hold). Returns ``(x_peak, x_bottom, depth)``: the highest point before the
+    deepest bottom, the bottom, and the depth; ``(-inf, -inf, 0)`` when the curve has no
+    dip. On the skip-steps curve of Fig. 4 the peak ends phase 1 and the bottom ends phase 2.
+    A fall at the end of the grid that never recovers is not a dip.
 
     Example:
-        >>> peak, bottom, depth = drawdown([100, 80, 60, 40, 20], np.array([0.2, 0.9, 0.8, 0.7, 1.0]))
+        >>> peak, bottom, depth = dip([100, 80, 60, 40, 20], np.array([0.2, 0.9, 0.8, 0.7, 1.0]))
         >>> peak, bottom, round(depth, 3)
         (80.0, 40.0, 0.2)
+        >>> dip([100, 80, 60], np.array([0.2, 0.9, 0.5]))   # falls, never recovers
+        (-inf, -inf, 0.0)
     """
     xs = np.asarray(xs, dtype=float)
     order = np.argsort(-xs, kind="stable")
     m = _smooth(np.asarray(mean, dtype=float)[order], smooth)
     x = xs[order]
-    run_max = np.maximum.accumulate(m)
-    fall = run_max - m
-    j = int(np.argmax(fall))
-    if fall[j] <= 0:
-        return float(x[0]), float(x[0]), 0.0
+    before = np.maximum.accumulate(m)
+    after = np.maximum.accumulate(m[::-1])[::-1]
+    depth = np.minimum(before, after) - m
+    j = int(np.argmax(depth))
+    if not depth[j] > 0:
+        return -np.inf, -np.inf, 0.0
     i = int(np.argmax(m[: j + 1]))
-    return float(x[i]), float(x[j]), float(fall[j])
+    return float(x[i]), float(x[j]), float(depth[j])
 
 
 def x0_accurate_step(mean_by_t: np.ndarray, threshold: float) -> float:
@@ -279,4 +309,4 @@ def mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np
     idx = rng.integers(0, v.shape[-1], size=(n_boot, v.shape[-1]))
     means = np.stack([np.nanmean(v[..., i], axis=-1) for i in idx])
     alpha = (1 - LEVEL) / 2
-    return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)
+    return np.nanquantile(means, alpha, axis=0), np.nanquantile(means, 1 - alpha, axis=0)

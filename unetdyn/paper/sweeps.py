@@ -278,17 +278,20 @@ class Sweep:
     ) -> pd.DataFrame:
         """Wall-clock of sampling the first ``samples`` samples from scratch under each schedule.
 
-        Median of ``repeats`` runs after one warm-up run. A timing is a measurement of the
+        ``repeats`` rounds after one warm-up run; each round runs every schedule once, so slow
+        drifts of a shared machine hit all schedules alike. A timing is a measurement of the
         machine that made it, so it is cached like a result (with the machine, threads and
         date beside it) and shown as measured then; ``refresh=True`` measures again.
 
-        Returns columns ``schedule, seconds, per_sample, host, threads, date``.
+        Returns columns ``schedule, seconds`` (median), ``low, high`` (fastest and slowest
+        round), ``per_sample, host, threads, date``.
         """
         import datetime
         import platform
-        import time
 
         import torch
+
+        from unetdyn.cost import timed
 
         if not 1 <= samples <= len(self.seeds):
             raise ValueError(f"samples={samples} must be in 1..{len(self.seeds)} (the sweep's samples)")
@@ -296,26 +299,27 @@ class Sweep:
             raise ValueError(f"repeats={repeats} must be >= 1")
         key = self.key("timing", {"schedules": [s.to_dict()["interventions"] for s in schedules], "samples": samples,
                                   "repeats": repeats, "batch_size": self.batch_size})
-        hit = None if (refresh or self.cache is None) else self.cache.get(key, {"seconds": (len(schedules),), "meta": None})
+        expect = {"seconds": (len(schedules), repeats), "meta": None}
+        hit = None if (refresh or self.cache is None) else self.cache.get(key, expect)
         if hit is None and not self.computes:
             raise CacheMiss(f"{self._describe('the timings of ' + ', '.join(s.name for s in schedules))} would have to be measured")
         if hit is None:
             prompts, seeds = self.prompts[:samples], self.seeds[:samples]
 
             def run(s: Schedule) -> float:
-                t0 = time.perf_counter()
-                sample(self.unet, prompts, seeds, s, self.config, batch_size=self.batch_size, progress=False)
-                return time.perf_counter() - t0
+                return timed(self.unet, lambda: sample(self.unet, prompts, seeds, s, self.config,
+                                                       batch_size=self.batch_size, progress=False))
 
             run(schedules[0])  # warm-up
-            secs = np.array([np.median([run(s) for _ in range(repeats)]) for s in schedules])
+            secs = np.array([[run(s) for s in schedules] for _ in range(repeats)]).T
             meta = {"host": platform.node(), "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat()}
             hit = {"seconds": secs, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
             if self.cache is not None:
                 self.cache.put(key, hit, {"what": "timing"})
         meta = json.loads(bytes(hit["meta"]).decode())
-        return pd.DataFrame({"schedule": [s.name for s in schedules], "seconds": hit["seconds"],
-                             "per_sample": hit["seconds"] / samples, **meta})
+        med = np.median(hit["seconds"], axis=1)
+        return pd.DataFrame({"schedule": [s.name for s in schedules], "seconds": med, "low": hit["seconds"].min(axis=1),
+                             "high": hit["seconds"].max(axis=1), "per_sample": med / samples, **meta})
 
 
 # -- the paper's experiments as schedule families -------------------------------------------
@@ -368,7 +372,7 @@ def adapted_shortcut(reach: dict[int, int | None], stop_t: int | None, name: str
     (t = 65), then nb = 8 for 2 steps (from t = 60, where nb = 8 does), relaxes 11 steps, cuts
     nb = 8 for 7, relaxes 9, cuts 7 again, and stops early where the x0 estimate is accurate.
     Here the same pattern starts at ``reach[6]`` and ``reach[8]`` (e.g. from
-    :func:`reach_t_starts`) and stops at ``stop_t``; a cut is dropped when its threshold was
+    :func:`unetdyn.paper.chapters.fig8_crossings`) and stops at ``stop_t``; a cut is dropped when its threshold was
     never reached or when it would run into the early stop.
 
     Example (the paper's thresholds give the paper's schedule):
