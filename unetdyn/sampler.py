@@ -88,7 +88,6 @@ class Stats:
     encoder_blocks: int = 0  # block evaluations, per sample (guidance doubling not counted)
     middle_blocks: int = 0
     decoder_blocks: int = 0
-    forwards: int = 0  # batched forward calls
 
     def add(self, other: Stats) -> None:
         for k in vars(self):
@@ -159,7 +158,7 @@ def sample(
     schedules: Sequence[Schedule] | Schedule | str = "full",
     config: SamplerConfig = SamplerConfig(),
     baseline: Trajectory | None = None,
-    batch_size: int = 64,
+    batch_size: int = 16,
     progress: bool = True,
     callback: Callable[[int, list[tuple[int, int]], torch.Tensor, torch.Tensor], None] | None = None,
 ) -> SampleResult:
@@ -222,14 +221,13 @@ def sample(
     bar = tqdm(total=todo, desc="sampling", unit="step", disable=not progress, leave=False)
     for t in range(K, 0, -1):
         due = [j for j in jobs if j.out is None and j.t == t]
-        groups: dict[tuple, list[_Job]] = defaultdict(list)
+        groups: dict[Surgery, list[_Job]] = defaultdict(list)
         for j in due:
-            groups[j.steps[t].surgery].append(j)
-        for (zs, nb, fill, guided), group in groups.items():
+            groups[Surgery(*j.steps[t].surgery)].append(j)
+        for surgery, group in groups.items():
             for i in range(0, len(group), batch_size):
                 chunk = group[i : i + batch_size]
-                u = uncond if guided else None
-                stats.add(_run_step(unet, ns, config, t, chunk, Surgery(zs, nb), fill, cond, u, callback))
+                stats.add(_run_step(unet, ns, config, t, chunk, surgery, cond, uncond, callback))
                 bar.update(len(chunk))
     bar.close()
 
@@ -243,6 +241,29 @@ def _gather(cond: dict[str, torch.Tensor], idx: list[int]) -> dict[str, torch.Te
 
 
 @torch.no_grad()
+def _model_output(unet: Unet, config: SamplerConfig, x, timesteps, c, uncond, surgery: Surgery, fill_t, keep):
+    """One (guided) forward: eps, the variance interpolation v (None without one), the kept decoder outputs."""
+    b = len(x)
+    guided = surgery.guided and uncond is not None
+    if guided:  # the conditional and unconditional rows in one call
+        u = _gather(uncond, [0] * b)
+        c = {k: torch.cat([c[k], u[k]]) for k in c}
+        x, timesteps = torch.cat([x, x]), timesteps.repeat(2)
+        fill_t = None if fill_t is None else torch.cat([fill_t, fill_t])
+    res = forward(unet, x.to(unet.dtype), timesteps, c, surgery, fill_t, keep)
+    out = res.out.float()
+    if unet.prediction != "eps_var":
+        raise NotImplementedError(f"the sampler runs models that predict eps_var; this one predicts {unet.prediction!r}")
+    ch = unet.image_shape[0]
+    eps, v = out[:, :ch], out[:, ch:]
+    if guided:
+        eps_c, eps_u = eps[:b], eps[b:]
+        eps, v = eps_u + config.guidance * (eps_c - eps_u), v[:b]
+        return eps, v, {k: h[:b] for k, h in res.kept.items()}, res
+    return eps, v, res.kept, res
+
+
+@torch.no_grad()
 def _run_step(
     unet: Unet,
     ns: NoiseSchedule,
@@ -250,7 +271,6 @@ def _run_step(
     t: int,
     chunk: list[_Job],
     surgery: Surgery,
-    fill: str,
     cond: dict[str, torch.Tensor],
     uncond: dict[str, torch.Tensor] | None,
     callback,
@@ -259,32 +279,15 @@ def _run_step(
     dev = unet.device
     b = len(chunk)
     x = torch.stack([j.x for j in chunk])
-    c = _gather(cond, [j.col for j in chunk])
-    timesteps = torch.full((b,), ns.timestep(t), dtype=torch.long, device=dev)
     fill_t = None
-    if fill == "cache":
-        missing = [j.col for j in chunk if surgery.drop_blocks - 1 not in j.cache]
-        if missing:
+    if surgery.fill == "cache" and surgery.drop_blocks:
+        if any(surgery.drop_blocks - 1 not in j.cache for j in chunk):
             raise ScheduleError(f"drop_blocks fill='cache' at t={t}: no earlier step computed that block")
         fill_t = torch.stack([j.cache[surgery.drop_blocks - 1] for j in chunk])
     keep = sorted(set().union(*(j.keep for j in chunk)))
-
-    if uncond is not None:
-        u = _gather(uncond, [0] * b)
-        both = {k: torch.cat([c[k], u[k]]) for k in c}
-        fill2 = None if fill_t is None else torch.cat([fill_t, fill_t])
-        res = forward(unet, torch.cat([x, x]).to(unet.dtype), timesteps.repeat(2), both, surgery, fill2, keep)
-        out = res.out.float()
-        ch = out.shape[1] // 2
-        eps_c, eps_u, v = out[:b, :ch], out[b:, :ch], out[:b, ch:]
-        eps = eps_u + config.guidance * (eps_c - eps_u)
-        kept = {k: h[:b] for k, h in res.kept.items()}
-    else:
-        res = forward(unet, x.to(unet.dtype), timesteps, c, surgery, fill_t, keep)
-        out = res.out.float()
-        ch = out.shape[1] // 2
-        eps, v = out[:, :ch], out[:, ch:]
-        kept = res.kept
+    timesteps = torch.full((b,), ns.timestep(t), dtype=torch.long, device=dev)
+    c = _gather(cond, [j.col for j in chunk])
+    eps, v, kept, res = _model_output(unet, config, x, timesteps, c, uncond, surgery, fill_t, keep)
 
     steps = [j.steps[t] for j in chunk]
     coef = ns.coefficients([t] * b, [s.next_t for s in steps], device=dev)
@@ -312,7 +315,6 @@ def _run_step(
         encoder_blocks=b * res.encoder_blocks,
         middle_blocks=b * int(res.middle),
         decoder_blocks=b * res.decoder_blocks,
-        forwards=1,
     )
 
 
@@ -321,7 +323,7 @@ def trajectory(
     prompts: Sequence[Any],
     seeds: Sequence[int],
     config: SamplerConfig = SamplerConfig(),
-    batch_size: int = 64,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> Trajectory:
     """Run the full schedule and keep every ``x_t`` and x0 estimate (the baseline for reuse).

@@ -35,6 +35,8 @@ class Unet(Protocol):
         skips_popped: per decoder block (bottom first), how many skips it pops.
         image_shape: (C, H, W) of the images it denoises.
         device, dtype: where and in which precision its blocks run.
+        prediction: what the head predicts, one of :data:`PREDICTIONS`: ``"eps_var"`` (eps,
+            then the learned variance interpolation v, as GLIDE), ``"eps"`` or ``"v"``.
     """
 
     skips_pushed: tuple[int, ...]
@@ -42,6 +44,7 @@ class Unet(Protocol):
     image_shape: tuple[int, int, int]
     device: torch.device
     dtype: torch.dtype
+    prediction: str
 
     def condition(self, prompts: Sequence[Any]) -> Cond:
         """Encode prompts once (``None`` = the unconditional prompt); batch-first tensors."""
@@ -58,24 +61,32 @@ class Unet(Protocol):
         """Run decoder block ``j`` (0 = bottom) on ``h`` and the skips it pops (last pushed first)."""
 
     def head(self, h: torch.Tensor, ctx: Any) -> torch.Tensor:
-        """The output layer: ``[B, 2C, H, W]``, eps then the variance interpolation v."""
+        """The output layer, laid out as :attr:`prediction` says (``eps_var``: ``[B, 2C, H, W]``)."""
 
     def decoder_out_shape(self, j: int) -> tuple[int, int, int]:
         """(C, H, W) of decoder block ``j``'s output, used to build its zero replacement."""
 
 
+PREDICTIONS = ("eps_var", "eps", "v")
+
+
 @dataclass(frozen=True)
 class Surgery:
-    """The Unet's configuration for one call.
+    """Everything about one Unet call that a schedule decides: one record from plan to forward.
 
     Attributes:
         zero_skips: the top ``ns`` skips are replaced by zeros.
         drop_blocks: the bottom ``nb`` decoder blocks are not run; decoder ``nb-1``'s output
-            is replaced by ``fill`` (zeros, or a tensor passed to :func:`forward`).
+            is replaced by zeros, or by the tensor passed to :func:`forward` when ``fill`` is
+            ``"cache"`` (the sampler keeps it from the last step that computed it).
+        fill: ``"zeros"`` or ``"cache"``.
+        guided: whether classifier-free guidance runs the unconditional branch too.
     """
 
     zero_skips: int = 0
     drop_blocks: int = 0
+    fill: str = "zeros"
+    guided: bool = True
 
 
 @dataclass

@@ -201,6 +201,7 @@ class BuiltinUnet(nn.Module):
         self.skips_pushed = (1,) * n_in
         self.skips_popped = (1,) * n_out
         self.image_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+        self.prediction = "eps_var"  # eps, then the learned variance interpolation (improved DDPM)
         self.weights_sha256: str | None = None  # set by unetdyn.builtin_model.weights.load_builtin
 
     # -- plain forward (training, reference) ---------------------------------------------

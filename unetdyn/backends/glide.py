@@ -71,6 +71,7 @@ class GlideUnet:
         self.skips_pushed: tuple[int, ...] = (1,) * n_in
         self.skips_popped: tuple[int, ...] = (1,) * n_out
         self.image_shape: tuple[int, int, int] = (model.in_channels, image_size, image_size)
+        self.prediction = "eps_var"  # GLIDE's base model: eps, then the learned variance interpolation
         self._out_shapes = _decoder_shapes(model, image_size)
         self._timestep_embedding = _glide("nn").timestep_embedding
 

@@ -606,14 +606,15 @@ def shortcut(
     if es is not None:
         findings.append(Finding(
             "saved by the early stop alone", "~22% (of the time)",
-            f"{es['FLOPs saved']:.1%} of FLOPs ({100 - es['Unet calls']} of 100 calls); time {sv.saved['early stop only']:.1%}",
+            f"{es['FLOPs saved']:.1%} of FLOPs ({spec.steps - int(es['Unet calls'])} of {spec.steps} calls); time "
+            f"{sv.saved['early stop only']:.1%} [{sv.saved_low['early stop only']:.1%}, {sv.saved_high['early stop only']:.1%}]",
             "differs" if es["FLOPs saved"] < 0.22 - 0.01 else "-", "time-saved"))
     for name in SHORTCUT_VARIANTS:
         if name in ssim:
             findings.append(finding(f"mean SSIM, reading '{name}'", "0.795", ssim[name], 0.795, "readings"))
     if adapt:
         findings.append(Finding("t_start where nb = 6 / nb = 8 keep SSIM 0.8 (Fig. 8, this model)", "65 / 60",
-                                f"{reach[6]} / {reach[8]}", "-", "adapted"))
+                                f"{reach[6]} / {reach[8]}", "-", "fig-11"))
     return Shortcut(spec, parts, base, res, ssim, mad, in_band, timings, costs, reach, stop_r, tuple(findings))
 
 

@@ -411,7 +411,8 @@ def time_saved(r):
     ax.set_yticks(y, list(t.schedule))
     ax.invert_yaxis()
     ax.set_xlabel("% saved against the full sampler")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return fig
 
 
