@@ -1,84 +1,128 @@
-"""How long the book takes: regenerating its results, and building it from the cache.
+"""How long the book takes: regenerating its results, and building it from the store.
 
-    python benchmarks/book_times.py regenerate --cache-dir data/cache   # from an empty cache, in book order
-    python benchmarks/book_times.py regenerate --only 05_relaxation     # one figure alone, empty temp cache
-    python benchmarks/book_times.py regenerate --cache-dir data/cache --continue --only 04_n_limit ...  # resume in order
-    python benchmarks/book_times.py build                               # `unetdyn book` with the committed cache
+    python benchmarks/book_times.py regenerate                          # every chapter at its notebook's defaults (the paper's resolution)
+    python benchmarks/book_times.py regenerate --device cuda --batch-size 1024
+    python benchmarks/book_times.py regenerate --only 03_nb_sweep --cache-dir /tmp/empty   # one chapter from an empty store
+    python benchmarks/book_times.py regenerate --params book/params.yaml   # the values the book is built with
+    python benchmarks/book_times.py build                               # `unetdyn book` from the committed store
 
-``regenerate`` executes the notebooks with the book's parameters (``book/params.yaml``)
-against a cache folder that must be empty (default: a new temporary folder), writing the
-rendered notebooks into ``book/`` only when the cache is the book's own (``data/cache``).
-Within one run, later figures reuse what earlier ones computed (02 reuses 03's nb = 2 curve
-or the reverse, 04-06 read the Fig. 8 thresholds); ``--only`` times one figure alone.
-``build`` times the whole ``unetdyn book`` (execution from the cache and the HTML build).
-Prints a table and writes JSON (default benchmarks/results/book_times-<mode>.json).
+``regenerate`` calls each chapter's function (what its notebook calls) with the notebook's
+defaults, overridden by ``--params``, computing whatever the store lacks and storing each
+result as soon as it is computed: an interrupted run keeps its work, and a rerun continues.
+Chapters run in book order, so later ones reuse what earlier ones stored (04-06 read the
+Fig. 8 curves of 03). Chapter 6's timings are measurements of the machine and are taken only
+with ``--timings`` (the book's are taken on the CPU it describes). Chapter 7 reads the
+benchmark scripts' records (``alternatives.py``, ``sampler_efficiency.py``) and computes nothing.
+
+Prints a table (seconds and new store entries per chapter) and stores it in the result store
+as a benchmark record, so the book can cite how long its results took and where.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
+import inspect
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from unetdyn.paper.book import NOTEBOOKS, execute, load_params, make_book
-from unetdyn.fileio import atomic_write
-from unetdyn.paths import BOOK_DIR, CACHE_DIR, REPO_ROOT
+from unetdyn.paper import chapters
+from unetdyn.paper.alternatives import benchmark_key
+from unetdyn.paper.book import NOTEBOOKS, make_book, notebook_parameters, read_params_file
+from unetdyn.paper.cache import Cache
+from unetdyn.paper.sweeps import SweepSpec, open_sweep
+from unetdyn.paths import CACHE_DIR, NOTEBOOKS_DIR
+
+CHAPTER_FUNCTIONS = {
+    "01_phases": chapters.phases,
+    "02_skip_vs_deconv": chapters.skip_vs_blocks,
+    "03_nb_sweep": chapters.block_sweep,
+    "04_n_limit": chapters.n_limit,
+    "05_relaxation": chapters.relaxation,
+    "06_shortcut": chapters.shortcut,
+}
+SPEC_FIELDS = ("model", "weights", "n_samples", "steps", "guidance")
+RUNTIME_FIELDS = ("compute", "device", "batch_size", "progress", "cache_dir")
+
+
+def chapter_params(name: str, params_file: str | None) -> dict:
+    """The notebook's defaults, then the parameters file's ``all`` and its entry for ``name``."""
+    params = {k: v for k, v in notebook_parameters(NOTEBOOKS_DIR / f"{name}.ipynb").items()}
+    if params_file is not None:
+        _, raw = read_params_file(params_file)
+        params.update({k: v for k, v in raw["all"].items() if k in params})
+        params.update(raw["notebooks"].get(name, {}))
+    return params
+
+
+def _kwargs(fn, params: dict) -> dict:
+    accepted = inspect.signature(fn).parameters
+    return {k: v for k, v in params.items() if k in accepted and k not in SPEC_FIELDS + RUNTIME_FIELDS + ("spec", "base")}
+
+
+def regenerate(name: str, params: dict, runtime: dict, timings: bool) -> None:
+    """Compute what chapter ``name`` needs and the store lacks."""
+    spec = SweepSpec(**{k: params[k] for k in SPEC_FIELDS})
+    if name == "06_shortcut" and not timings:
+        parts, _, _ = chapters.shortcut_parts(spec, compute=True, **_kwargs(chapters.shortcut_parts, params), **runtime)
+        open_sweep(spec, compute=True, **runtime).run(list(parts.values()), images=list(range(spec.n_samples)))
+        return
+    fn = CHAPTER_FUNCTIONS[name]
+    fn(spec, compute=True, **_kwargs(fn, params), **runtime)
+
+
+def _entries(root: Path) -> int:
+    return sum(1 for _ in root.glob("*/*.npz")) if root.exists() else 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["regenerate", "build"])
-    ap.add_argument("--cache-dir", default=None, help="regenerate: an empty or absent folder (default: a temp folder)")
-    ap.add_argument("--only", nargs="*", default=None, help=f"regenerate: these notebooks ({', '.join(NOTEBOOKS)})")
-    ap.add_argument("--params", default=None, help="parameters file (default book/params.yaml)")
-    ap.add_argument("--continue", dest="cont", action="store_true",
-                    help="regenerate: allow a cache that earlier figures of the same run already filled (with --only)")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--only", nargs="+", default=None, choices=list(CHAPTER_FUNCTIONS), help="regenerate: these chapters")
+    ap.add_argument("--params", default=None, help="parameters YAML over the notebooks' defaults (build: default book/params.yaml)")
+    ap.add_argument("--cache-dir", default=None, help="regenerate: the result store (default data/cache)")
+    ap.add_argument("--device", default=None, help="regenerate: cpu (default) or cuda")
+    ap.add_argument("--batch-size", type=int, default=16, help="regenerate: samples per Unet call (16 suits a 2-core CPU)")
+    ap.add_argument("--timings", action="store_true", help="regenerate: also take chapter 6's timings (on this machine)")
+    ap.add_argument("--no-record", action="store_true", help="regenerate: do not store the table as a benchmark record")
     args = ap.parse_args(argv)
+    if args.batch_size < 1:
+        ap.error(f"--batch-size {args.batch_size} must be >= 1")
 
-    rows, meta = [], {"mode": args.mode, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                      "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
-    if args.mode == "regenerate":
-        names = args.only or list(NOTEBOOKS)
-        bad = [n for n in names if n not in NOTEBOOKS]
-        if bad:
-            ap.error(f"--only: unknown notebook(s) {bad}; notebooks: {', '.join(NOTEBOOKS)}")
-        tmp = None
-        if args.cache_dir is None:
-            tmp = tempfile.TemporaryDirectory(prefix="unetdyn-cache-")
-            cache = Path(tmp.name)
-        else:
-            cache = Path(args.cache_dir)
-            if cache.exists() and any(cache.iterdir()) and not args.cont:
-                ap.error(f"--cache-dir {cache} is not empty: regeneration times need an empty cache")
-        own = cache.resolve() == CACHE_DIR.resolve()
-        out_dir = BOOK_DIR if own else Path(tempfile.mkdtemp(prefix="unetdyn-book-"))
-        params = load_params(args.params)
-        for name in names:
-            t0 = time.perf_counter()
-            execute(name, {**params[name], "cache_dir": str(cache), "compute": True}, out_dir)
-            rows.append({"notebook": name, "seconds": time.perf_counter() - t0})
-            print(f"{name:<20} {rows[-1]['seconds'] / 60:6.1f} min", flush=True)
-        meta.update(cache=str(cache), rendered_into=str(out_dir), continued=args.cont)
-        if tmp is not None:
-            tmp.cleanup()
-    else:
+    rows = []
+    if args.mode == "build":
         t0 = time.perf_counter()
-        index = make_book(args.params, log=lambda *_: None)
-        rows.append({"notebook": "all (execute from cache + build)", "seconds": time.perf_counter() - t0})
-        meta["index"] = str(index)
+        make_book(args.params, log=lambda *_: None)
+        rows.append({"chapter": "all (read the store, execute, build)", "seconds": time.perf_counter() - t0, "new entries": 0})
+    else:
+        root = Path(args.cache_dir) if args.cache_dir else CACHE_DIR
+        runtime = {"device": args.device, "batch_size": args.batch_size, "progress": True, "cache_dir": str(root)}
+        for name in args.only or list(CHAPTER_FUNCTIONS):
+            params = chapter_params(name, args.params)
+            before, t0 = _entries(root), time.perf_counter()
+            print(f"{name}: {params['n_samples']} samples ...", flush=True)
+            regenerate(name, params, runtime, args.timings)
+            rows.append({"chapter": name, "seconds": time.perf_counter() - t0, "new entries": _entries(root) - before,
+                         "n_samples": params["n_samples"]})
+            print(f"{name:<20} {rows[-1]['seconds']:8.1f} s  {rows[-1]['new entries']:5d} new entries", flush=True)
     total = sum(r["seconds"] for r in rows)
-    print(f"{'total':<20} {total / 60:6.1f} min")
-    path = Path(args.json or REPO_ROOT / "benchmarks" / "results" / f"book_times-{args.mode}.json")
-    blob = json.dumps({"meta": meta, "rows": rows, "total_seconds": total}, indent=1)
-    atomic_write(path, lambda tmp_path: tmp_path.write_text(blob))
-    print(f"wrote {path}")
+    print(f"{'total':<20} {total:8.1f} s")
+
+    if args.mode == "regenerate" and not args.no_record:
+        dev = torch.device(args.device or "cpu")
+        meta = {
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "batch_size": args.batch_size, "params": args.params, "date": datetime.date.today().isoformat(),
+            "tf32": False if dev.type == "cuda" else None,
+        }
+        key = benchmark_key("book_times", "regenerate", {"only": args.only, "params": args.params, "device": dev.type})
+        Cache(root).put_record(key, {"meta": meta, "rows": rows, "total_seconds": total}, {"what": "benchmark book_times"})
+        print(f"stored the table under {key[:12]} in {root}")
     return 0
 
 

@@ -62,7 +62,6 @@ def sweep_counts(unet, nbs, t_starts, n: int, samples: int, batch_size: int) -> 
         "ratio": naive / actual,
         "unet_calls_per_sample_actual": K + run.unet_calls / samples,
         "unet_calls_per_sample_naive": K + sum(len(s.compile(K, n_blocks, n_skips)) for s in scheds),
-        "forwards_batched": run.forwards,
     }
 
 

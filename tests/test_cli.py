@@ -74,3 +74,72 @@ def test_parse_seeds_rejects_backwards_ranges():
 
     with pytest.raises(argparse.ArgumentTypeError, match="runs backwards"):
         parse_seeds("5-2")
+
+
+def _schedule(tmp_path, name: str, text: str):
+    f = tmp_path / name
+    f.write_text(text)
+    return str(f)
+
+
+def test_schedule_names_cannot_leave_the_output_folder(weights, tmp_path, capsys):
+    evil = _schedule(tmp_path, "evil.yaml", "name: ../../evil\ninterventions: []")
+    assert main(["sample", "--weights", str(weights), "--schedule", evil, "--seeds", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "schedule.name='../../evil'" in capsys.readouterr().err
+    assert not (tmp_path.parent / "evil").exists()
+
+
+def test_two_schedules_with_one_name_are_refused_before_sampling(weights, tmp_path, capsys):
+    a = _schedule(tmp_path, "a.yaml", "name: same\ninterventions: [{kind: early_stop, t: 20}]")
+    b = _schedule(tmp_path, "b.yaml", "name: same\ninterventions: [{kind: early_stop, t: 30}]")
+    assert main(["sample", "--weights", str(weights), "--schedule", a, b, "--seeds", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "two schedules are named 'same'" in capsys.readouterr().err
+
+
+def test_the_reference_is_the_schedule_without_interventions(weights, tmp_path, capsys):
+    fake = _schedule(tmp_path, "full.yaml", "name: full\ninterventions: [{kind: early_stop, t: 50}]")
+    plain = _schedule(tmp_path, "plain.yaml", "name: plain\ninterventions: []")
+    assert main(["sample", "--weights", str(weights), "--schedule", fake, plain, "--seeds", "0", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "SSIM to plain" in out and "SSIM to full" not in out
+
+
+@pytest.mark.parametrize("make_out", ["file", "under_file"])
+def test_a_bad_out_is_found_before_sampling(weights, tmp_path, capsys, monkeypatch, make_out):
+    import unetdyn.sampler as sampler_module
+
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    out = f if make_out == "file" else f / "sub"
+    monkeypatch.setattr(sampler_module, "sample", lambda *a, **k: pytest.fail("sampled before checking --out"))
+    assert main(["sample", "--weights", str(weights), "--seeds", "0", "--out", str(out)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv_tail,expect", [
+    (["--guidance", "inf"], "guidance=inf must be a finite number"),
+    (["--device", "tpu"], "only cpu and cuda"),
+])
+def test_bad_input_is_one_line(weights, tmp_path, capsys, argv_tail, expect):
+    assert main(["sample", "--weights", str(weights), "--out", str(tmp_path / "o"), *argv_tail]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.splitlines()) == 1
+
+
+def test_a_huge_seed_range_is_refused_before_it_is_built():
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 100000 seeds"):
+        parse_seeds("0-99999999999")
+
+
+def test_a_directory_or_a_huge_schedule_is_refused(weights, tmp_path, capsys):
+    assert main(["sample", "--weights", str(weights), "--schedule", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "not a schedule file" in capsys.readouterr().err
+    bomb = _schedule(tmp_path, "bomb.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+        + "name: *i\ninterventions: []\n")
+    assert main(["sample", "--weights", str(weights), "--schedule", bomb, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown field" in err and len(err) < 1000
+

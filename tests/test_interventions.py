@@ -150,3 +150,41 @@ def test_unknown_preset_lists_the_presets():
         preset("fastest")
     with pytest.raises(ScheduleError, match="neither a preset"):
         load_schedule("no-such-file.yaml")
+
+
+# -- what a schedule file may hold --------------------------------------------------------------
+
+
+def test_an_intervention_past_an_early_stop_is_refused():
+    with pytest.raises(ScheduleError, match="acts after early_stop.t=18"):
+        Schedule((DropBlocks(t_start=20, n=5, nb=8), EarlyStop(t=18))).compile(100, 16, 16)
+    Schedule((DropBlocks(t_start=23, n=5, nb=8), EarlyStop(t=18))).compile(100, 16, 16)  # ends at 19: fine
+
+
+def test_cache_fill_needs_an_earlier_step_that_computed_the_block():
+    with pytest.raises(ScheduleError, match="no earlier step computes decoder block 8"):
+        Schedule((DropBlocks(t_start=100, n=1, nb=8), DropBlocks(t_start=99, n=5, nb=8, fill="cache"))).compile(100, 16, 16)
+    Schedule((DropBlocks(t_start=100, n=1, nb=6), DropBlocks(t_start=99, n=5, nb=8, fill="cache"))).compile(100, 16, 16)
+
+
+@pytest.mark.parametrize("name", ["../../evil", "/abs", ".hidden", "a/b", "x" * 81, "tab\there"])
+def test_a_name_that_is_not_a_plain_folder_name_is_refused(name):
+    with pytest.raises(ScheduleError, match="schedule.name"):
+        Schedule((), name=name)
+
+
+def test_names_and_counts_from_files_are_checked_before_anything_is_built(tmp_path):
+    with pytest.raises(ScheduleError, match="name must be a string"):
+        Schedule.from_dict({"name": ["a", "b"], "interventions": []})
+    with pytest.raises(ScheduleError, match="at most 1000 interventions"):
+        Schedule.from_dict({"interventions": [{"kind": "early_stop", "t": 1}] * 1001})
+    with pytest.raises(ScheduleError, match="kind=\\['drop_blocks'\\] is not one of"):
+        Schedule.from_dict({"interventions": [{"kind": ["drop_blocks"]}]})
+    big = tmp_path / "big.yaml"
+    big.write_text("#" * 1_000_001)
+    with pytest.raises(ScheduleError, match="at most 1000000"):
+        load_schedule(big)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ScheduleError, match="bin.yaml: not a UTF-8 text file"):
+        load_schedule(binary)

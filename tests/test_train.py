@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from unetdyn import train as tr
+from unetdyn.builtin_model import train as tr
 from unetdyn.backends.builtin import BuiltinConfig
 from unetdyn.builtin_model.data import make_batch
 from unetdyn.noise import NoiseSchedule
@@ -243,7 +243,7 @@ def test_default_path_points_into_the_repo():
     from unetdyn.paths import BUILTIN_WEIGHTS, REPO_ROOT
 
     assert BUILTIN_WEIGHTS == REPO_ROOT / "data" / "builtin" / "unet.safetensors"
-    assert (REPO_ROOT / "unetdyn" / "train.py").exists()
+    assert (REPO_ROOT / "unetdyn" / "builtin_model" / "train.py").exists()
 
 
 # -- command line ------------------------------------------------------------------------
@@ -285,3 +285,48 @@ def test_cli_trains_resumes_and_exports(tmp_path, capsys):
         ["--run", str(tmp_path / "run"), "--to", str(tmp_path / "x.safetensors")]
     )
     assert tr.run_export(exp)["step"] == 3
+
+
+def test_ctrl_c_stops_after_a_whole_step_with_a_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C mid-run keeps every finished step: the checkpoint holds them and resuming is exact."""
+    import os
+    import signal
+
+    cfg = TrainConfig(model=BuiltinConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, head_channels=8, norm_groups=4),
+                      steps=4, batch_size=4, ckpt_every=1000)
+    real_step = tr._train_step
+
+    def step_then_interrupt(st, tables):
+        row = real_step(st, tables)
+        if st.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step in real use; the step still completes
+        return row
+
+    monkeypatch.setattr(tr, "_train_step", step_then_interrupt)
+    with pytest.raises(tr.TrainingInterrupted, match="interrupted at step 2"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler did not outlive the run
+    monkeypatch.setattr(tr, "_train_step", real_step)
+    resumed = train(cfg, tmp_path / "run", progress=False)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    assert resumed["step"] == 4 and resumed["last"] == straight["last"]
+
+
+def test_export_never_overwrites_without_force(tmp_path):
+    parser = tr.add_export_args(argparse.ArgumentParser())
+    with pytest.raises(SystemExit):  # --to is required: the shipped weights are never a silent default
+        parser.parse_args(["--run", str(tmp_path)])
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"keep me")
+    with pytest.raises(ValueError, match="exists; add --force"):
+        tr.run_export(parser.parse_args(["--run", str(tmp_path), "--to", str(target)]))
+    assert target.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("flag,value", [("--width", "0"), ("--threads", "-1"), ("--steps", "0"), ("--dropout", "1.5")])
+def test_bad_training_options_are_one_line_errors(tmp_path, flag, value, capsys):
+    from unetdyn.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), flag, value, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unetdyn train: error:") and flag in err and len(err.splitlines()) == 1

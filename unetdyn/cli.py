@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 __all__ = ["main", "parse_seeds"]
+
+MAX_SEEDS = 100_000
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -32,13 +35,17 @@ def parse_seeds(spec: str) -> list[int]:
                 lo, hi = part.split("-", 1)
                 if int(hi) < int(lo):
                     raise argparse.ArgumentTypeError(f"--seeds range {part!r} runs backwards")
+                if int(hi) - int(lo) + 1 + len(seeds) > MAX_SEEDS:
+                    raise argparse.ArgumentTypeError(f"--seeds {spec[:40]!r}: at most {MAX_SEEDS} seeds")
                 seeds.extend(range(int(lo), int(hi) + 1))
             else:
                 seeds.append(int(part))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds {spec!r}: expected e.g. 0-7 or 1,5,9") from None
     if any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"--seeds {spec!r}: seeds must be >= 0")
+        raise argparse.ArgumentTypeError(f"--seeds {spec[:40]!r}: seeds must be >= 0")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"--seeds {spec[:40]!r}: at most {MAX_SEEDS} seeds")
     return seeds
 
 
@@ -56,9 +63,25 @@ def _sampler_config(args):
     return SamplerConfig(steps=args.steps, guidance=args.guidance)
 
 
+def _writable_folder(path: str) -> Path:
+    """``path`` as an output folder that exists and takes files (checked before long work)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
+    return out
+
+
 def cmd_sample(args) -> int:
     import numpy as np
 
+    from unetdyn.interventions import ScheduleError
     from unetdyn.metrics import compare
     from unetdyn.backends import load_unet
     from unetdyn.interventions import load_schedule
@@ -78,13 +101,21 @@ def cmd_sample(args) -> int:
     else:
         raise SystemExit("--prompts is required for --model glide")
     prompts = [base[k % len(base)] for k in range(len(seeds))]
-    for s in schedules:  # fail before any work
-        s.validate(config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
+    # everything that can fail is checked before any sampling
+    for spec, s in zip(args.schedule, schedules):
+        try:
+            s.validate(config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
+        except ScheduleError as exc:
+            raise ScheduleError(f"{spec}: {exc}") from None
+    names = [s.name or f"schedule{k}" for k, s in enumerate(schedules)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ScheduleError(f"two schedules are named {twice[0]!r}: their images would overwrite each other; rename one")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size {args.batch_size} must be >= 1")
+    out = _writable_folder(args.out)
 
     res = sample(unet, prompts, seeds, schedules, config, batch_size=args.batch_size, progress=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = [s.name or f"schedule{k}" for k, s in enumerate(schedules)]
     for name, row in zip(names, res.images):
         for seed, prompt, img in zip(seeds, prompts, row):
             save_grid(img[None], out / name / f"seed{seed:04d}_{str(prompt).replace(' ', '_')[:40]}.png", nrow=1, scale=1, pad=0)
@@ -97,8 +128,10 @@ def cmd_sample(args) -> int:
         schedules=np.asarray([s.to_json() for s in schedules]),
     )
     lines = [f"wrote {len(schedules)} x {len(seeds)} images to {out}/ (grid.png: one row per schedule: {', '.join(names)})"]
-    if "full" in names and len(names) > 1:
-        ref = res.images[names.index("full")]
+    # the reference is the schedule without interventions, whatever its name
+    full = [k for k, s in enumerate(schedules) if not s.interventions]
+    if full and len(names) > 1:
+        ref = res.images[full[0]]
         import csv
 
         with open(out / "metrics.csv", "w", newline="") as f:
@@ -108,7 +141,7 @@ def cmd_sample(args) -> int:
                 m = compare(ref, row)
                 for k, seed in enumerate(seeds):
                     w.writerow([name, seed, prompts[k], f"{m['ssim'][k]:.4f}", f"{m['psnr'][k]:.2f}"])
-                lines.append(f"  {name:>20s}: SSIM to full {m['ssim'].mean():.3f} +- {m['ssim'].std():.3f}")
+                lines.append(f"  {name:>20s}: SSIM to {names[full[0]]} {m['ssim'].mean():.3f} +- {m['ssim'].std():.3f}")
     print("\n".join(lines))
 
 
@@ -131,26 +164,29 @@ def cmd_cost(args) -> int:
 def cmd_book(args) -> None:
     from unetdyn.paper.book import make_book
 
-    index = make_book(args.params, only=args.only, execute_notebooks=not args.no_execute)
+    index = make_book(args.params, only=args.only, execute_notebooks=not args.no_execute, compute=args.compute)
     print(f"the book is at {index}")
 
 
 def cmd_figure(args) -> None:
-    import yaml
+    import time
 
-    from unetdyn.paper.book import build, execute, load_params
+    from unetdyn.paper.book import build, execute, load_params, parse_value
 
-    params = load_params(args.params)[args.name]
-    for name, value in args.p or []:
-        params[name] = yaml.safe_load(value)
+    # a figure computes what the store lacks, unless -p compute false says otherwise
+    overrides = {"compute": True, **{name: parse_value(name, value) for name, value in args.p or []}}
+    params = load_params(args.params, [args.name], overrides)[args.name]
+    start = time.perf_counter()
+    print(f"{args.name} ...", flush=True)
     out = execute(args.name, params, log_output=args.verbose)
-    print(f"executed {out}")
+    print(f"{args.name}: {time.perf_counter() - start:.0f} s, executed {out}")
     if args.build:
         print(f"the book is at {build()}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetdyn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sample", help="generate images under one or more schedules")
@@ -173,12 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from unetdyn.paper.book import NOTEBOOKS
 
-    p = sub.add_parser("book", help="execute every notebook (papermill) and build the book (offline, strict)")
+    p = sub.add_parser("book", help="execute every notebook (papermill) on the stored results and build the book (offline, strict)")
     p.add_argument("--params", help="parameters YAML (default book/params.yaml)")
     p.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="execute only these notebooks")
     p.add_argument("--no-execute", action="store_true", help="only build the HTML from the executed notebooks")
+    p.add_argument("--compute", action="store_true", help="compute results missing from the store (default: a miss is an error)")
     p.set_defaults(func=cmd_book)
-    p = sub.add_parser("figure", help="rerun one notebook with changed parameters: -p NAME VALUE")
+    p = sub.add_parser("figure", help="rerun one notebook with changed parameters (-p NAME VALUE), computing what is missing")
     p.add_argument("name", choices=NOTEBOOKS)
     p.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a parameter (VALUE read as YAML)")
     p.add_argument("--params", help="parameters YAML the -p values override (default book/params.yaml)")
@@ -202,11 +239,20 @@ def main(argv: list[str] | None = None) -> int:
     from unetdyn.builtin_model.weights import WeightsError
 
     args = build_parser().parse_args(argv)
+    debug = args.debug
     try:
         args.func(args)
         return 0
-    except (ScheduleError, ValueError, FileNotFoundError, ImportError, WeightsError) as exc:
-        print(f"unetdyn {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # the store and checkpoints keep what was finished
+        if debug:
+            raise
+        print(f"unetdyn {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
+    except (ScheduleError, ValueError, OSError, ImportError, WeightsError, MemoryError) as exc:
+        if debug:
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"unetdyn {args.command}: error: {text[:500]}", file=sys.stderr)
         return 2
 
 

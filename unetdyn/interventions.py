@@ -16,6 +16,8 @@ Step numbering is the paper's: ``t = K ... 1``, ``t = K`` starts from pure noise
 from __future__ import annotations
 
 import json
+import re
+import reprlib
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar, Union
@@ -36,6 +38,15 @@ __all__ = [
 ]
 
 FILL_MODES = ("zeros", "cache")
+MAX_INTERVENTIONS = 1000  # K <= 1000 steps: more cannot all fit without overlapping
+MAX_NAME = 80
+MAX_FILE_BYTES = 1_000_000
+# a name is also a folder name (``unetdyn sample --out``): no separators, no leading dot
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.,=@+()-]*")
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_repr.maxlevel = 2
+_short = _repr.repr  # user input quoted in a message, cut short (a YAML alias bomb expands to gigabytes)
 
 
 class ScheduleError(ValueError):
@@ -44,7 +55,7 @@ class ScheduleError(ValueError):
 
 def _check_int(owner: str, name: str, value, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ScheduleError(f"{owner}.{name} must be an integer, got {value!r}")
+        raise ScheduleError(f"{owner}.{name} must be an integer, got {_short(value)}")
     if high is None and value < low:
         raise ScheduleError(f"{owner}.{name}={value} must be >= {low}")
     if high is not None and not low <= value <= high:
@@ -184,15 +195,15 @@ class Step:
 def intervention_from_dict(d: dict) -> Intervention:
     """Build one intervention from ``{"kind": ..., **fields}``, naming any bad key."""
     if not isinstance(d, dict):
-        raise ScheduleError(f"an intervention must be a mapping with a 'kind', got {d!r}")
+        raise ScheduleError(f"an intervention must be a mapping with a 'kind', got {_short(d)}")
     kind = d.get("kind")
-    if kind not in KINDS:
-        raise ScheduleError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ScheduleError(f"kind={_short(kind)} is not one of {', '.join(KINDS)}")
     cls = KINDS[kind]
     names = {f.name for f in fields(cls)}
     extra = set(d) - names - {"kind"}
     if extra:
-        raise ScheduleError(f"{kind} has no field(s) {sorted(extra)}; its fields are {sorted(names)}")
+        raise ScheduleError(f"{kind} has no field(s) {_short(sorted(map(str, extra)))}; its fields are {sorted(names)}")
     missing = {f.name for f in fields(cls) if f.default is MISSING} - set(d)
     if missing:
         raise ScheduleError(f"{kind} is missing field(s) {sorted(missing)}")
@@ -215,9 +226,18 @@ class Schedule:
     def __post_init__(self):
         if not isinstance(self.interventions, tuple):
             object.__setattr__(self, "interventions", tuple(self.interventions))
+        if len(self.interventions) > MAX_INTERVENTIONS:
+            raise ScheduleError(f"a schedule holds at most {MAX_INTERVENTIONS} interventions, got {len(self.interventions)}")
         for iv in self.interventions:
             if not isinstance(iv, tuple(KINDS.values())):
-                raise ScheduleError(f"schedule entry {iv!r} is not an intervention ({', '.join(KINDS)})")
+                raise ScheduleError(f"schedule entry {_short(iv)} is not an intervention ({', '.join(KINDS)})")
+        if not isinstance(self.name, str):
+            raise ScheduleError(f"schedule.name must be a string, got {_short(self.name)}")
+        if self.name and (len(self.name) > MAX_NAME or not _NAME.fullmatch(self.name)):
+            raise ScheduleError(
+                f"schedule.name={_short(self.name)} must be at most {MAX_NAME} characters of letters, digits, spaces "
+                "and _ . , = @ + ( ) -, not starting with a space, dot or dash (it names a folder of images)"
+            )
 
     # -- (de)serialisation --------------------------------------------------------------
 
@@ -237,7 +257,12 @@ class Schedule:
         ivs = d["interventions"]
         if not isinstance(ivs, list):
             raise ScheduleError(f"schedule.interventions must be a list, got {type(ivs).__name__}")
-        return cls(tuple(intervention_from_dict(x) for x in ivs), name=str(d.get("name", "")))
+        if len(ivs) > MAX_INTERVENTIONS:
+            raise ScheduleError(f"a schedule holds at most {MAX_INTERVENTIONS} interventions, got {len(ivs)}")
+        name = d.get("name", "")
+        if not isinstance(name, str):
+            raise ScheduleError(f"schedule.name must be a string, got {_short(name)}")
+        return cls(tuple(intervention_from_dict(x) for x in ivs), name=name)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -312,8 +337,15 @@ class Schedule:
                     guided=dg is None,
                 )
             )
+            if steps[-1].fill == "cache" and steps[-1].drop_blocks:
+                nb = steps[-1].drop_blocks
+                if not any(s.drop_blocks < nb for s in steps[:-1]):
+                    raise ScheduleError(
+                        f"drop_blocks(t_start={db.t_start}, nb={nb}, fill='cache') at t={t}: no earlier step computes "
+                        f"decoder block {nb} to reuse; let a step before t={t} keep it, or use fill='zeros'"
+                    )
             if t == stop_t:
-                later = [iv for iv in self.interventions if iv.window()[0] < t and not isinstance(iv, EarlyStop)]
+                later = [iv for iv in self.interventions if iv.window()[-1] < t and not isinstance(iv, EarlyStop)]
                 if later:
                     raise ScheduleError(f"{later[0]} acts after early_stop.t={t}, when sampling has already stopped")
                 break
@@ -389,8 +421,15 @@ def load_schedule(spec: str | Path) -> Schedule:
         return PRESETS[text_spec]
     path = Path(text_spec)
     if not path.exists():
-        raise ScheduleError(f"{text_spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    raw = path.read_text()
+        raise ScheduleError(f"{_short(text_spec)} is neither a preset ({', '.join(PRESETS)}) nor an existing file")
+    if not path.is_file():
+        raise ScheduleError(f"{path} is not a schedule file (a directory?)")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ScheduleError(f"{path}: {path.stat().st_size} bytes; a schedule file holds at most {MAX_FILE_BYTES}")
+    try:
+        raw = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ScheduleError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     try:
         if path.suffix == ".json":
             data = json.loads(raw)
@@ -399,7 +438,7 @@ def load_schedule(spec: str | Path) -> Schedule:
 
             data = yaml.safe_load(raw)
     except Exception as exc:  # noqa: BLE001 - any parser error becomes a schedule error
-        raise ScheduleError(f"cannot parse schedule file {path}: {exc}") from exc
+        raise ScheduleError(f"cannot parse schedule file {path}: {' '.join(str(exc).split())[:300]}") from None
     try:
         return Schedule.from_dict(data)
     except ScheduleError as exc:

@@ -18,6 +18,8 @@ the steps they share.
 
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,8 +57,8 @@ class SamplerConfig:
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
             raise ValueError(f"steps={self.steps!r} is out of range 1..1000")
-        if not self.guidance >= 0:
-            raise ValueError(f"guidance={self.guidance!r} must be >= 0")
+        if not (isinstance(self.guidance, (int, float)) and math.isfinite(self.guidance) and self.guidance >= 0):
+            raise ValueError(f"guidance={self.guidance!r} must be a finite number >= 0 (1.0: conditional only)")
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not one of {', '.join(METHODS)}")
         if not 0 <= self.eta <= 1:

@@ -20,6 +20,13 @@ def resolve_device(device: str | None) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA GPU here; use --device cpu")
+    if dev.type == "cuda":
+        # float32 means float32: TF32 products (cuDNN's default for convolutions) would move
+        # results computed on a GPU further from the CPU's than float rounding does
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif dev.type != "cpu":
+        raise ValueError(f"device={device!r}: only cpu and cuda are supported")
     return dev
 
 

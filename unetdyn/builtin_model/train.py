@@ -32,6 +32,8 @@ Example:
 
 from __future__ import annotations
 
+import signal
+import threading
 import argparse
 import csv
 import json
@@ -501,6 +503,14 @@ def _train_step(st: _State, tables: DiffusionTables) -> tuple[float, ...]:
     return (float(step), loss.item(), terms["mse"].mean().item(), terms["vb"].mean().item(), grad_norm, lr)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the run stopped after a whole step, with a checkpoint."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint} written, the same command resumes")
+        self.step, self.checkpoint = step, checkpoint
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_steps: int | None = None) -> dict:
     """Train (or resume training) the built-in Unet into ``out_dir``.
 
@@ -528,8 +538,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_step
     saved_at = st.step
     t_start, secs0 = time.perf_counter(), st.train_seconds
     bar = tqdm(total=cfg.steps, initial=st.step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
+    # Ctrl-C ends the current step, then the run stops there with a checkpoint (a step cut
+    # in half would leave weights and optimizer out of step with each other)
+    interrupted: list[int] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1)) if in_main else None
     try:
-        while st.step < end:
+        while st.step < end and not interrupted:
             row = _train_step(st, tables)
             st.history.append(row)
             bar.update(1)
@@ -542,9 +557,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_step
                 saved_at = st.step
     finally:
         bar.close()
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     if saved_at != st.step or not (out_dir / CKPT_NAME).exists():
         st.train_seconds = secs0 + time.perf_counter() - t_start
         _save_checkpoint(st, out_dir)
+    if interrupted:
+        raise TrainingInterrupted(st.step, out_dir / CKPT_NAME)
     return {
         "step": st.step,
         "train_seconds": st.train_seconds,
@@ -668,6 +687,19 @@ _TRAIN_ARGS = (
 )
 
 
+_MINIMUMS = {"width": 1, "num_res_blocks": 1, "head_channels": 1, "norm_groups": 1, "steps": 1, "max_steps": 1,
+             "batch_size": 1, "lr_warmup": 0, "ckpt_every": 1, "data_seed": 0, "seed": 0, "threads": 1}
+
+
+def _checkpoint_step(out_dir: Path) -> int | None:
+    """The step a run folder's checkpoint holds, or None without one."""
+    if not (out_dir / CKPT_NAME).exists():
+        return None
+    with safe_open(str(out_dir / CKPT_NAME), framework="pt") as f:
+        step = (f.metadata() or {}).get("step")
+    return int(step) if step is not None else None
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The checkpoint's config (or the defaults) with the options given on the command line."""
     ckpt = Path(args.out) / CKPT_NAME
@@ -683,9 +715,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> dict:
     """``unetdyn train``: train or resume, then optionally export."""
+    for name, low in _MINIMUMS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} {value} must be >= {low}")
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout {args.dropout} must be in [0, 1)")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config_from_args(args)
+    done = _checkpoint_step(Path(args.out))
+    if done is not None and done >= cfg.steps:
+        print(f"{args.out} is already at step {done} of --steps {cfg.steps}: nothing to train (a larger --steps continues it)")
     n_params = sum(p.numel() for p in BuiltinUnet(cfg.model).parameters())
     print(f"training {n_params / 1e6:.2f}M parameters into {args.out}: {json.dumps(cfg.to_dict())}")
     result = train(cfg, args.out, progress=not args.no_progress, max_steps=args.max_steps)
@@ -701,12 +742,16 @@ def add_export_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from unetdyn.paths import BUILTIN_WEIGHTS
 
     parser.add_argument("--run", required=True, type=Path, help="training run folder")
-    parser.add_argument("--to", type=Path, default=BUILTIN_WEIGHTS, help=f"default {BUILTIN_WEIGHTS}")
+    parser.add_argument("--to", type=Path, required=True,
+                        help=f"the .safetensors to write (the shipped model is {BUILTIN_WEIGHTS.relative_to(BUILTIN_WEIGHTS.parents[2])})")
+    parser.add_argument("--force", action="store_true", help="replace --to if it exists")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     return parser
 
 
 def run_export(args: argparse.Namespace) -> dict:
+    if Path(args.to).exists() and not args.force:
+        raise ValueError(f"--to {args.to} exists; add --force to replace it")
     info = export_weights(args.run, args.to, args.dtype)
     print(f"exported {info['path']} ({info['bytes'] / 1e6:.2f} MB, step {info['step']}, sha256 {info['sha256']})")
     return info

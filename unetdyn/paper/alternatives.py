@@ -281,7 +281,11 @@ def pareto(table: pd.DataFrame, x: str = "ssim_mean", y: str = "speedup") -> pd.
 # Each benchmark script's results live in the content-keyed result store under a key made of
 # the benchmark, the model's weights checksum (or, for cost on random weights, the
 # architecture) and the script's parameters; chapter 7 asks for them by the same description.
-BENCHMARK_SCRIPTS = {"alternatives": "benchmarks/alternatives.py", "efficiency": "benchmarks/sampler_efficiency.py"}
+BENCHMARK_SCRIPTS = {
+    "alternatives": "benchmarks/alternatives.py",
+    "efficiency": "benchmarks/sampler_efficiency.py",
+    "book_times": "benchmarks/book_times.py",
+}
 
 
 def benchmark_key(name: str, model: str, params: dict) -> str:

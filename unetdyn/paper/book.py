@@ -2,118 +2,514 @@
 
 Parameters come from one YAML file (default ``book/params.yaml``)::
 
-    all:                     # given to every notebook
+    all:                     # given to every notebook that declares the parameter
       progress: false
     notebooks:
       03_nb_sweep: {t_stride: 5}
 
+Every value is checked against the notebook's ``parameters`` cell before papermill starts: an
+unknown name, or a value whose type differs from the default's, is a one-line error.
+
 The executed copies land in ``<root>/book/`` and the HTML in ``<root>/_build/html``. ``root``
 is the repository (default) or a scratch folder that receives a copy of the book's sources,
-so a test build never overwrites the committed chapters.
+so a test build never overwrites the committed chapters. An executed notebook replaces the
+previous one only when its run succeeded and drew a figure; the build refuses a chapter
+with an error output or without a figure.
+
+This module is also the Sphinx extension (``_config.yml``: ``extra_extensions``) that drops
+scripts naming other hosts from every page: the book must work offline.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import html.parser
+import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from unetdyn.paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
 
-__all__ = ["NOTEBOOKS", "load_params", "execute", "build", "offline_violations", "make_book"]
+__all__ = [
+    "NOTEBOOKS",
+    "BookError",
+    "read_params_file",
+    "load_params",
+    "notebook_parameters",
+    "check_params",
+    "parse_value",
+    "execute",
+    "present",
+    "chapter_problems",
+    "build",
+    "offline_violations",
+    "make_book",
+]
 
 NOTEBOOKS = ("01_phases", "02_skip_vs_deconv", "03_nb_sweep", "04_n_limit", "05_relaxation", "06_shortcut", "07_alternatives")
 PARAMS_FILE = BOOK_DIR / "params.yaml"
-# anything the browser would fetch from elsewhere
-_REMOTE = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//[^"']+\.(?:js|css|woff2?|ttf)(?:\?[^"']*)?["']""", re.I)
+_ANY = object()  # default of a parameter that is not a literal: any value is accepted
 
 
-def load_params(path: str | Path | None = None) -> dict[str, dict]:
-    """Per-notebook parameters from the YAML file (``all`` merged under each notebook's own)."""
+class BookError(ValueError):
+    """A one-line error of the book driver (bad parameters, a failed or incomplete chapter)."""
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (messages quote user input)."""
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------- parameters
+
+
+def read_params_file(path: str | Path | None = None) -> tuple[Path, dict]:
+    """The parameters file as ``{"all": {...}, "notebooks": {name: {...}}}``.
+
+    ``path=None`` reads ``book/params.yaml`` if it exists; a path that was given must exist.
+    """
     p = Path(path) if path is not None else PARAMS_FILE
-    raw = yaml.safe_load(p.read_text()) if p.exists() else {}
+    if not p.exists():
+        if path is not None:
+            raise BookError(f"--params {p}: no such file")
+        return p, {"all": {}, "notebooks": {}}
+    if p.is_dir():
+        raise BookError(f"--params {p}: is a directory, not a YAML file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BookError(f"--params {p}: not valid YAML ({_first_line(exc, 200)})") from None
     raw = raw or {}
+    if not isinstance(raw, dict):
+        raise BookError(f"--params {p}: must be a mapping with keys all, notebooks")
     unknown = set(raw) - {"all", "notebooks"}
     if unknown:
-        raise ValueError(f"{p}: unknown top-level key(s) {sorted(unknown)}; allowed: all, notebooks")
-    per = raw.get("notebooks") or {}
+        raise BookError(f"--params {p}: unknown top-level key(s) {sorted(map(str, unknown))}; allowed: all, notebooks")
+    every, per = raw.get("all") or {}, raw.get("notebooks") or {}
+    if not isinstance(every, dict) or not isinstance(per, dict) or not all(isinstance(v or {}, dict) for v in per.values()):
+        raise BookError(f"--params {p}: 'all' and each entry of 'notebooks' must be a mapping of parameter: value")
     bad = set(per) - set(NOTEBOOKS)
     if bad:
-        raise ValueError(f"{p}: unknown notebook(s) {sorted(bad)}; notebooks: {', '.join(NOTEBOOKS)}")
-    return {name: {**(raw.get("all") or {}), **(per.get(name) or {})} for name in NOTEBOOKS}
+        raise BookError(f"--params {p}: unknown notebook(s) {sorted(map(str, bad))}; notebooks: {', '.join(NOTEBOOKS)}")
+    return p, {"all": every, "notebooks": {k: v or {} for k, v in per.items()}}
 
 
-def execute(name: str, params: dict, out_dir: str | Path = BOOK_DIR, log_output: bool = False) -> Path:
-    """Run ``notebooks/<name>.ipynb`` with ``params`` into ``out_dir/<name>.ipynb``."""
-    import papermill as pm
+def notebook_parameters(path: str | Path) -> dict[str, Any]:
+    """The names and defaults of a notebook's ``parameters`` cell (``_ANY`` for a non-literal).
 
-    if name not in NOTEBOOKS:
-        raise ValueError(f"unknown notebook {name!r}; notebooks: {', '.join(NOTEBOOKS)}")
-    out = Path(out_dir) / f"{name}.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(
-        str(NOTEBOOKS_DIR / f"{name}.ipynb"),
-        str(out),
-        parameters=params,
-        kernel_name="python3",
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
-        log_output=log_output,
-    )
+    Read with :mod:`ast` rather than ``papermill.inspect_notebook``, whose line parser skips
+    assignments with an ``=`` in their comment and logs a warning for each.
+    """
+    import json
+
+    cells = json.loads(Path(path).read_text())["cells"]  # plain JSON: no Jupyter packages needed
+    cell = next((c for c in cells if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return {}
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    found: dict[str, Any] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        else:
+            continue
+        try:
+            found[name] = ast.literal_eval(value)
+        except ValueError:
+            found[name] = _evaluate(value)
+    return found
+
+
+_SAFE_CALLS = {"list": list, "range": range, "tuple": tuple}
+
+
+def _evaluate(node: ast.expr) -> Any:
+    """A default like ``list(range(1, 16))``: evaluated with only list, range and tuple at hand;
+    anything else is ``_ANY``."""
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    if not names <= set(_SAFE_CALLS):
+        return _ANY
+    try:
+        return eval(compile(ast.Expression(node), "<parameters>", "eval"), {"__builtins__": {}}, dict(_SAFE_CALLS))  # noqa: S307
+    except Exception:  # noqa: BLE001 - not a value we can know before the notebook runs
+        return _ANY
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    """Whether ``value`` has the type of ``default`` (None accepts anything; int passes for float)."""
+    if default is None or default is _ANY:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+_KIND = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", tuple: "a list", dict: "a mapping"}
+
+
+def check_params(name: str, params: dict[str, Any], declared: dict[str, Any], sources: dict[str, str] | None = None) -> None:
+    """Raise :class:`BookError` for a parameter ``name``'s notebook does not declare or a mistyped value.
+
+    ``sources`` says where each key came from (``-p n_samples``, ``book/params.yaml``) for the message.
+    """
+    sources = sources or {}
+    for key, value in params.items():
+        where = sources.get(key, "parameter")
+        if key not in declared:
+            raise BookError(f"{where}: {name} has no parameter {key!r}; its parameters: {', '.join(declared) or '(none)'}")
+        default = declared[key]
+        if not _type_ok(default, value):
+            kind = _KIND.get(type(default), type(default).__name__)
+            raise BookError(f"{where}: parameter {key} of {name} must be {kind} like its default {_short(default)}, not {_short(value)}")
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A ``-p NAME VALUE`` value, read as YAML (``5`` is an int, ``[2, 8]`` a list, ``abc`` a string)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BookError(f"-p {key}: {_short(text)} is not valid YAML ({_first_line(exc, 120)})") from None
+
+
+def load_params(
+    path: str | Path | None = None,
+    names: Sequence[str] = NOTEBOOKS,
+    overrides: dict[str, Any] | None = None,
+    override_source: str = "-p",
+    source_dir: str | Path = NOTEBOOKS_DIR,
+    defaults: dict[str, Any] | None = None,
+) -> dict[str, dict]:
+    """Checked parameters of each notebook in ``names``, later sources winning: ``defaults``
+    and the file's ``all`` (each for the notebooks that declare the key), the notebook's own
+    entry, then ``overrides`` (which every notebook in ``names`` must declare)."""
+    p, raw = read_params_file(path)
+    declared = {n: notebook_parameters(Path(source_dir) / f"{n}.ipynb") for n in NOTEBOOKS}
+    orphans = [k for k in raw["all"] if not any(k in d for d in declared.values())]
+    if orphans:
+        known = sorted({k for d in declared.values() for k in d})
+        raise BookError(f"--params {p}: all.{orphans[0]} is a parameter of no notebook; parameters: {', '.join(known)}")
+    out = {}
+    for name in names:
+        own = raw["notebooks"].get(name, {})
+        params = {k: v for k, v in (defaults or {}).items() if k in declared[name]}
+        sources = {k: f"{override_source} {k}" for k in params}
+        common = {k: v for k, v in raw["all"].items() if k in declared[name]}
+        params.update(common)
+        sources.update({k: f"--params {p}: all.{k}" for k in common})
+        params.update(own)
+        sources.update({k: f"--params {p}: notebooks.{name}.{k}" for k in own})
+        params.update(overrides or {})
+        sources.update({k: f"{override_source} {k}" for k in overrides or {}})
+        check_params(name, params, declared[name], sources)
+        out[name] = params
     return out
 
 
+# ----------------------------------------------------------------------------- execution
+
+
+def _tags(cell) -> list[str]:
+    return cell.metadata.setdefault("tags", [])
+
+
+def _merge_assignments(defaults: str, injected: str) -> str:
+    """The parameters cell with each value papermill injected written in place of the default."""
+    try:
+        new = {
+            n.targets[0].id: ast.get_source_segment(injected, n.value)
+            for n in ast.parse(injected).body
+            if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+        }
+        body = ast.parse(defaults).body
+    except SyntaxError:
+        return defaults.rstrip("\n") + "\n\n" + injected
+    lines = defaults.splitlines(keepends=True)
+    seen = set()
+    for node in reversed(body):  # back to front: earlier line numbers stay valid
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        if not isinstance(target, ast.Name) or target.id not in new or node.value is None:
+            continue
+        seen.add(target.id)
+        v = node.value  # ast columns count UTF-8 bytes
+        head = lines[v.lineno - 1].encode()[: v.col_offset].decode()
+        tail = lines[v.end_lineno - 1].encode()[v.end_col_offset :].decode()
+        lines[v.lineno - 1 : v.end_lineno] = [head + new[target.id] + tail]
+    extra = [f"{k} = {v}\n" for k, v in new.items() if k not in seen]
+    if extra and lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return "".join(lines + extra)
+
+
+def _only_displays(cell) -> bool:
+    """A cell whose outputs are all tables or markdown: its code is not worth showing."""
+    outs = cell.get("outputs", [])
+    return bool(outs) and all(
+        o.output_type in ("display_data", "execute_result")
+        and ({"text/html", "text/markdown"} & set(o.data))
+        and not any(k.startswith("image/") for k in o.data)
+        for o in outs
+    )
+
+
+def present(nb) -> None:
+    """Tag an executed notebook's cells for the reader, in place.
+
+    The parameters cell stays visible and shows the values used (papermill's injected cell is
+    merged into it); every other code cell is folded (``hide-input``), or its code removed
+    (``remove-input``) where it only displays a table or markdown. Tags already set are kept.
+    """
+    params = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in _tags(c)), None)
+    injected = next((c for c in nb.cells if "injected-parameters" in _tags(c)), None)
+    if injected is not None and params is not None:
+        params.source = _merge_assignments(params.source, injected.source)
+        nb.cells.remove(injected)
+    elif injected is not None:  # no parameters cell: the injected one takes its place
+        params = injected
+    folded = {"hide-input", "remove-input", "hide-cell", "remove-cell"}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell is not params and not folded & set(_tags(cell)):
+            _tags(cell).append("remove-input" if _only_displays(cell) else "hide-input")
+
+
+def chapter_problems(nb) -> list[str]:
+    """What keeps an executed notebook out of the book: an error output, or no figure."""
+    found = []
+    pm_exc = nb.metadata.get("papermill", {}).get("exception")
+    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outs if o.output_type == "error"]
+    if errors:
+        found.append(f"stopped on an error ({errors[0].ename}: {_first_line(errors[0].evalue, 200)})")
+    elif pm_exc:
+        found.append("stopped on an error")
+    if not any("image/png" in o.get("data", {}) for o in outs):
+        found.append("drew no figure")
+    return found
+
+
+@contextlib.contextmanager
+def _quiet_kernel():
+    """Keep the kernel's own start-up warnings (debugger, frozen modules) off our terminal.
+
+    With the kernel's log level at ERROR (see :func:`execute`) its transport warnings go too;
+    the notebook's own warnings still land in its outputs, where the reader sees them.
+    """
+    saved = os.environ.get("PYDEVD_DISABLE_FILE_VALIDATION")
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
+        else:
+            os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = saved
+
+
+def _failure(name: str, exc) -> str:
+    """One line for a notebook that raised: the chapter, the exception, and the fix."""
+    msg = f"chapter {name}: {exc.ename}: {_first_line(exc.evalue)}"
+    if exc.ename == "CacheMiss":
+        msg += f"; `unetdyn figure {name}` computes it (or `unetdyn book --compute`)"
+    return msg
+
+
+def execute(
+    name: str,
+    params: dict,
+    out_dir: str | Path = BOOK_DIR,
+    log_output: bool = False,
+    source_dir: str | Path = NOTEBOOKS_DIR,
+) -> Path:
+    """Run ``<source_dir>/<name>.ipynb`` with ``params`` into ``out_dir/<name>.ipynb``.
+
+    The run goes to a temporary file that replaces the target only when the notebook ran
+    without error and drew a figure; a failure is a :class:`BookError` naming the chapter.
+    """
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    src = Path(source_dir) / f"{name}.ipynb"
+    if not src.exists():
+        raise BookError(f"no notebook {src}; notebooks: {', '.join(NOTEBOOKS)}")
+    check_params(name, params, notebook_parameters(src))
+    out = Path(out_dir) / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{name}.partial-{os.getpid()}.ipynb")
+    try:
+        with _quiet_kernel():
+            pm.execute_notebook(
+                str(src), str(tmp), parameters=params, kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False,
+                log_output=log_output, extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )  # fmt: skip
+        nb = nbformat.read(str(tmp), as_version=4)
+        bad = chapter_problems(nb)
+        if bad:
+            raise BookError(f"chapter {name} {' and '.join(bad)}; {out} is left as it was")
+        present(nb)
+        nbformat.write(nb, str(tmp))
+        os.replace(tmp, out)
+    except PapermillExecutionError as exc:
+        raise BookError(_failure(name, exc)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+# --------------------------------------------------------------------------------- build
+
+
 def _copy_sources(root: Path) -> None:
-    """Give a scratch ``root`` the book's sources (config, TOC, chapters' markdown)."""
+    """Give a scratch ``root`` the book's sources (TOC, chapters' markdown)."""
     if root.resolve() == REPO_ROOT.resolve():
         return
     (root / "book").mkdir(parents=True, exist_ok=True)
-    for f in ("_config.yml", "_toc.yml"):
-        shutil.copy2(REPO_ROOT / f, root / f)
+    shutil.copy2(REPO_ROOT / "_toc.yml", root / "_toc.yml")
     for md in BOOK_DIR.glob("*.md"):
         shutil.copy2(md, root / "book" / md.name)
 
 
 def _mathjax(root: Path) -> None:
-    """Serve MathJax from the book: copy the files jupyter-server-mathjax ships."""
+    """Serve MathJax 2 from the book: copy the files jupyter-server-mathjax ships."""
     import jupyter_server_mathjax
 
     src = Path(jupyter_server_mathjax.__file__).parent / "static"
     dst = root / "book" / "_static" / "mathjax"
-    if not (dst / "MathJax.js").exists():
+    if not (dst / "config" / "TeX-AMS-MML_HTMLorMML-full.js").exists():
         shutil.copytree(src, dst, dirs_exist_ok=True)
 
 
+def _toc_files(toc: Any) -> Iterable[str]:
+    """Every ``file`` named in a ``_toc.yml`` (root, chapters, parts, sections)."""
+    if isinstance(toc, dict):
+        for key, value in toc.items():
+            if key in ("root", "file") and isinstance(value, str):
+                yield value
+            else:
+                yield from _toc_files(value)
+    elif isinstance(toc, list):
+        for item in toc:
+            yield from _toc_files(item)
+
+
+def check_chapters(root: str | Path = REPO_ROOT) -> None:
+    """Raise :class:`BookError` unless every notebook chapter of the TOC ran cleanly and drew a figure."""
+    import nbformat
+
+    root = Path(root)
+    bad = []
+    for f in _toc_files(yaml.safe_load((root / "_toc.yml").read_text())):
+        stem = Path(f).name.removesuffix(".ipynb").removesuffix(".md")
+        base = root / Path(f).parent / stem
+        if base.with_suffix(".md").exists():
+            continue
+        nb_path = base.with_suffix(".ipynb")
+        problems = chapter_problems(nbformat.read(str(nb_path), as_version=4)) if nb_path.exists() else ["has not been executed"]
+        if problems:
+            bad.append(f"chapter {stem} {' and '.join(problems)}: run `unetdyn figure {stem}`")
+    if bad:
+        raise BookError("the book was not built: " + "; ".join(bad))
+
+
+class _Resources(html.parser.HTMLParser):
+    """Collects the http(s) URLs a browser would load from a page: the src/href of scripts,
+    styles, images, frames and media, ``url(...)`` in styles, and any URL named inside an
+    inline script or style. Plain ``<a href>`` links are not loaded, so they pass."""
+
+    _URL = re.compile(r"""(?:https?:)?//[^\s"'`()<>]+""")
+    _LOADS = {"script": ("src",), "img": ("src", "srcset"), "source": ("src", "srcset"), "iframe": ("src",), "embed": ("src",),
+              "video": ("src", "poster"), "audio": ("src",), "track": ("src",), "object": ("data",), "input": ("src",), "link": ("href",)}
+    _NAMESPACE = re.compile(r"^https?://www\.w3\.org/")  # SVG/MathML namespace names, never fetched
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._inline: str | None = None
+
+    def _remote(self, text: str) -> None:
+        for m in self._URL.finditer(text):
+            url = m.group(0)
+            if url.startswith(("http:", "https:", "//")) and not self._NAMESPACE.match(url):
+                self.found.append(url)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in self._LOADS.get(tag, ()):
+            value = a.get(key) or ""
+            if tag == "link" and set((a.get("rel") or "").split()) <= {"canonical", "alternate", "author", "license"}:
+                continue  # links the browser does not fetch
+            if re.match(r"\s*(https?:)?//", value) or (key == "srcset" and "//" in value):
+                self.found.append(f"<{tag} {key}={value}>")
+        if "url(" in (a.get("style") or ""):
+            self._remote(re.sub(r"^.*?url\(", "", a["style"]))
+        if tag in ("script", "style"):
+            self._inline = tag
+
+    def handle_endtag(self, tag):
+        if tag == self._inline:
+            self._inline = None
+
+    def handle_data(self, data):
+        if self._inline:
+            self._remote(data)
+
+
 def offline_violations(html_dir: str | Path) -> list[str]:
-    """References in the built HTML to scripts, styles or fonts on other hosts."""
+    """Resources in the built HTML that a browser would fetch from another host."""
     found = []
-    for page in Path(html_dir).rglob("*.html"):
-        for m in _REMOTE.finditer(page.read_text(errors="replace")):
-            found.append(f"{page.name}: {m.group(0)}")
+    for page in sorted(Path(html_dir).rglob("*.html")):
+        parser = _Resources()
+        parser.feed(page.read_text(errors="replace"))
+        found += [f"{page.relative_to(html_dir)}: {url}" for url in parser.found]
     return found
 
 
 def build(root: str | Path = REPO_ROOT, strict: bool = True) -> Path:
-    """Build the HTML with Jupyter Book 1 (no execution); raise if it fails or reaches the network."""
+    """Build the HTML with Jupyter Book 1 (no execution); raise if a chapter is incomplete, the
+    build fails, or a page would reach another host. ``root`` holds ``_toc.yml`` and the pages;
+    the configuration is always the repository's ``_config.yml``."""
     root = Path(root)
-    _copy_sources(root)
+    if "book/summary" in set(_toc_files(yaml.safe_load((root / "_toc.yml").read_text()))):
+        from unetdyn.paper.summary import write_summary  # the front page, from the executed chapters
+
+        write_summary([p for n in NOTEBOOKS if (p := root / "book" / f"{n}.ipynb").exists()], root / "book" / "summary.md")
+    check_chapters(root)
+    if root.resolve() != REPO_ROOT.resolve():
+        shutil.copy2(REPO_ROOT / "_config.yml", root / "_config.yml")
     _mathjax(root)
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root), "--path-output", str(root)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    html = root / "_build" / "html"
-    bad = offline_violations(html)
+    html_dir = root / "_build" / "html"
+    bad = offline_violations(html_dir)
     if bad:
         raise RuntimeError("the book references other hosts:\n" + "\n".join(bad[:20]))
-    return html / "index.html"
+    return html_dir / "index.html"
 
 
 def make_book(
@@ -123,16 +519,50 @@ def make_book(
     root: str | Path = REPO_ROOT,
     execute_notebooks: bool = True,
     build_html: bool = True,
-    log=print,
+    compute: bool = False,
+    log: Callable[[str], Any] = print,
 ) -> Path | None:
-    """Execute the notebooks (all, or ``only``) and build the book; returns index.html."""
+    """Execute the notebooks (all, or ``only``) and build the book; returns index.html.
+
+    ``compute=False`` (the book's default) reads every result from the store: a missing one
+    stops the chapter with an error naming it and the command that computes it.
+    """
     root = Path(root)
-    params = load_params(params_file)
-    names: Iterable[str] = only or NOTEBOOKS
+    names = list(only or NOTEBOOKS)
+    if execute_notebooks:  # every chapter's parameters are checked before the first one runs
+        # compute goes to the chapters that take it, beneath what the parameters file says
+        params = load_params(params_file, names, overrides, override_source="unetdyn book:", defaults={"compute": compute})
+    _copy_sources(root)
     if execute_notebooks:
-        _copy_sources(root)
         for name in names:
-            p = {**params[name], **(overrides or {})}
-            log(f"executing {name} {p}")
-            execute(name, p, root / "book")
-    return build(root) if build_html else None
+            start = time.perf_counter()
+            log(f"{name} ...")
+            execute(name, params[name], root / "book")
+            log(f"{name}: {time.perf_counter() - start:.0f} s")
+    if not build_html:
+        return None
+    start = time.perf_counter()
+    log("building the HTML ...")
+    index = build(root)
+    log(f"HTML: {time.perf_counter() - start:.0f} s")
+    return index
+
+
+# ------------------------------------------------------------------------ Sphinx extension
+
+
+def _drop_remote_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Remove scripts that name another host (sphinx-thebe's CDN loader) and their helpers."""
+    def remote(js) -> bool:
+        name = str(getattr(js, "filename", "") or "")
+        body = (getattr(js, "attributes", None) or {}).get("body", "")
+        return bool(re.match(r"(https?:)?//", name) or re.search(r"https?://", body)) or "sphinx-thebe" in name
+
+    if "script_files" in context:
+        context["script_files"] = [js for js in context["script_files"] if not remote(js)]
+
+
+def setup(app) -> dict:
+    """Sphinx entry point: keep every page free of scripts from other hosts."""
+    app.connect("html-page-context", _drop_remote_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

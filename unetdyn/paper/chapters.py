@@ -55,6 +55,7 @@ __all__ = [
     "Relaxation",
     "relaxation",
     "Shortcut",
+    "shortcut_parts",
     "shortcut",
     "Alternatives",
     "alternatives",
@@ -175,12 +176,15 @@ def phases(
         "bottom": bootstrap(lambda m: rd.dip(xs, m, smooth)[1], vals, top=float(xs.max())),
     }
     # Is the dip real? Its depth on the same samples is biased up (noise alone makes valleys),
-    # so find it on the first half of the samples and measure it on the other half.
+    # so find its peak, bottom and recovery on the first half of the samples and measure the
+    # contrast at those points on the other half (negative: no dip there).
     half = vals.shape[1] // 2
-    p, b, _ = rd.dip(xs, np.nanmean(vals[:, :half], axis=1), smooth)
+    first = np.nanmean(vals[:, :half], axis=1)
+    p, b, _ = rd.dip(xs, first, smooth)
     if np.isfinite(p):
-        ip, ib = int(np.flatnonzero(xs == p)[0]), int(np.flatnonzero(xs == b)[0])
-        dip["depth (held out)"] = bootstrap(lambda m: m[ip] - m[ib], vals[:, half:], digits=3)
+        later = xs < b
+        a = float(xs[later][np.argmax(first[later])])
+        dip["depth (held out)"] = bootstrap(lambda m: rd.valley_contrast(xs, m, p, b, a), vals[:, half:], digits=3)
     else:
         dip["depth (held out)"] = Reading(0.0, 0.0, 0.0, digits=3, samples=vals.shape[1] - half)
     ssim_hat = base["ssim_x0hat"]
@@ -465,7 +469,7 @@ def relaxation(
     paper_t_starts: dict = PAPER_T_STARTS,
     own_t_starts: bool = True,
     n: int = 7,
-    relax: Sequence[int] = tuple(range(0, 26, 2)),
+    relax: Sequence[int] = tuple(range(0, 26)),
     thresholds: Sequence[float] = (0.8, 0.75),
     fig8_n: int = 5,
     fig8_t_stride: int = 5,
@@ -535,6 +539,42 @@ class Shortcut:
         return t[t.schedule == part].reset_index(drop=True)
 
 
+def shortcut_parts(
+    spec: SweepSpec,
+    schedule: str = "paper-shortcut",
+    variants: bool = True,
+    adapt: bool = True,
+    fig8_t_stride: int = 5,
+    threshold: float = THRESHOLD,
+    x0_threshold: float = THRESHOLD,
+    compute: bool = False,
+    base: dict[str, np.ndarray] | None = None,
+    **runtime,
+) -> tuple[dict[str, Schedule], dict[int, Reading], Reading | None]:
+    """Chapter 6's schedules by name (the shortcut, its two halves, the other readings of the
+    text, the shortcut adapted to this model), with the crossings and the early-stop step the
+    adapted one rests on."""
+    main = load_schedule(schedule)
+    stop = [iv for iv in main.interventions if isinstance(iv, EarlyStop)]
+    parts = {
+        "shortcut": main,
+        "Unet interventions only": Schedule(tuple(iv for iv in main.interventions if not isinstance(iv, EarlyStop))),
+        "early stop only": Schedule(tuple(stop)),
+    }
+    if variants and schedule == "paper-shortcut":
+        parts.update(SHORTCUT_VARIANTS)
+    reach, stop_r = {}, None
+    if adapt:
+        if base is None:
+            base = _sweep(spec, compute, runtime).baseline()
+        reach = fig8_crossings(spec, [6, 8], 5, fig8_t_stride, threshold, compute, **runtime)
+        stop_r = bootstrap(lambda m: rd.x0_accurate_step(m, x0_threshold), base["ssim_x0hat"])
+        t_at = {nb: (int(r.value) if np.isfinite(r.value) else None) for nb, r in reach.items()}
+        stop_t = int(stop_r.value) if np.isfinite(stop_r.value) else None
+        parts["adapted shortcut"] = adapted_shortcut(t_at, stop_t)
+    return {k: Schedule(v.interventions, name=k) for k, v in parts.items() if v.interventions}, reach, stop_r
+
+
 def shortcut(
     spec: SweepSpec = SweepSpec(),
     *,
@@ -556,23 +596,8 @@ def shortcut(
 
     sweep = _sweep(spec, compute, runtime)
     base = sweep.baseline()
-    main = load_schedule(schedule)
-    stop = [iv for iv in main.interventions if isinstance(iv, EarlyStop)]
-    parts = {
-        "shortcut": main,
-        "Unet interventions only": Schedule(tuple(iv for iv in main.interventions if not isinstance(iv, EarlyStop))),
-        "early stop only": Schedule(tuple(stop)),
-    }
-    if variants and schedule == "paper-shortcut":
-        parts.update(SHORTCUT_VARIANTS)
-    reach, stop_r = {}, None
-    if adapt:
-        reach = fig8_crossings(spec, [6, 8], 5, fig8_t_stride, threshold, compute, **runtime)
-        stop_r = bootstrap(lambda m: rd.x0_accurate_step(m, x0_threshold), base["ssim_x0hat"])
-        t_at = {nb: (int(r.value) if np.isfinite(r.value) else None) for nb, r in reach.items()}
-        stop_t = int(stop_r.value) if np.isfinite(stop_r.value) else None
-        parts["adapted shortcut"] = adapted_shortcut(t_at, stop_t)
-    parts = {k: Schedule(v.interventions, name=k) for k, v in parts.items() if v.interventions}
+    parts, reach, stop_r = shortcut_parts(spec, schedule, variants, adapt, fig8_t_stride, threshold, x0_threshold,
+                                          compute, base=base, **runtime)
     res = sweep.run(list(parts.values()), images=list(range(spec.n_samples)))
 
     def vals(name: str) -> np.ndarray:

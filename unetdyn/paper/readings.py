@@ -42,6 +42,7 @@ __all__ = [
     "crossing",
     "run_limit",
     "dip",
+    "valley_contrast",
     "x0_accurate_step",
     "rise_start",
     "verdict",
@@ -249,6 +250,23 @@ def dip(xs: Sequence[float], mean: np.ndarray, smooth: int = 1) -> tuple[float, 
         return -np.inf, -np.inf, 0.0
     i = int(np.argmax(m[: j + 1]))
     return float(x[i]), float(x[j]), float(depth[j])
+
+
+def valley_contrast(xs: Sequence[float], mean: np.ndarray, x_peak: float, x_bottom: float, x_after: float) -> float:
+    """``min(mean at x_peak, mean at x_after) - mean at x_bottom``: the depth of a dip whose
+    three points were found on other samples. Unlike a depth searched for on the same samples
+    it can be negative, so an interval of it can rule the dip out.
+
+    Example:
+        >>> round(valley_contrast([100, 80, 60, 40, 20], np.array([0.2, 0.9, 0.8, 0.7, 1.0]), 80, 40, 20), 3)
+        0.2
+        >>> round(valley_contrast([100, 80, 60], np.array([0.2, 0.5, 0.9]), 100, 80, 60), 3)
+        -0.3
+    """
+    xs = np.asarray(xs, dtype=float)
+    m = np.asarray(mean, dtype=float)
+    at = {float(x): i for i, x in enumerate(xs)}
+    return float(min(m[at[x_peak]], m[at[x_after]]) - m[at[x_bottom]])
 
 
 def x0_accurate_step(mean_by_t: np.ndarray, threshold: float) -> float:

@@ -8,6 +8,7 @@ notebooks, so the summary shows exactly what the chapters show and computes noth
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def _title(notebook: Path) -> str:
     return notebook.stem
 
 
+def _labels(notebook: Path) -> list[str]:
+    """The MyST targets, ``(name)=``, defined in a notebook's markdown cells."""
+    nb = json.loads(notebook.read_text())
+    text = "\n".join("".join(c["source"]) for c in nb.get("cells", []) if c["cell_type"] == "markdown")
+    return re.findall(r"^\(([\w-]+)\)=\s*$", text, re.M)
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -51,7 +59,7 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         "# The paper's claims, and ours",
         "",
         "Every quantitative claim the chapters check, with the paper's value, ours with its 95% bootstrap "
-        "interval over samples, and the verdict that follows from the interval: *agrees* when the paper's value "
+        "interval over samples (100 per curve unless the chapter says otherwise), and the verdict that follows from the interval: *agrees* when the paper's value "
         "lies in our interval (or our interval in the paper's range), **differs** when they do not overlap, "
         "*inconclusive* otherwise; \"-\" where the paper gives no number to compare. Each claim links to the "
         "section that shows it. The numbers are the built-in model's (see [What differs](differences)).",
@@ -64,10 +72,13 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         found = collect_findings(nb)
         if not found:
             continue
+        labels = _labels(nb)
+        fallback = next((lab for lab in labels if lab.startswith("findings")), None)
         lines += [f"## [{_title(nb)}]({nb.stem})", "", "| claim | paper | ours [95% interval] | verdict |", "|---|---|---|---|"]
         for f in found:
             claim = _cell(f["claim"])
-            link = f"[{claim}](#{f['section']})" if f.get("section") else claim
+            target = f.get("section") if f.get("section") in labels else fallback
+            link = f"[{claim}]({target})" if target else claim
             lines.append(f"| {link} | {_cell(f['paper'])} | {_cell(f['ours'])} | {MARKS.get(f['verdict'], f['verdict'])} |")
             if f["verdict"] in counts:
                 counts[f["verdict"]] += 1
