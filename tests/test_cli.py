@@ -143,3 +143,27 @@ def test_a_directory_or_a_huge_schedule_is_refused(weights, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown field" in err and len(err) < 1000
 
+
+
+def test_ctrl_c_is_one_line_and_exit_130(weights, tmp_path, capsys, monkeypatch):
+    import unetdyn.sampler as sampler_module
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sampler_module, "sample", interrupted)
+    assert main(["sample", "--weights", str(weights), "--seeds", "0", "--out", str(tmp_path / "o")]) == 130
+    assert capsys.readouterr().err.strip() == "unetdyn sample: interrupted"
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["figure", "02_skip_vs_deconv", "-p", "n_sample", "16"], "02_skip_vs_deconv has no parameter 'n_sample'"),
+    (["figure", "02_skip_vs_deconv", "-p", "n_samples", "abc"], "n_samples of 02_skip_vs_deconv must be an integer"),
+    (["figure", "03_nb_sweep", "-p", "nbs", "[2, 4"], "-p nbs: '[2, 4' is not valid YAML"),
+    (["figure", "03_nb_sweep", "--params", "/nonexistent/p.yaml"], "no such file"),
+    (["book", "--params", "/nonexistent/p.yaml"], "no such file"),
+])
+def test_book_and_figure_refuse_bad_parameters_before_running(argv, expect, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.splitlines()) == 1

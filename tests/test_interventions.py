@@ -184,7 +184,42 @@ def test_names_and_counts_from_files_are_checked_before_anything_is_built(tmp_pa
     big.write_text("#" * 1_000_001)
     with pytest.raises(ScheduleError, match="at most 1000000"):
         load_schedule(big)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x]\nb: [" + ", ".join(["*a"] * 101) + "]\ninterventions: []\n")
+    with pytest.raises(ScheduleError, match="101 YAML aliases"):
+        load_schedule(bomb)
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ScheduleError, match="bin.yaml: not a UTF-8 text file"):
         load_schedule(binary)
+
+
+# -- any schedule dict: a valid schedule or a ScheduleError naming what is wrong ------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.one_of(st.integers(-5, 120), st.booleans(), st.none(), st.text(max_size=8), st.floats(allow_nan=True),
+                    st.lists(st.integers(0, 3), max_size=3))
+_fields = st.sampled_from(["t_start", "n", "nb", "ns", "t", "fill", "kind", "extra", ""])
+_interventions = st.one_of(
+    st.fixed_dictionaries({"kind": st.sampled_from(["skip_steps", "zero_skips", "drop_blocks", "early_stop", "drop_guidance"])},
+                          optional={"t_start": st.integers(-2, 110), "n": st.integers(-2, 40), "nb": st.integers(-1, 20),
+                                    "ns": st.integers(-1, 20), "t": st.integers(-2, 110), "fill": st.sampled_from(["zeros", "cache", "x"])}),
+    st.dictionaries(_fields, _values, max_size=5),
+    _values,
+)
+_schedules = st.one_of(
+    st.fixed_dictionaries({"interventions": st.lists(_interventions, max_size=6)},
+                          optional={"name": st.one_of(st.text(max_size=12), _values)}),
+    st.dictionaries(st.sampled_from(["interventions", "name", "other"]), _values, max_size=3),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_schedules)
+def test_any_schedule_dict_is_a_schedule_or_a_schedule_error(d):
+    try:
+        Schedule.from_dict(d).compile(K, NB, NS)
+    except ScheduleError as exc:
+        assert str(exc) and len(str(exc)) < 600

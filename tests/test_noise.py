@@ -117,5 +117,16 @@ def test_bad_step_counts_are_named(bad):
 
 
 def test_coefficients_reject_backward_jumps():
-    with pytest.raises(ValueError, match="0 <= s < t"):
+    with pytest.raises(ValueError, match="0 <= s <= variance_s < t"):
         NoiseSchedule(10).coefficients([3], [3])
+
+
+def test_a_jump_with_one_step_variance_keeps_the_jump_mean_and_the_one_step_noise():
+    ns = NoiseSchedule(100)
+    jump, one = ns.coefficients([60], [55]), ns.coefficients([60], [59])
+    literal = ns.coefficients([60], [55], variance_s=[59])
+    for name in ("mean_coef_x0", "mean_coef_xt", "sqrt_abar_s", "abar_s"):
+        assert torch.equal(getattr(literal, name), getattr(jump, name)), name
+    for name in ("log_beta", "log_beta_tilde"):
+        assert torch.equal(getattr(literal, name), getattr(one, name)), name
+    assert float(literal.log_beta) < float(jump.log_beta)  # one step adds less noise than a stride of five

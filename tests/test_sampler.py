@@ -140,7 +140,7 @@ def test_baseline_must_match(unet, base):
         ({"steps": 0}, "steps=0 is out of range 1..1000"),
         ({"method": "euler"}, "method='euler' is not one of ancestral, ddim"),
         ({"eta": 0.5}, "eta=0.5 applies only to method='ddim'"),
-        ({"guidance": -1.0}, "guidance=-1.0 must be >= 0"),
+        ({"guidance": -1.0}, "guidance=-1.0 must be a finite number >= 0"),
     ],
 )
 def test_config_errors(kwargs, match):
@@ -167,3 +167,16 @@ def test_drop_guidance_everywhere_equals_no_guidance(unet):
 def test_drop_guidance_late_changes_little_but_something(unet, base):
     res = sample(unet, PROMPTS, SEEDS, Schedule((DropGuidance(t_start=3, n=3),)), CFG, baseline=base, progress=False)
     assert not torch.equal(res.images[0], base.x0)
+
+
+def test_eq4_variance_changes_only_the_jumps_noise(unet):
+    """A one-step-variance jump differs from a plain jump; with n = 1 both are the plain step."""
+    cfg = SamplerConfig(steps=10)
+    plain = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 1),)), cfg, progress=False).images
+    literal1 = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 1, variance="one-step"),)), cfg, progress=False).images
+    assert torch.equal(plain, literal1)
+    jump = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 3),)), cfg, progress=False).images
+    literal = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 3, variance="one-step"),)), cfg, progress=False).images
+    assert not torch.equal(jump, literal)
+    assert "variance" not in Schedule((SkipSteps(6, 3),)).to_dict()["interventions"][0]
+    assert Schedule((SkipSteps(6, 3, variance="one-step"),)).to_dict()["interventions"][0]["variance"] == "one-step"

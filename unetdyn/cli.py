@@ -171,14 +171,16 @@ def cmd_book(args) -> None:
 def cmd_figure(args) -> None:
     import time
 
-    from unetdyn.paper.book import build, execute, load_params, parse_value
+    from unetdyn.paper.book import NOTEBOOKS_DIR, build, execute, load_params, notebook_parameters, parse_value
 
-    # a figure computes what the store lacks, unless -p compute false says otherwise
-    overrides = {"compute": True, **{name: parse_value(name, value) for name, value in args.p or []}}
+    # a figure computes what the store lacks and shows its progress, unless -p says otherwise
+    declared = notebook_parameters(NOTEBOOKS_DIR / f"{args.name}.ipynb")
+    overrides = {k: v for k, v in {"compute": True, "progress": not args.quiet}.items() if k in declared}
+    overrides.update({name: parse_value(name, value) for name, value in args.p or []})
     params = load_params(args.params, [args.name], overrides)[args.name]
     start = time.perf_counter()
     print(f"{args.name} ...", flush=True)
-    out = execute(args.name, params, log_output=args.verbose)
+    out = execute(args.name, params, log_output=not args.quiet)
     print(f"{args.name}: {time.perf_counter() - start:.0f} s, executed {out}")
     if args.build:
         print(f"the book is at {build()}")
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cost", help="FLOPs of a schedule, counted under torch's FLOP counter")
     _model_args(p)
-    p.add_argument("--schedule", default="paper-shortcut")
+    p.add_argument("--schedule", default="paper-shortcut", help="a preset (full, paper-shortcut) or a JSON/YAML schedule file")
     p.add_argument("--random-weights", action="store_true", help="random weights (no checkpoint needed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
@@ -220,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a parameter (VALUE read as YAML)")
     p.add_argument("--params", help="parameters YAML the -p values override (default book/params.yaml)")
     p.add_argument("--build", action="store_true", help="rebuild the book afterwards")
-    p.add_argument("--verbose", action="store_true", help="show the notebook's output while it runs")
+    p.add_argument("--quiet", action="store_true", help="hide the notebook's output (progress, warnings) while it runs")
     p.set_defaults(func=cmd_figure)
 
     from unetdyn.builtin_model.train import add_export_args, add_train_args, run_export, run_train

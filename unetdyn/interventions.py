@@ -7,7 +7,7 @@ against a number of sampling steps ``K`` and a Unet's block counts gives the lis
     >>> sched = Schedule((DropBlocks(t_start=65, n=5, nb=6), EarlyStop(t=18)))
     >>> steps = sched.compile(num_steps=100, n_blocks=16, n_skips=16)
     >>> len(steps), steps[35]
-    (83, Step(t=65, next_t=64, zero_skips=0, drop_blocks=6, fill='zeros', stop=False, guided=True))
+    (83, Step(t=65, next_t=64, zero_skips=0, drop_blocks=6, fill='zeros', stop=False, guided=True, one_step_variance=False))
 
 Step numbering is the paper's: ``t = K ... 1``, ``t = K`` starts from pure noise (see
 :mod:`unetdyn.noise` for the mapping to GLIDE's indices).
@@ -38,11 +38,13 @@ __all__ = [
 ]
 
 FILL_MODES = ("zeros", "cache")
+VARIANCES = ("jump", "one-step")
 MAX_INTERVENTIONS = 1000  # K <= 1000 steps: more cannot all fit without overlapping
 MAX_NAME = 80
 MAX_FILE_BYTES = 1_000_000
+MAX_ALIASES = 100
 # a name is also a folder name (``unetdyn sample --out``): no separators, no leading dot
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.,=@+()-]*")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.,:=@+()-]*")
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlevel = 2
@@ -68,15 +70,23 @@ class SkipSteps:
 
     The Unet is called once at ``t_start``; steps ``t_start-1 .. t_start-n+1`` are not run
     (``n - 1`` calls saved). ``n = 1`` is the plain step.
+
+    ``variance`` is the noise added by the jump: ``"jump"`` interpolates (with the model's
+    learned weight) between the beta and the posterior variance of the whole stride, as a
+    sampler respaced to that stride would; ``"one-step"`` keeps the one-step sigma_t of Eq. 4
+    read literally. The mean is the jump's in both.
     """
 
     t_start: int
     n: int
+    variance: str = "jump"
     kind: ClassVar[str] = "skip_steps"
 
     def __post_init__(self):
         _check_int("skip_steps", "t_start", self.t_start, 1)
         _check_int("skip_steps", "n", self.n, 1)
+        if self.variance not in VARIANCES:
+            raise ScheduleError(f"skip_steps.variance={_short(self.variance)} is not one of {', '.join(VARIANCES)}")
         if self.n > self.t_start:
             raise ScheduleError(
                 f"skip_steps.n={self.n} is out of range 1..{self.t_start}: a jump from t_start={self.t_start} "
@@ -185,6 +195,7 @@ class Step:
     fill: str = "zeros"
     stop: bool = False  # return this step's x0 estimate instead of stepping on
     guided: bool = True  # False: the conditional branch alone (drop_guidance)
+    one_step_variance: bool = False  # a jump that adds the one-step sigma_t (skip_steps variance="one-step")
 
     @property
     def surgery(self) -> tuple[int, int, str, bool]:
@@ -208,6 +219,15 @@ def intervention_from_dict(d: dict) -> Intervention:
     if missing:
         raise ScheduleError(f"{kind} is missing field(s) {sorted(missing)}")
     return cls(**{k: v for k, v in d.items() if k != "kind"})
+
+
+def _record(iv: Intervention) -> dict:
+    """``{"kind": ..., **fields}``; a jump's default variance is left out, so that records (and
+    the result keys made from them) name only what differs from a plain jump."""
+    fields_ = asdict(iv)
+    if isinstance(iv, SkipSteps) and iv.variance == "jump":
+        del fields_["variance"]
+    return {"kind": iv.kind, **fields_}
 
 
 @dataclass(frozen=True)
@@ -236,7 +256,7 @@ class Schedule:
         if self.name and (len(self.name) > MAX_NAME or not _NAME.fullmatch(self.name)):
             raise ScheduleError(
                 f"schedule.name={_short(self.name)} must be at most {MAX_NAME} characters of letters, digits, spaces "
-                "and _ . , = @ + ( ) -, not starting with a space, dot or dash (it names a folder of images)"
+                "and _ . , : = @ + ( ) -, not starting with a space, dot or dash (it names a folder of images)"
             )
 
     # -- (de)serialisation --------------------------------------------------------------
@@ -244,7 +264,7 @@ class Schedule:
     def to_dict(self) -> dict:
         return {
             "name": self.name,
-            "interventions": [{"kind": iv.kind, **asdict(iv)} for iv in self.interventions],
+            "interventions": [_record(iv) for iv in self.interventions],
         }
 
     @classmethod
@@ -287,6 +307,7 @@ class Schedule:
         K = num_steps
         per_step: dict[int, dict] = {t: {} for t in range(1, K + 1)}
         jumps: dict[int, int] = {}
+        one_step: set[int] = set()  # jumps that add the one-step sigma_t
         stops = [iv for iv in self.interventions if isinstance(iv, EarlyStop)]
         if len(stops) > 1:
             raise ScheduleError(f"a schedule may hold one early_stop, got {len(stops)} (t={[s.t for s in stops]})")
@@ -306,6 +327,8 @@ class Schedule:
                 if iv.t_start in jumps:
                     raise ScheduleError(f"two skip_steps windows start at t={iv.t_start}")
                 jumps[iv.t_start] = iv.t_start - iv.n
+                if iv.variance == "one-step":
+                    one_step.add(iv.t_start)
                 continue
             if isinstance(iv, EarlyStop):
                 continue
@@ -335,6 +358,7 @@ class Schedule:
                     fill=db.fill if db else "zeros",
                     stop=(t == stop_t),
                     guided=dg is None,
+                    one_step_variance=t in one_step,
                 )
             )
             if steps[-1].fill == "cache" and steps[-1].drop_blocks:
@@ -363,7 +387,8 @@ class Schedule:
         if not self.interventions:
             return "full (no intervention)"
         return "; ".join(
-            f"{iv.kind}(" + ", ".join(f"{k}={v}" for k, v in asdict(iv).items()) + ")" for iv in self.interventions
+            f"{iv.kind}(" + ", ".join(f"{k}={v}" for k, v in _record(iv).items() if k != "kind") + ")"
+            for iv in self.interventions
         )
 
 
@@ -436,7 +461,13 @@ def load_schedule(spec: str | Path) -> Schedule:
         else:
             import yaml
 
+            # aliases can expand a small file into gigabytes: count them before building anything
+            aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(raw, Loader=yaml.SafeLoader))
+            if aliases > MAX_ALIASES:
+                raise ScheduleError(f"{path}: {aliases} YAML aliases; a schedule file may use at most {MAX_ALIASES}")
             data = yaml.safe_load(raw)
+    except ScheduleError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parser error becomes a schedule error
         raise ScheduleError(f"cannot parse schedule file {path}: {' '.join(str(exc).split())[:300]}") from None
     try:

@@ -127,18 +127,27 @@ class NoiseSchedule:
         b = self.betas[1]
         return math.log(b * (1 - self.abar[1]) / (1 - self.abar[2]))
 
-    def coefficients(self, t: list[int], s: list[int], dtype=torch.float32, device=None) -> StepCoefficients:
-        """Coefficients of the update from ``x_t`` to ``x_s`` (``s < t``), one pair per sample."""
+    def coefficients(
+        self, t: list[int], s: list[int], dtype=torch.float32, device=None, variance_s: list[int] | None = None
+    ) -> StepCoefficients:
+        """Coefficients of the update from ``x_t`` to ``x_s`` (``s < t``), one pair per sample.
+
+        ``variance_s``: the step whose variance terms the update adds (default ``s``; ``t - 1``
+        gives a jump the one-step sigma_t of Eq. 4 read literally).
+        """
         t_a = np.asarray(t)
         s_a = np.asarray(s)
-        if np.any(s_a >= t_a) or np.any(s_a < 0) or np.any(t_a > self.num_steps):
-            raise ValueError(f"need 0 <= s < t <= {self.num_steps}, got t={t} s={s}")
+        v_a = s_a if variance_s is None else np.asarray(variance_s)
+        if np.any(s_a >= t_a) or np.any(s_a < 0) or np.any(t_a > self.num_steps) or np.any(v_a < s_a) or np.any(v_a >= t_a):
+            raise ValueError(f"need 0 <= s <= variance_s < t <= {self.num_steps}, got t={t} s={s} variance_s={variance_s}")
         at = self.abar[t_a]
         as_ = self.abar[s_a]
         beta = 1.0 - at / as_
-        post_var = beta * (1.0 - as_) / (1.0 - at)
+        av = self.abar[v_a]
+        beta_v = 1.0 - at / av
+        post_var = beta_v * (1.0 - av) / (1.0 - at)
         with np.errstate(divide="ignore"):
-            log_post = np.where(s_a == 0, self._clipped_log_var_floor, np.log(np.where(s_a == 0, 1.0, post_var)))
+            log_post = np.where(v_a == 0, self._clipped_log_var_floor, np.log(np.where(v_a == 0, 1.0, post_var)))
 
         def col(a) -> torch.Tensor:
             return torch.as_tensor(np.asarray(a, dtype=np.float64), device=device).to(dtype).view(-1, 1, 1, 1)
@@ -148,7 +157,7 @@ class NoiseSchedule:
             sqrt_recipm1_abar=col(np.sqrt(1.0 / at - 1.0)),
             mean_coef_x0=col(beta * np.sqrt(as_) / (1.0 - at)),
             mean_coef_xt=col((1.0 - as_) * np.sqrt(1.0 - beta) / (1.0 - at)),
-            log_beta=col(np.log(beta)),
+            log_beta=col(np.log(beta_v)),
             log_beta_tilde=col(log_post),
             sqrt_abar_s=col(np.sqrt(as_)),
             abar_t=col(at),

@@ -292,7 +292,8 @@ def _run_step(
     eps, v, kept, res = _model_output(unet, config, x, timesteps, c, uncond, surgery, fill_t, keep)
 
     steps = [j.steps[t] for j in chunk]
-    coef = ns.coefficients([t] * b, [s.next_t for s in steps], device=dev)
+    coef = ns.coefficients([t] * b, [s.next_t for s in steps], device=dev,
+                           variance_s=[t - 1 if s.one_step_variance else s.next_t for s in steps])
     x0 = ns.predict_x0(coef, x, eps)
     noise = torch.stack([step_noise(j.seed, t, x.shape[1:]) for j in chunk]).to(dev)
     if config.method == "ancestral":

@@ -17,6 +17,8 @@ def resolve_device(device: str | None) -> torch.device:
     """``None``/"cpu" -> CPU; "cuda" only where a GPU is present (clear error otherwise)."""
     if device in (None, "cpu"):
         return torch.device("cpu")
+    if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r}: only cpu and cuda are supported")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA GPU here; use --device cpu")
@@ -25,8 +27,6 @@ def resolve_device(device: str | None) -> torch.device:
         # results computed on a GPU further from the CPU's than float rounding does
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    elif dev.type != "cpu":
-        raise ValueError(f"device={device!r}: only cpu and cuda are supported")
     return dev
 
 

@@ -133,6 +133,7 @@ class Phases:
     below: dict[int, Reading]
     noise_pickup: float
     findings: tuple[Finding, ...]
+    fig4_eq4: SweepResult | None = field(default=None, repr=False)  # the jumps with Eq. 4's one-step sigma_t
 
     @property
     def phase_bounds(self) -> tuple[float, float]:
@@ -154,11 +155,13 @@ def phases(
     x0_threshold: float = THRESHOLD,
     rise_factor: float = 2.0,
     smooth: int = 1,
+    eq4_variance: bool = True,
     compute: bool = False,
     **runtime,
 ) -> Phases:
     """Chapter 1. ``smooth`` is the moving-average window (grid points) of the dip reading; ``n_values``
-    are jump lengths (Eq. 4's n): 6 and 2 are the paper's n = 5 and n = 1 in its Fig. 1b counting."""
+    are jump lengths (Eq. 4's n): 6 and 2 are the paper's n = 5 and n = 1 in its Fig. 1b counting.
+    ``eq4_variance`` also runs Fig. 4's jumps adding the one-step sigma_t (Eq. 4 read literally)."""
     sweep = _sweep(spec, compute, runtime)
     base = sweep.baseline()
     grid = t_grid(spec.steps, t_stride, n, image_t_starts)
@@ -169,6 +172,10 @@ def phases(
         s, lab = skip_steps_family(t_grid(spec.steps, t_stride_fig18, nn), nn)
         parts.append(sweep.run(s, labels=lab))
     fig18 = SweepResult.concat(parts)
+    fig4_eq4 = None
+    if eq4_variance:
+        s, lab = skip_steps_family(grid, n, variance="one-step")
+        fig4_eq4 = sweep.run(s, labels=lab, images=_images(sweep, image_samples))
 
     xs, vals = rd.curve_matrix(fig4.table, "t_start")
     dip = {
@@ -223,8 +230,13 @@ def phases(
             claim = f"share of outputs below SSIM 0.8, n = {n_paper} ({counting}; Fig. 18)"
             findings += (finding(claim, "most (> 0.5)" if n_paper == 5 else "not stated", below[jump],
                                  (0.5 + 1e-12, 1.0) if n_paper == 5 else None, "fig-18"),)
+    if fig4_eq4 is not None:
+        _, v1 = rd.curve_matrix(fig4_eq4.table, "t_start")
+        change = bootstrap(lambda m: float(np.mean(m)), v1 - vals, digits=3)  # paired: same samples, same t_start
+        findings += (finding(f"mean SSIM change over Fig. 4's grid when the jump adds the one-step sigma_t (Eq. 4 read "
+                             "literally) instead of the stride's", "Eq. 4 (no comparison)", change, None, "fig-4"),)
     return Phases(spec, n, base, fig4, fig18, np.asarray(betas), dip, x0_step, x0_at_25, rise, below,
-                  float(noise_pickup), findings)
+                  float(noise_pickup), findings, fig4_eq4)
 
 
 # -- chapter 3: which blocks become redundant, and when --------------------------------------

@@ -204,7 +204,10 @@ def fig4(r):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, metric, name in zip(axes, ("ssim", "psnr"), ("SSIM", "PSNR (dB)")):
         _mark_phases(ax, r.phase_bounds, r.spec.steps)
-        band(ax, r.fig4.table, "t_start", metric, k=1)
+        band(ax, r.fig4.table, "t_start", metric, k=1, label="jump adds the stride's variance")
+        if r.fig4_eq4 is not None:
+            band(ax, r.fig4_eq4.table, "t_start", metric, k=0, label="jump adds the one-step sigma_t (Eq. 4)", ci=False)
+            ax.legend(fontsize=7, loc="lower right")
         ax.set(xlabel="t_start (sampling runs from right to left)", ylabel=f"{name} of w'_0 to x_0", xlim=(0, r.spec.steps))
     fig.tight_layout()
     return fig

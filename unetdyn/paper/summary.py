@@ -50,7 +50,8 @@ def _labels(notebook: Path) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Table-cell text: pipes and markdown's emphasis characters escaped ($math$ is kept)."""
+    return re.sub(r"([|_*])", r"\\\1", str(text)).replace("\n", " ")
 
 
 def summary_markdown(notebooks: Sequence[str | Path]) -> str:

@@ -325,9 +325,11 @@ class Sweep:
 # -- the paper's experiments as schedule families -------------------------------------------
 
 
-def skip_steps_family(t_starts: Sequence[int], n: int) -> tuple[list[Schedule], list[dict]]:
-    """Time-step removal (Figs. 3, 4, 18): jump from each ``t_start`` to ``t_start - n``."""
-    scheds = [Schedule((SkipSteps(t_start=t, n=n),), name=f"skip n={n} t={t}") for t in t_starts]
+def skip_steps_family(t_starts: Sequence[int], n: int, variance: str = "jump") -> tuple[list[Schedule], list[dict]]:
+    """Time-step removal (Figs. 3, 4, 18): jump from each ``t_start`` to ``t_start - n``
+    (``variance``: see :class:`~unetdyn.interventions.SkipSteps`)."""
+    tag = "" if variance == "jump" else f" {variance}"
+    scheds = [Schedule((SkipSteps(t_start=t, n=n, variance=variance),), name=f"skip n={n} t={t}{tag}") for t in t_starts]
     return scheds, [{"t_start": t, "n": n} for t in t_starts]
 
 
