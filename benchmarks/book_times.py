@@ -4,6 +4,7 @@
     python benchmarks/book_times.py regenerate --device cuda --batch-size 1024
     python benchmarks/book_times.py regenerate --only 03_nb_sweep --cache-dir /tmp/empty   # one chapter from an empty store
     python benchmarks/book_times.py regenerate --params book/params.yaml   # the values the book is built with
+    python benchmarks/book_times.py steps                               # guided sample-steps each chapter needs
     python benchmarks/book_times.py build                               # `unetdyn book` from the committed store
 
 ``regenerate`` calls each chapter's function (what its notebook calls) with the notebook's
@@ -16,18 +17,27 @@ benchmark scripts' records (``alternatives.py``, ``sampler_efficiency.py``) and 
 
 Prints a table (seconds and new store entries per chapter) and stores it in the result store
 as a benchmark record, so the book can cite how long its results took and where.
+
+``steps`` reads each chapter from the store (computing nothing) and counts the guided
+sample-steps its results cost: per schedule, the Unet calls from its first intervened step
+on (the sampler resumes the rest from the baseline) times the samples, plus one baseline
+trajectory. Divided by a machine's rate (``sampler_efficiency.py``) it predicts the
+regeneration time there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import inspect
+import json
 import os
 import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from unetdyn.paper import chapters
@@ -75,13 +85,60 @@ def regenerate(name: str, params: dict, runtime: dict, timings: bool) -> None:
     fn(spec, compute=True, **_kwargs(fn, params), **runtime)
 
 
+@contextlib.contextmanager
+def _recording_reads():
+    """Record the store keys read while the block runs (the patch ends with the block)."""
+    keys: list[str] = []
+    original = Cache.get
+
+    def get(self, key, expect=None):
+        keys.append(key)
+        return original(self, key, expect)
+
+    Cache.get = get
+    try:
+        yield keys
+    finally:
+        Cache.get = original
+
+
+def sample_steps(name: str, params: dict, root: Path) -> dict:
+    """The guided sample-steps chapter ``name`` costs at ``params``, counted from the store entries it reads."""
+    from unetdyn.backends import load_unet
+    from unetdyn.interventions import Schedule
+
+    spec = SweepSpec(**{k: params[k] for k in SPEC_FIELDS})
+    fn = CHAPTER_FUNCTIONS[name]
+    with _recording_reads() as keys:
+        fn(spec, compute=False, **_kwargs(fn, params), progress=False, cache_dir=str(root))
+    unet = load_unet(spec.model, spec.weights)
+    blocks, skips = len(unet.skips_popped), sum(unet.skips_pushed)
+    cache, seen, steps, schedules = Cache(root, read_only=True), set(), spec.steps * spec.n_samples, 0
+    for key in keys:
+        path = cache.path(key)
+        if key in seen or not path.exists():
+            continue
+        seen.add(key)
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+        sched = meta["info"].get("schedule")
+        if sched is None or "ssim" not in meta["layout"]:
+            continue  # the baseline, images, timings
+        s = Schedule.from_dict(sched)
+        first = s.first_step()
+        calls = [st for st in s.compile(spec.steps, blocks, skips) if first is None or st.t <= first]
+        steps += len(calls) * meta["layout"]["ssim"][0]
+        schedules += 1
+    return {"chapter": name, "schedules": schedules, "sample_steps": steps, "n_samples": spec.n_samples}
+
+
 def _entries(root: Path) -> int:
     return sum(1 for _ in root.glob("*/*.npz")) if root.exists() else 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["regenerate", "build"])
+    ap.add_argument("mode", choices=["regenerate", "steps", "build"])
     ap.add_argument("--only", nargs="+", default=None, choices=list(CHAPTER_FUNCTIONS), help="regenerate: these chapters")
     ap.add_argument("--params", default=None, help="parameters YAML over the notebooks' defaults (build: default book/params.yaml)")
     ap.add_argument("--cache-dir", default=None, help="regenerate: the result store (default data/cache)")
@@ -94,6 +151,15 @@ def main(argv=None) -> int:
         ap.error(f"--batch-size {args.batch_size} must be >= 1")
 
     rows = []
+    if args.mode == "steps":
+        root = Path(args.cache_dir) if args.cache_dir else CACHE_DIR
+        for name in args.only or list(CHAPTER_FUNCTIONS):
+            rows.append(sample_steps(name, chapter_params(name, args.params), root))
+            r = rows[-1]
+            print(f"{name:<20} {r['schedules']:5d} schedules  {r['sample_steps']:>10,d} guided sample-steps", flush=True)
+        total = sum(r["sample_steps"] for r in rows)
+        print(f"{'total':<20} {'':5s}            {total:>10,d} (each chapter counts its own baseline)")
+        return 0
     if args.mode == "build":
         t0 = time.perf_counter()
         make_book(args.params, log=lambda *_: None)

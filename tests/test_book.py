@@ -163,3 +163,19 @@ def test_the_book_computes_nothing_and_names_what_is_missing(tmp_path):
                   build_html=False, log=lambda *_: None)
     assert not (tmp_path / "empty").exists() or not any((tmp_path / "empty").rglob("*.npz"))
     assert (REPO_ROOT / "_config.yml").exists()
+
+
+def test_the_build_refuses_a_chapter_with_an_error_or_no_figure(tmp_path):
+    from unetdyn.paper.book import check_chapters
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: book/ch\n  - file: book/gone\n")
+    (tmp_path / "book" / "index.md").write_text("# index")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0", outputs=[nbformat.v4.new_output(
+        "error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])])])
+    nbformat.write(nb, str(tmp_path / "book" / "ch.ipynb"))
+    with pytest.raises(BookError) as err:
+        check_chapters(tmp_path)
+    msg = str(err.value)
+    assert "chapter ch stopped on an error (ZeroDivisionError" in msg and "drew no figure" in msg
+    assert "chapter gone has not been executed" in msg and "unetdyn figure" in msg

@@ -130,3 +130,29 @@ def test_a_jump_with_one_step_variance_keeps_the_jump_mean_and_the_one_step_nois
     for name in ("log_beta", "log_beta_tilde"):
         assert torch.equal(getattr(literal, name), getattr(one, name)), name
     assert float(literal.log_beta) < float(jump.log_beta)  # one step adds less noise than a stride of five
+
+
+# steps glide-text2im's space_timesteps keeps where they differ from round(k * stride), read
+# off its code (accumulated float stride): K -> {index: kept training step}
+GLIDE_KEPT = {21: {10: 499}, 23: {11: 499}, 27: {13: 499}, 47: {23: 499}, 91: {25: 277, 35: 389, 55: 611, 75: 833}}
+
+
+def test_respacing_accumulates_the_stride_as_glide_does():
+    from unetdyn.noise import space_timesteps
+
+    for K, kept in GLIDE_KEPT.items():
+        ours = space_timesteps(1000, K)
+        multiplied = [round(k * 999 / (K - 1)) for k in range(K)]
+        assert {i: ours[i] for i in kept} == kept, K
+        assert [i for i in range(K) if ours[i] != multiplied[i]] == sorted(kept), K  # elsewhere the two agree
+    for K in (1, 2, 50, 100, 1000):
+        kept = space_timesteps(1000, K)
+        assert kept[0] == 0 and len(set(kept)) == K and (K == 1 or kept[-1] == 999)
+
+
+def test_respacing_matches_glide_text2im_where_installed():
+    respace = pytest.importorskip("glide_text2im.respace", reason="glide-text2im is not installed")
+    from unetdyn.noise import space_timesteps
+
+    for K in range(1, 1001):
+        assert sorted(respace.space_timesteps(1000, [K])) == space_timesteps(1000, K), K

@@ -45,20 +45,25 @@ def _fixed_eval(tables, n=64):
 # -- the loss ----------------------------------------------------------------------------
 
 
-def test_tables_match_the_sampler(tables):
-    """Training and sampling use the same posterior and variance range (full 1000-step schedule)."""
-    ns = NoiseSchedule(1000)
-    t = np.arange(1000)
-    c = ns.coefficients(list(t + 1), list(t))
-    for ours, theirs in [
-        (tables.log_beta, c.log_beta),
-        (tables.post_log_var, c.log_beta_tilde),
-        (tables.post_coef_x0, c.mean_coef_x0),
-        (tables.post_coef_xt, c.mean_coef_xt),
-        (tables.sqrt_recip_abar, c.sqrt_recip_abar),
-        (tables.sqrt_recipm1_abar, c.sqrt_recipm1_abar),
+def test_tables_are_the_ddpm_posterior_of_the_cosine_schedule(tables):
+    """Training reads the sampler's coefficients; checked here against the DDPM formulas."""
+    from unetdyn.noise import cosine_alphas_cumprod
+
+    abar = cosine_alphas_cumprod(1000)
+    prev = np.concatenate([[1.0], abar[:-1]])
+    beta = 1.0 - abar / prev
+    post_var = beta * (1.0 - prev) / (1.0 - abar)
+    f = lambda a: torch.as_tensor(a, dtype=torch.float64).float()  # noqa: E731
+    for ours, formula in [
+        (tables.log_beta, np.log(beta)),
+        (tables.post_log_var[1:], np.log(post_var[1:])),
+        (tables.post_coef_x0, beta * np.sqrt(prev) / (1.0 - abar)),
+        (tables.post_coef_xt, (1.0 - prev) * np.sqrt(1.0 - beta) / (1.0 - abar)),
+        (tables.sqrt_recip_abar, np.sqrt(1.0 / abar)),
+        (tables.sqrt_recipm1_abar, np.sqrt(1.0 / abar - 1.0)),
+        (tables.sqrt_abar**2 + tables.sqrt_one_minus_abar**2, np.ones(1000)),
     ]:
-        torch.testing.assert_close(ours, theirs.flatten(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours, f(formula), rtol=1e-5, atol=1e-6)
     assert tables.post_log_var[0] == tables.post_log_var[1]  # log clipped at t=0
 
 

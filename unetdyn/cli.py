@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # the store and checkpoints keep what was finished
         if debug:
             raise
-        print(f"unetdyn {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"unetdyn {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except (ScheduleError, ValueError, OSError, ImportError, WeightsError, MemoryError) as exc:
         if debug:

@@ -58,19 +58,27 @@ def cosine_alphas_cumprod(num_train_steps: int = TRAIN_STEPS, max_beta: float = 
 def space_timesteps(num_train_steps: int, num_steps: int) -> list[int]:
     """Training steps kept when respacing to ``num_steps`` (GLIDE's rule for a single section).
 
-    The kept steps are ``round(k * (T - 1) / (K - 1))`` for ``k = 0..K-1``: evenly spread,
-    including the first and last training step.
+    GLIDE walks a float index from 0 in strides of ``(T - 1) / (K - 1)``, adding the stride
+    ``K - 1`` times and rounding each partial sum: the accumulated rounding error decides
+    ties, so this is not always ``round(k * stride)`` (for ``K = 21`` the middle step is 499,
+    not 500). Evenly spread, including the first and last training step.
 
     Example:
         >>> space_timesteps(1000, 100)[:7], space_timesteps(1000, 100)[-2:]
         ([0, 10, 20, 30, 40, 50, 61], [989, 999])
+        >>> space_timesteps(1000, 21)[10]
+        499
     """
     if not 1 <= num_steps <= num_train_steps:
         raise ValueError(f"steps={num_steps} is out of range 1..{num_train_steps}")
     if num_steps == 1:
         return [0]
     stride = (num_train_steps - 1) / (num_steps - 1)
-    return [round(k * stride) for k in range(num_steps)]
+    kept, index = [], 0.0
+    for _ in range(num_steps):
+        kept.append(round(index))
+        index += stride
+    return kept
 
 
 @dataclass(frozen=True)

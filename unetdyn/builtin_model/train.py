@@ -32,13 +32,13 @@ Example:
 
 from __future__ import annotations
 
-import signal
-import threading
 import argparse
 import csv
 import json
 import math
+import signal
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -52,7 +52,7 @@ from safetensors.torch import load_file, save_file
 from unetdyn.backends.builtin import BuiltinConfig, BuiltinUnet
 from unetdyn.builtin_model.data import make_batch
 from unetdyn.fileio import atomic_write
-from unetdyn.noise import TRAIN_STEPS, cosine_alphas_cumprod
+from unetdyn.noise import TRAIN_STEPS, NoiseSchedule
 from unetdyn.viz import save_grid
 from unetdyn.builtin_model.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
 
@@ -148,21 +148,22 @@ class DiffusionTables:
 
     @classmethod
     def cosine(cls, num_train_steps: int = TRAIN_STEPS) -> DiffusionTables:
-        abar = cosine_alphas_cumprod(num_train_steps)
-        abar_prev = np.concatenate([[1.0], abar[:-1]])
-        beta = 1.0 - abar / abar_prev
-        post_var = beta * (1.0 - abar_prev) / (1.0 - abar)
-        post_log_var = np.log(np.concatenate([[post_var[1]], post_var[1:]]))
+        """The sampler's own coefficients (:class:`~unetdyn.noise.NoiseSchedule` without
+        respacing) of the steps ``t -> t - 1``, indexed by training step ``0 .. T-1``."""
+        ns = NoiseSchedule(num_train_steps, num_train_steps)
+        t = list(range(1, num_train_steps + 1))
+        c = ns.coefficients(t, [k - 1 for k in t])
+        abar = ns.abar[1:]
         f = lambda a: torch.as_tensor(a, dtype=torch.float64).float()  # noqa: E731
         return cls(
             sqrt_abar=f(np.sqrt(abar)),
             sqrt_one_minus_abar=f(np.sqrt(1.0 - abar)),
-            sqrt_recip_abar=f(np.sqrt(1.0 / abar)),
-            sqrt_recipm1_abar=f(np.sqrt(1.0 / abar - 1.0)),
-            post_coef_x0=f(beta * np.sqrt(abar_prev) / (1.0 - abar)),
-            post_coef_xt=f((1.0 - abar_prev) * np.sqrt(1.0 - beta) / (1.0 - abar)),
-            post_log_var=f(post_log_var),
-            log_beta=f(np.log(beta)),
+            sqrt_recip_abar=c.sqrt_recip_abar.flatten(),
+            sqrt_recipm1_abar=c.sqrt_recipm1_abar.flatten(),
+            post_coef_x0=c.mean_coef_x0.flatten(),
+            post_coef_xt=c.mean_coef_xt.flatten(),
+            post_log_var=c.log_beta_tilde.flatten(),
+            log_beta=c.log_beta.flatten(),
         )
 
     @property
@@ -419,52 +420,23 @@ def _write_history_csv(history: Sequence[tuple[float, ...]], path: Path) -> None
 
 
 def _plot_history(history: Sequence[tuple[float, ...]], path: Path, vb_weight: float) -> None:
-    """Loss curves (moving averages, log scale) as a PNG drawn with PIL."""
-    from PIL import Image, ImageDraw
+    """Loss curves (moving averages, log scale) as a PNG."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
-    w, h, left, right, top, bottom = 720, 420, 64, 16, 28, 40
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    d.text((left, 8), f"training loss (moving average); vb weighted by {vb_weight:g}", fill="black")
+    fig = Figure(figsize=(7.2, 4.2), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    win = 1
     if len(history) >= 2:
         arr = np.asarray(history, dtype=np.float64)
-        steps = arr[:, 0]
         win = max(1, len(arr) // 100)
         kernel = np.ones(win) / win
-        series = {
-            "loss": ((0, 0, 0), arr[:, 1]),
-            "mse": ((31, 119, 180), arr[:, 2]),
-            "vb": ((214, 39, 40), vb_weight * arr[:, 3]),
-        }
-        smooth = {k: (c, np.convolve(np.clip(v, 1e-6, None), kernel, mode="valid")) for k, (c, v) in series.items()}
-        xs = steps[win - 1 :]
-        lo = min(float(s.min()) for _, s in smooth.values())
-        hi = max(float(s.max()) for _, s in smooth.values())
-        lo, hi = math.log10(lo), math.log10(max(hi, lo * 1.0001 + 1e-12))
-        lo, hi = math.floor(lo * 4) / 4, math.ceil(hi * 4) / 4
-        hi = hi if hi > lo else lo + 0.25
-        x0, x1 = float(xs[0]), float(max(xs[-1], xs[0] + 1))
-        px = lambda s: left + (s - x0) / (x1 - x0) * (w - left - right)  # noqa: E731
-        py = lambda v: top + (hi - math.log10(v)) / (hi - lo) * (h - top - bottom)  # noqa: E731
-        d.rectangle([left, top, w - right, h - bottom], outline="black")
-        decades = range(math.floor(lo), math.ceil(hi) + 1)
-        ticks = [m * 10.0**e for e in decades for m in (1, 2, 5) if lo <= math.log10(m * 10.0**e) <= hi]
-        if len(ticks) > 8:
-            ticks = [10.0**e for e in decades if lo <= e <= hi]
-        for v in ticks:
-            y = py(v)
-            d.line([left - 4, y, left, y], fill="black")
-            d.text((4, y - 6), f"{v:.3g}", fill="black")
-        for s in np.linspace(x0, x1, 5):
-            d.text((px(s) - 12, h - bottom + 6), f"{int(s)}", fill="black")
-        d.text((w // 2 - 12, h - 16), "step", fill="black")
-        for i, (name, (col, s)) in enumerate(smooth.items()):
-            stride = max(1, len(s) // 1000)
-            pts = [(px(a), py(b)) for a, b in zip(xs[::stride], s[::stride], strict=True)]
-            if len(pts) >= 2:
-                d.line(pts, fill=col, width=2)
-            d.text((w - right - 140 + 46 * i, top + 6), name, fill=col)
-    atomic_write(path, lambda p: img.save(p, format="PNG"))
+        for name, color, v in (("loss", "black", arr[:, 1]), ("mse", "tab:blue", arr[:, 2]),
+                               (f"vb x {vb_weight:g}", "tab:red", vb_weight * arr[:, 3])):
+            ax.plot(arr[win - 1 :, 0], np.convolve(np.clip(v, 1e-6, None), kernel, mode="valid"), color=color, lw=1.2, label=name)
+        ax.set_yscale("log")
+        ax.legend()
+    ax.set(xlabel="step", ylabel="loss", title=f"training loss (moving average over {win} steps)")
+    atomic_write(path, lambda p: fig.savefig(p, format="png"))
 
 
 # -- the loop ----------------------------------------------------------------------------
