@@ -87,9 +87,9 @@ def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels
                 ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
             if i == 0 and col_labels is not None and j < len(col_labels):
                 ax.set_title(col_labels[j], fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
+    if title:  # placed after the layout, in the strip it left free above the grid
+        fig.suptitle(title, fontsize=10, y=1 - 0.05 / fig.get_figheight(), va="top")
     return fig
 
 
@@ -330,24 +330,38 @@ def fig10(r, thresholds: Sequence[float] = (0.8, 0.75)):
     return _per_nb(r, "r", lines, f"r (relaxation steps), n = {r.n}")
 
 
-def _image_series(r, x: str, setting: str, iv_of, labels_of):
+def _spread(values: Sequence, k: int) -> list:
+    """At most ``k`` of ``values``, evenly spread, the first and the last among them.
+
+    Example:
+        >>> _spread(list(range(26)), 6), _spread([1, 2], 6)
+        ([0, 5, 10, 15, 20, 25], [1, 2])
+    """
+    if len(values) <= k:
+        return list(values)
+    return [values[i] for i in sorted({round(j * (len(values) - 1) / (k - 1)) for j in range(k)})]
+
+
+def _image_series(r, x: str, setting: str, iv_of, labels_of, shown: int = 6):
     t = r.result.table
     for nb, ts in r.settings[setting].items():
-        values = sorted(t[(t.nb == nb) & (t.setting == setting)][x].unique())
+        values = _spread(sorted(t[(t.nb == nb) & (t.setting == setting)][x].unique()), shown)
         rows = [r.baseline["x0"][: r.result.images[next(iter(r.result.images))].shape[0]]]
         rows += [r.result.images[iv_of(nb, ts, v)] for v in values]
         image_rows(rows, ["original"] + [labels_of(v) for v in values], title=f"nb = {nb}, t_start = {ts} ({setting})")
 
 
-def fig20(r, setting: str = "paper t_start"):
-    _image_series(r, "n", setting, lambda nb, ts, n: (DropBlocks(ts, int(n), nb),), lambda n: f"n={n}")
+def fig20(r, setting: str = "paper t_start", shown: int = 6):
+    """Outputs as n grows: ``shown`` values of the n grid, evenly spread."""
+    _image_series(r, "n", setting, lambda nb, ts, n: (DropBlocks(ts, int(n), nb),), lambda n: f"n={n}", shown)
 
 
-def fig21(r, setting: str = "paper t_start"):
+def fig21(r, setting: str = "paper t_start", shown: int = 6):
+    """Outputs as r grows: ``shown`` values of the r grid, evenly spread."""
     def iv(nb, ts, rr):
         return (DropBlocks(ts, r.n, nb), DropBlocks(ts - r.n - int(rr), r.n, nb))
 
-    _image_series(r, "r", setting, iv, lambda rr: f"r={rr}")
+    _image_series(r, "r", setting, iv, lambda rr: f"r={rr}", shown)
 
 
 # -- chapter 6 --------------------------------------------------------------------------------------
