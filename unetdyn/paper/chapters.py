@@ -214,7 +214,7 @@ def phases(
     findings = (
         Finding("phase 1 / 2 boundary (t_start)", "marked by eye in Fig. 4, no number", str(dip["peak"]), "-", "fig-4"),
         Finding("phase 2 / 3 boundary (t_start)", "marked by eye in Fig. 4, no number", str(dip["bottom"]), "-", "fig-4"),
-        finding("phase 2 dip of SSIM (held-out depth)", "a dip (SSIM and PSNR decrease)", dip["depth (held out)"], (1e-12, np.inf), "fig-4"),
+        finding("phase 2 dip of SSIM (held-out contrast)", "a dip (SSIM and PSNR decrease)", dip["depth (held out)"], (1e-12, np.inf), "fig-4"),
         Finding("noise pick-up of the beta schedule (Fig. 15)", "t > 85",
                 f"GLIDE's own schedule (cosine, respaced to {spec.steps} steps): beta grows {b[k85 - 1] / b[k85 // 2 - 1]:.1f}x "
                 f"from t = {k85 // 2} to {k85}, then {b[-1] / b[k85 - 1]:.0f}x from t = {k85} to {spec.steps}; above twice its "
