@@ -6,6 +6,8 @@ import json
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from unetdyn.interventions import (
     PRESETS,
@@ -196,8 +198,6 @@ def test_names_and_counts_from_files_are_checked_before_anything_is_built(tmp_pa
 
 # -- any schedule dict: a valid schedule or a ScheduleError naming what is wrong ------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _values = st.one_of(st.integers(-5, 120), st.booleans(), st.none(), st.text(max_size=8), st.floats(allow_nan=True),
                     st.lists(st.integers(0, 3), max_size=3))

@@ -2,12 +2,14 @@
 
 The pieces, in the direction data flows::
 
-    plan      interventions as data (SkipSteps, ZeroSkips, DropBlocks, EarlyStop, DropGuidance) -> Schedule
-    schedule  cosine noise schedule, respacing, ancestral / jump / DDIM updates
-    unet      the backend protocol and the one intervened forward
-    sampler   the one loop: schedules x samples -> images, with prefix reuse and batching
-    metrics   SSIM / PSNR per sample
-    cost      FLOPs of a schedule under torch's FLOP counter
+    paper/          the book's layer: sweeps over a keyed result store, readings, chapters, plots
+    sampler         the one loop: schedules x samples -> images, with prefix reuse and batching
+    interventions   interventions as data (SkipSteps, ZeroSkips, DropBlocks, EarlyStop, DropGuidance) -> Schedule
+    noise           cosine noise schedule, GLIDE's respacing, ancestral / jump / DDIM updates
+    unet            the backend protocol and the one intervened forward (backends/: builtin, glide)
+    metrics         SSIM / PSNR per sample
+    cost            FLOPs of a schedule under torch's FLOP counter, and the one timer
+    builtin_model/  the built-in model's data, training, weights, quality check and card
 
 Example:
     >>> from unetdyn import load_unet, sample, trajectory            # doctest: +SKIP
