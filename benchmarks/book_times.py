@@ -78,8 +78,10 @@ def regenerate(name: str, params: dict, runtime: dict, timings: bool) -> None:
     """Compute what chapter ``name`` needs and the store lacks."""
     spec = SweepSpec(**{k: params[k] for k in SPEC_FIELDS})
     if name == "06_shortcut" and not timings:
-        parts, _, _ = chapters.shortcut_parts(spec, compute=True, **_kwargs(chapters.shortcut_parts, params), **runtime)
-        open_sweep(spec, compute=True, **runtime).run(list(parts.values()), images=list(range(spec.n_samples)))
+        sweep = open_sweep(spec, compute=True, **runtime)
+        parts, _, _ = chapters.shortcut_parts(spec, compute=True, base=sweep.baseline(),
+                                              **_kwargs(chapters.shortcut_parts, params), **runtime)
+        sweep.run(list(parts.values()), images=list(range(spec.n_samples)))
         return
     fn = CHAPTER_FUNCTIONS[name]
     fn(spec, compute=True, **_kwargs(fn, params), **runtime)

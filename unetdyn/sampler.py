@@ -19,7 +19,6 @@ the steps they share.
 from __future__ import annotations
 
 import math
-
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field

@@ -20,9 +20,13 @@ __all__ = ["collect_findings", "summary_markdown", "write_summary"]
 MARKS = {"agrees": "agrees", "differs": "**differs**", "inconclusive": "*inconclusive*"}
 
 
-def collect_findings(notebook: str | Path) -> list[dict]:
-    """The findings an executed notebook displayed (its last findings output)."""
-    nb = json.loads(Path(notebook).read_text())
+def _read(notebook: str | Path) -> dict:
+    return json.loads(Path(notebook).read_text())
+
+
+def collect_findings(notebook: str | Path | dict) -> list[dict]:
+    """The findings an executed notebook (a path, or the notebook already read) displayed: its last findings output."""
+    nb = notebook if isinstance(notebook, dict) else _read(notebook)
     found: list[dict] = []
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
@@ -33,18 +37,16 @@ def collect_findings(notebook: str | Path) -> list[dict]:
     return found
 
 
-def _title(notebook: Path) -> str:
-    nb = json.loads(notebook.read_text())
+def _title(nb: dict, default: str) -> str:
     for cell in nb.get("cells", []):
         if cell["cell_type"] == "markdown":
             first = "".join(cell["source"]).strip().splitlines()[0]
             return first.lstrip("# ").strip()
-    return notebook.stem
+    return default
 
 
-def _labels(notebook: Path) -> list[str]:
+def _labels(nb: dict) -> list[str]:
     """The MyST targets, ``(name)=``, defined in a notebook's markdown cells."""
-    nb = json.loads(notebook.read_text())
     text = "\n".join("".join(c["source"]) for c in nb.get("cells", []) if c["cell_type"] == "markdown")
     return re.findall(r"^\(([\w-]+)\)=\s*$", text, re.M)
 
@@ -70,12 +72,13 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
     ]
     counts = {"agrees": 0, "differs": 0, "inconclusive": 0}
     for nb in map(Path, notebooks):
-        found = collect_findings(nb)
+        content = _read(nb)
+        found = collect_findings(content)
         if not found:
             continue
-        labels = _labels(nb)
+        labels = _labels(content)
         fallback = next((lab for lab in labels if lab.startswith("findings")), None)
-        lines += [f"## [{_title(nb)}]({nb.stem})", "", "| claim | paper | ours [95% interval] | verdict |", "|---|---|---|---|"]
+        lines += [f"## [{_title(content, nb.stem)}]({nb.stem})", "", "| claim | paper | ours [95% interval] | verdict |", "|---|---|---|---|"]
         for f in found:
             claim = _cell(f["claim"])
             target = f.get("section") if f.get("section") in labels else fallback
