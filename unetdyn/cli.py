@@ -50,11 +50,21 @@ def parse_seeds(spec: str) -> list[int]:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", choices=["builtin", "glide"], default="builtin", help="Unet backend (default builtin)")
+    p.add_argument("--model", type=_model_name, default="builtin",
+                   help="Unet backend: builtin (default), glide, diffusers:PATH (a diffusers pipeline folder)")
     p.add_argument("--weights", help="weights file (builtin: safetensors; glide: base.pt); default: shipped/auto")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument("--steps", type=int, default=100, help="sampling steps K (default 100)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3.0)")
+
+
+def _model_name(value: str) -> str:
+    from unetdyn.backends import check_model
+
+    try:
+        return check_model(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _sampler_config(args):
@@ -98,8 +108,10 @@ def cmd_sample(args) -> int:
         base = [int(c) if c.isdigit() else c for c in args.classes]
     elif args.model == "builtin":
         base = list(unet.config.class_names)
+    elif not unet.conditional:
+        base = [None]
     else:
-        raise SystemExit("--prompts is required for --model glide")
+        raise SystemExit(f"--prompts is required for --model {args.model}")
     prompts = [base[k % len(base)] for k in range(len(seeds))]
     # everything that can fail is checked before any sampling
     for spec, s in zip(args.schedule, schedules):
@@ -150,7 +162,9 @@ def cmd_cost(args) -> int:
     from unetdyn.backends import load_unet
     from unetdyn.interventions import load_schedule
 
-    unet = load_unet(args.model, args.weights, args.device, random_weights=args.random_weights)
+    # random weights are counted on the meta device: FLOPs depend on shapes only
+    device = args.device or ("meta" if args.random_weights else None)
+    unet = load_unet(args.model, args.weights, device, random_weights=args.random_weights, arch=args.arch)
     cost = schedule_cost(unet, load_schedule(args.schedule), _sampler_config(args))
     d = cost.to_dict()
     if args.json:
@@ -205,7 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="FLOPs of a schedule, counted under torch's FLOP counter")
     _model_args(p)
     p.add_argument("--schedule", default="paper-shortcut", help="a preset (full, paper-shortcut) or a JSON/YAML schedule file")
-    p.add_argument("--random-weights", action="store_true", help="random weights (no checkpoint needed)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="random weights (no checkpoint needed; counted on the meta device unless --device is given)")
+    p.add_argument("--arch", choices=["sd15", "ddpm32"],
+                   help="--model diffusers --random-weights: Stable Diffusion 1.5's or DDPM's 32x32 Unet")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
 

@@ -4,7 +4,12 @@ FLOPs depend on a step's surgery only (not on t or the data), so each distinct s
 the schedule is run once under :class:`torch.utils.flop_counter.FlopCounterMode` with the
 rows a sampling step really has (two with classifier-free guidance), and multiplied by the
 number of steps that use it. The prompt encoding is counted once per sample, as the
-sampler computes it.
+sampler computes it, and so is a latent model's VAE decode.
+
+FLOPs depend on shapes only, so a random-weights model can be counted on the ``meta``
+device, where nothing is computed. On the CPU, torch's counter misses the fused attention
+kernel (``scaled_dot_product_attention``, which diffusers' attention uses); it is counted
+here with torch's own attention formula.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from unetdyn.interventions import Schedule, preset
 from unetdyn.sampler import SamplerConfig, step_noise
@@ -36,6 +41,7 @@ class Cost:
     flops_per_sample: float
     full_flops_per_sample: float
     condition_flops_per_sample: float
+    decode_flops_per_sample: float  # a latent model's VAE decode (0 for a pixel model)
     saving: float  # fraction of the full schedule's FLOPs not spent
     flops_per_call: dict[str, float]  # per sample, by surgery and rows (2 with guidance), e.g. "nb=8,ns=0,rows=2"
 
@@ -43,8 +49,15 @@ class Cost:
         return asdict(self)
 
 
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_MISSING_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
 def _count(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_MISSING_FORMULAS) as counter:
         fn()
     return counter.get_total_flops()
 
@@ -87,10 +100,16 @@ class CallCost:
         self._flops: dict[tuple[int, int, int], float] = {}
         self._secs: dict[tuple[int, int, int], float] = {}
         self.condition_flops = float(self._count_condition())
+        self.decode_flops = float(self._count_decode())
 
     @torch.no_grad()
     def _count_condition(self) -> int:
         return _count(lambda: self.unet.condition([self.prompt]))
+
+    @torch.no_grad()
+    def _count_decode(self) -> int:
+        x = step_noise(0, 0, (1, *self.unet.image_shape), "init").to(self.unet.device, self.unet.dtype)
+        return _count(lambda: self.unet.decode(x))
 
     def flops(self, zs: int, nb: int, rows: int) -> float:
         key = (zs, nb, rows)
@@ -115,14 +134,15 @@ class CallCost:
         """How many Unet calls of each (zero_skips, drop_blocks, rows) one sample makes."""
         unet = self.unet
         steps = schedule.compile(config.steps, len(unet.skips_popped), sum(unet.skips_pushed))
-        guided = config.guidance != 1.0
+        guided = config.guidance != 1.0 and unet.conditional
         return Counter((s.zero_skips, s.drop_blocks, 2 if (s.guided and guided) else 1) for s in steps)
 
     def flops_per_sample(self, schedule: Schedule, config: SamplerConfig, encode_every_step: bool = False) -> float:
-        """FLOPs per sample; the prompt encoded once, or at every call (as GLIDE's notebook does)."""
+        """FLOPs per sample; the prompt encoded once, or at every call (as GLIDE's notebook does),
+        and a latent model's output decoded once."""
         calls = self.calls(schedule, config)
         enc = self.condition_flops * (sum(calls.values()) if encode_every_step else 1)
-        return sum(n * self.flops(*key) for key, n in calls.items()) + enc
+        return sum(n * self.flops(*key) for key, n in calls.items()) + enc + self.decode_flops
 
     def seconds_per_sample(self, schedule: Schedule, config: SamplerConfig) -> float:
         """Seconds per sample, summed from the timed per-call costs (the encoding not included)."""
@@ -153,6 +173,7 @@ def schedule_cost(
         flops_per_sample=mine,
         full_flops_per_sample=full,
         condition_flops_per_sample=cc.condition_flops,
+        decode_flops_per_sample=cc.decode_flops,
         saving=1.0 - mine / full,
         flops_per_call={f"nb={nb},ns={zs},rows={rows}": cc.flops(zs, nb, rows) for zs, nb, rows in keys},
     )

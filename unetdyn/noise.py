@@ -15,6 +15,10 @@ so GLIDE's respaced ``beta'_i = 1 - abar[i+1] / abar[i]``.
 A jump ``t -> s`` (paper Eq. 4) uses ``beta = 1 - abar[t] / abar[s]`` in place of the
 one-step beta and is otherwise the same update; it equals GLIDE's own respaced sampler
 run over the kept steps. A plain step is the jump ``t -> t-1``.
+
+The training process is a :class:`Diffusion`: GLIDE's cosine schedule by default, or the
+linear and scaled-linear schedules of diffusers pipelines, with a learned or a fixed
+variance. Respacing follows GLIDE's rule whichever the schedule.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "Diffusion",
     "NoiseSchedule",
     "cosine_alphas_cumprod",
     "space_timesteps",
@@ -53,6 +58,57 @@ def cosine_alphas_cumprod(num_train_steps: int = TRAIN_STEPS, max_beta: float = 
         dtype=np.float64,
     )
     return np.cumprod(1.0 - betas)
+
+
+BETA_SCHEDULES = ("cosine", "linear", "scaled_linear")
+VARIANCES = ("learned", "fixed_small", "fixed_large")
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """The forward process a model was trained with, and how its sampler reads the variance.
+
+    Attributes:
+        betas: ``"cosine"`` (GLIDE, improved DDPM; diffusers' ``squaredcos_cap_v2``),
+            ``"linear"`` (DDPM) or ``"scaled_linear"`` (Stable Diffusion: linear in sqrt(beta)).
+        beta_start, beta_end: the range of the linear and scaled-linear betas.
+        train_steps: training steps T.
+        variance: ``"learned"`` (the model predicts the log-variance interpolation, GLIDE),
+            ``"fixed_small"`` (the posterior variance beta~) or ``"fixed_large"`` (beta).
+        clip_x0: clip the x0 estimate to [-1, 1] (pixel models; latents are not clipped).
+
+    Example:
+        >>> round(float(Diffusion("scaled_linear", 0.00085, 0.012, variance="fixed_small").alphas_cumprod()[-1]), 5)
+        0.00466
+    """
+
+    betas: str = "cosine"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    train_steps: int = TRAIN_STEPS
+    variance: str = "learned"
+    clip_x0: bool = True
+
+    def __post_init__(self):
+        if self.betas not in BETA_SCHEDULES:
+            raise ValueError(f"betas={self.betas!r} is not one of {', '.join(BETA_SCHEDULES)}")
+        if self.variance not in VARIANCES:
+            raise ValueError(f"variance={self.variance!r} is not one of {', '.join(VARIANCES)}")
+        if isinstance(self.train_steps, bool) or not isinstance(self.train_steps, int) or not 2 <= self.train_steps <= 100_000:
+            raise ValueError(f"train_steps={self.train_steps!r} is out of range 2..100000")
+        if self.betas != "cosine" and not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(f"beta_start={self.beta_start!r}, beta_end={self.beta_end!r}: need 0 < beta_start < beta_end < 1")
+
+    def alphas_cumprod(self) -> np.ndarray:
+        """``abar`` of every training step, float64."""
+        T = self.train_steps
+        if self.betas == "cosine":
+            return cosine_alphas_cumprod(T)
+        if self.betas == "linear":
+            betas = np.linspace(self.beta_start, self.beta_end, T, dtype=np.float64)
+        else:
+            betas = np.linspace(self.beta_start**0.5, self.beta_end**0.5, T, dtype=np.float64) ** 2
+        return np.cumprod(1.0 - betas)
 
 
 def space_timesteps(num_train_steps: int, num_steps: int) -> list[int]:
@@ -98,7 +154,7 @@ class StepCoefficients:
 
 
 class NoiseSchedule:
-    """The cosine schedule respaced to ``num_steps`` sampling steps.
+    """A training process (default: GLIDE's cosine schedule) respaced to ``num_steps`` sampling steps.
 
     Example:
         >>> ns = NoiseSchedule(100)
@@ -106,11 +162,12 @@ class NoiseSchedule:
         (999, 0, 0.4845)
     """
 
-    def __init__(self, num_steps: int = 100, num_train_steps: int = TRAIN_STEPS):
+    def __init__(self, num_steps: int = 100, diffusion: Diffusion = Diffusion()):
         self.num_steps = num_steps
-        self.num_train_steps = num_train_steps
-        self.alphas_cumprod = cosine_alphas_cumprod(num_train_steps)
-        self.kept = space_timesteps(num_train_steps, num_steps)
+        self.diffusion = diffusion
+        self.num_train_steps = diffusion.train_steps
+        self.alphas_cumprod = diffusion.alphas_cumprod()
+        self.kept = space_timesteps(self.num_train_steps, num_steps)
         # abar[t] for paper steps t = 0..K, float64; abar[0] = 1 (the clean image).
         self.abar = np.concatenate([[1.0], self.alphas_cumprod[self.kept]])
 
@@ -182,13 +239,35 @@ class NoiseSchedule:
         return x0.clamp(-1, 1) if clip else x0
 
     @staticmethod
+    def eps_from_v(c: StepCoefficients, x_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """eps from a v-prediction ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0``."""
+        return c.abar_t.sqrt() * v + (1 - c.abar_t).sqrt() * x_t
+
+    @staticmethod
     def ancestral(
-        c: StepCoefficients, x_t: torch.Tensor, x0: torch.Tensor, v: torch.Tensor, noise: torch.Tensor
+        c: StepCoefficients,
+        x_t: torch.Tensor,
+        x0: torch.Tensor,
+        v: torch.Tensor | None,
+        noise: torch.Tensor,
+        variance: str = "learned",
     ) -> torch.Tensor:
-        """One ancestral step (also a jump) with the learned variance ``v`` in [-1, 1]."""
+        """One ancestral step (also a jump).
+
+        ``variance="learned"``: the model's interpolation ``v`` in [-1, 1] between the log
+        posterior variance and log beta (GLIDE); ``"fixed_small"``: the posterior variance;
+        ``"fixed_large"``: beta (``v`` is then ignored).
+        """
         mean = c.mean_coef_x0 * x0 + c.mean_coef_xt * x_t
-        frac = (v + 1) / 2
-        log_var = frac * c.log_beta + (1 - frac) * c.log_beta_tilde
+        if variance == "learned":
+            frac = (v + 1) / 2
+            log_var = frac * c.log_beta + (1 - frac) * c.log_beta_tilde
+        elif variance == "fixed_small":
+            log_var = c.log_beta_tilde
+        elif variance == "fixed_large":
+            log_var = c.log_beta
+        else:
+            raise ValueError(f"variance={variance!r} is not one of {', '.join(VARIANCES)}")
         return torch.where(c.final, mean, mean + torch.exp(0.5 * log_var) * noise)
 
     @staticmethod

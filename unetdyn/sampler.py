@@ -30,9 +30,9 @@ from tqdm import tqdm
 
 from unetdyn.interventions import Schedule, ScheduleError, Step, preset
 from unetdyn.noise import NoiseSchedule
-from unetdyn.unet import Surgery, Unet, forward
+from unetdyn.unet import PREDICTIONS, Surgery, Unet, forward
 
-__all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "sample", "trajectory", "step_noise"]
+__all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "advance", "sample", "trajectory", "step_noise"]
 
 METHODS = ("ancestral", "ddim")
 
@@ -100,9 +100,10 @@ class Trajectory:
     """The baseline run of some samples, kept for reuse and for the phase figures.
 
     Attributes:
-        xs: ``[K+1, N, C, H, W]``, ``xs[t]`` is ``x_t`` (``xs[0]`` the output, ``xs[K]`` the noise).
-        x0_hat: ``[K+1, N, C, H, W]``, ``x0_hat[t]`` the clipped x0 estimate at step t
-            (``x0_hat[0]`` repeats the output).
+        xs: ``[K+1, N, C, H, W]``, ``xs[t]`` is ``x_t`` (``xs[0]`` the output, ``xs[K]`` the noise);
+            a latent model's latents.
+        x0_hat: ``[K+1, N, C, H, W]``, ``x0_hat[t]`` the x0 estimate at step t as an image
+            (decoded, for a latent model); ``x0_hat[0]`` is the output image.
     """
 
     prompts: list[Any]
@@ -113,16 +114,22 @@ class Trajectory:
 
     @property
     def x0(self) -> torch.Tensor:
-        return self.xs[0]
+        """The output images (decoded, for a latent model; ``xs[0]`` is the final latent)."""
+        return self.x0_hat[0]
 
 
 @dataclass
 class SampleResult:
-    """Images ``[S, N, C, H, W]`` in [-1, 1], one row per schedule, and what it cost."""
+    """Images ``[S, N, C, H, W]`` in [-1, 1], one row per schedule, and what it cost.
+
+    ``latents``: the sampler's final states, ``[S, N, *unet.image_shape]`` (for a latent
+    model what the VAE decoded into ``images``; for a pixel model ``images`` itself).
+    """
 
     images: torch.Tensor
     schedules: list[Schedule]
     stats: Stats = field(default_factory=Stats)
+    latents: torch.Tensor | None = None
 
 
 @dataclass
@@ -198,12 +205,13 @@ def sample(
         except ScheduleError as exc:
             raise ScheduleError(f"schedule {s.name or s.describe()!r}: {exc}") from exc
 
-    ns = NoiseSchedule(K)
+    check_parameterization(unet)
+    ns = NoiseSchedule(K, unet.diffusion)
     dev = unet.device
     shape = unet.image_shape
     with torch.no_grad():
         cond = unet.condition(list(prompts))
-        uncond = unet.condition([None]) if config.guidance != 1.0 else None
+        uncond = unet.condition([None]) if config.guidance != 1.0 and unet.conditional else None
 
     jobs: list[_Job] = []
     for row, (s, steps) in enumerate(zip(scheds, plans)):
@@ -212,7 +220,7 @@ def sample(
         by_t = {st.t: st for st in steps}
         for col, seed in enumerate(seeds):
             if baseline is not None and s.first_step() is None:  # the baseline itself: nothing to run
-                jobs.append(_Job(row, col, seed, by_t, 0, baseline.x0[col], out=baseline.x0[col].to(dev)))
+                jobs.append(_Job(row, col, seed, by_t, 0, baseline.xs[0, col], out=baseline.xs[0, col].to(dev)))
                 continue
             x = baseline.xs[t0, col] if baseline is not None else step_noise(seed, 0, shape, "init")
             jobs.append(_Job(row, col, seed, by_t, t0, x.to(dev, torch.float32), keep))
@@ -232,18 +240,41 @@ def sample(
                 bar.update(len(chunk))
     bar.close()
 
-    images = torch.stack([torch.stack([j.out for j in jobs if j.row == r]) for r in range(len(scheds))])
-    return SampleResult(images=images.cpu(), schedules=scheds, stats=stats)
+    latents = torch.stack([torch.stack([j.out for j in jobs if j.row == r]) for r in range(len(scheds))])
+    images = _decode(unet, latents.flatten(0, 1), batch_size).unflatten(0, latents.shape[:2])
+    return SampleResult(images=images.cpu(), schedules=scheds, stats=stats, latents=latents.cpu())
+
+
+def check_parameterization(unet: Unet) -> None:
+    """The backend's prediction and its training process's variance must fit together."""
+    if unet.prediction not in PREDICTIONS:
+        raise ValueError(f"the model predicts {unet.prediction!r}; the sampler knows {', '.join(PREDICTIONS)}")
+    learned = unet.diffusion.variance == "learned"
+    if learned != (unet.prediction == "eps_var"):
+        raise ValueError(
+            f"a model that predicts {unet.prediction!r} cannot sample with variance={unet.diffusion.variance!r}: "
+            "eps_var goes with the learned variance, eps and v with fixed_small or fixed_large"
+        )
+
+
+@torch.no_grad()
+def _decode(unet: Unet, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``unet.decode`` in batches (a pixel model returns its input: no copy)."""
+    parts = [unet.decode(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _gather(cond: dict[str, torch.Tensor], idx: list[int]) -> dict[str, torch.Tensor]:
+    if not cond:  # an unconditional model
+        return {}
     index = torch.tensor(idx, device=next(iter(cond.values())).device)
     return {k: v.index_select(0, index) for k, v in cond.items()}
 
 
 @torch.no_grad()
 def _model_output(unet: Unet, config: SamplerConfig, x, timesteps, c, uncond, surgery: Surgery, fill_t, keep):
-    """One (guided) forward: eps, the variance interpolation v (None without one), the kept decoder outputs."""
+    """One (guided) forward: the prediction (eps or v, guided), the learned variance interpolation
+    (None without one), the kept decoder outputs."""
     b = len(x)
     guided = surgery.guided and uncond is not None
     if guided:  # the conditional and unconditional rows in one call
@@ -253,15 +284,36 @@ def _model_output(unet: Unet, config: SamplerConfig, x, timesteps, c, uncond, su
         fill_t = None if fill_t is None else torch.cat([fill_t, fill_t])
     res = forward(unet, x.to(unet.dtype), timesteps, c, surgery, fill_t, keep)
     out = res.out.float()
-    if unet.prediction != "eps_var":
-        raise NotImplementedError(f"the sampler runs models that predict eps_var; this one predicts {unet.prediction!r}")
     ch = unet.image_shape[0]
-    eps, v = out[:, :ch], out[:, ch:]
+    # guidance acts on what the model predicts (eps or v: either is affine in the other for one x_t)
+    pred, v = out[:, :ch], (out[:, ch:] if unet.prediction == "eps_var" else None)
     if guided:
-        eps_c, eps_u = eps[:b], eps[b:]
-        eps, v = eps_u + config.guidance * (eps_c - eps_u), v[:b]
-        return eps, v, {k: h[:b] for k, h in res.kept.items()}, res
-    return eps, v, res.kept, res
+        pred_c, pred_u = pred[:b], pred[b:]
+        pred, v = pred_u + config.guidance * (pred_c - pred_u), (None if v is None else v[:b])
+        return pred, v, {k: h[:b] for k, h in res.kept.items()}, res
+    return pred, v, res.kept, res
+
+
+def advance(
+    ns: NoiseSchedule,
+    prediction: str,
+    config: SamplerConfig,
+    coef,
+    x: torch.Tensor,
+    pred: torch.Tensor,
+    v: torch.Tensor | None,
+    noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update from ``x_t`` given the (guided) model prediction: the x0 estimate and ``x_s``.
+
+    ``pred`` is eps, or v for ``prediction="v"``; ``v`` is the learned variance interpolation
+    (``eps_var`` models) or None. ``coef`` are ``ns.coefficients`` of the update.
+    """
+    eps = ns.eps_from_v(coef, x, pred) if prediction == "v" else pred
+    x0 = ns.predict_x0(coef, x, eps, clip=ns.diffusion.clip_x0)
+    if config.method == "ancestral":
+        return x0, ns.ancestral(coef, x, x0, v, noise, ns.diffusion.variance)
+    return x0, ns.ddim(coef, x, x0, noise, config.eta)
 
 
 @torch.no_grad()
@@ -288,17 +340,13 @@ def _run_step(
     keep = sorted(set().union(*(j.keep for j in chunk)))
     timesteps = torch.full((b,), ns.timestep(t), dtype=torch.long, device=dev)
     c = _gather(cond, [j.col for j in chunk])
-    eps, v, kept, res = _model_output(unet, config, x, timesteps, c, uncond, surgery, fill_t, keep)
+    pred, v, kept, res = _model_output(unet, config, x, timesteps, c, uncond, surgery, fill_t, keep)
 
     steps = [j.steps[t] for j in chunk]
     coef = ns.coefficients([t] * b, [s.next_t for s in steps], device=dev,
                            variance_s=[t - 1 if s.one_step_variance else s.next_t for s in steps])
-    x0 = ns.predict_x0(coef, x, eps)
     noise = torch.stack([step_noise(j.seed, t, x.shape[1:]) for j in chunk]).to(dev)
-    if config.method == "ancestral":
-        x_next = ns.ancestral(coef, x, x0, v, noise)
-    else:
-        x_next = ns.ddim(coef, x, x0, noise, config.eta)
+    x0, x_next = advance(ns, unet.prediction, config, coef, x, pred, v, noise)
 
     for k, (j, s) in enumerate(zip(chunk, steps)):
         for blk, h in kept.items():
@@ -337,13 +385,17 @@ def trajectory(
     K = config.steps
     n = len(seeds)
     xs = torch.empty((K + 1, n, *unet.image_shape))
-    x0_hat = torch.empty_like(xs)
+    x0_hat: list[torch.Tensor] = []  # allocated at the first step: a latent model's images have another shape
 
     def record(t: int, jobs: list[tuple[int, int]], x_t: torch.Tensor, x0: torch.Tensor) -> None:
         cols = [c for _, c in jobs]
         xs[t, cols] = x_t.cpu()
-        x0_hat[t, cols] = x0.cpu()
+        img = unet.decode(x0).cpu()
+        if not x0_hat:
+            x0_hat.append(torch.empty((K + 1, n, *img.shape[1:])))
+        x0_hat[0][t, cols] = img
 
     res = sample(unet, prompts, seeds, "full", config, batch_size=batch_size, progress=progress, callback=record)
-    xs[0] = x0_hat[0] = res.images[0]
-    return Trajectory(prompts=list(prompts), seeds=[int(s) for s in seeds], config=config, xs=xs, x0_hat=x0_hat)
+    xs[0] = res.latents[0]
+    x0_hat[0][0] = res.images[0]
+    return Trajectory(prompts=list(prompts), seeds=[int(s) for s in seeds], config=config, xs=xs, x0_hat=x0_hat[0])

@@ -21,6 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from unetdyn.noise import Diffusion
+
 __all__ = ["Unet", "Surgery", "ForwardResult", "forward", "encoder_blocks_needed", "zero_output"]
 
 Cond = dict[str, torch.Tensor]
@@ -36,7 +38,12 @@ class Unet(Protocol):
         image_shape: (C, H, W) of the images it denoises.
         device, dtype: where and in which precision its blocks run.
         prediction: what the head predicts, one of :data:`PREDICTIONS`: ``"eps_var"`` (eps,
-            then the learned variance interpolation v, as GLIDE), ``"eps"`` or ``"v"``.
+            then the learned variance interpolation v, as GLIDE), ``"eps"`` or ``"v"``
+            (``sqrt(abar) eps - sqrt(1 - abar) x0``).
+        diffusion: the training process (noise schedule, fixed or learned variance, clipping);
+            ``eps_var`` goes with ``variance="learned"``, ``eps`` and ``v`` with a fixed one.
+        conditional: whether :meth:`condition` depends on the prompt (an unconditional model
+            runs no guidance: its two branches would be the same).
     """
 
     skips_pushed: tuple[int, ...]
@@ -45,6 +52,8 @@ class Unet(Protocol):
     device: torch.device
     dtype: torch.dtype
     prediction: str
+    diffusion: Diffusion
+    conditional: bool
 
     def condition(self, prompts: Sequence[Any]) -> Cond:
         """Encode prompts once (``None`` = the unconditional prompt); batch-first tensors."""
@@ -65,6 +74,9 @@ class Unet(Protocol):
 
     def decoder_out_shape(self, j: int) -> tuple[int, int, int]:
         """(C, H, W) of decoder block ``j``'s output, used to build its zero replacement."""
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Sampler states to images in [-1, 1] (pixel models: ``x`` itself; latent models: the VAE)."""
 
 
 PREDICTIONS = ("eps_var", "eps", "v")
@@ -192,7 +204,12 @@ def zero_output(module: torch.nn.Module) -> Iterator[None]:
     This is the paper's definition of removing a block, applied to the plain forward; the
     truncated :func:`forward` must agree with it.
     """
-    handle = module.register_forward_hook(lambda _m, _inp, out: torch.zeros_like(out))
+    def zeros(_module, _inputs, out):
+        if isinstance(out, tuple):  # modules that return (output, ...) as diffusers' transformers do
+            return (torch.zeros_like(out[0]), *out[1:])
+        return torch.zeros_like(out)
+
+    handle = module.register_forward_hook(zeros)
     try:
         yield
     finally:

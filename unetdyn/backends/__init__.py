@@ -1,5 +1,5 @@
 """Unet backends behind one protocol (:class:`unetdyn.unet.Unet`), and the registry that builds them by name."""
 
-from unetdyn.backends.registry import MODELS, load_unet, resolve_device
+from unetdyn.backends.registry import MODELS, check_model, load_unet, resolve_device
 
-__all__ = ["MODELS", "load_unet", "resolve_device"]
+__all__ = ["MODELS", "check_model", "load_unet", "resolve_device"]

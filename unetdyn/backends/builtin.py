@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unetdyn.noise import Diffusion
+
 __all__ = ["BuiltinConfig", "BuiltinUnet", "DEFAULT_CLASSES"]
 
 DEFAULT_CLASSES = ("circle", "square", "triangle", "ring", "cross", "star", "heart", "crescent", "diamond", "arrow")
@@ -202,6 +204,8 @@ class BuiltinUnet(nn.Module):
         self.skips_popped = (1,) * n_out
         self.image_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
         self.prediction = "eps_var"  # eps, then the learned variance interpolation (improved DDPM)
+        self.diffusion = Diffusion()  # GLIDE's: cosine, learned variance, x0 clipped
+        self.conditional = True
         self.weights_sha256: str | None = None  # set by unetdyn.builtin_model.weights.load_builtin
 
     # -- plain forward (training, reference) ---------------------------------------------
@@ -263,6 +267,9 @@ class BuiltinUnet(nn.Module):
 
     def head(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         return self.out(h)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # a pixel model
 
     def decoder_out_shape(self, j: int) -> tuple[int, int, int]:
         return self._out_shapes[j]

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from unetdyn.noise import Diffusion
+
 __all__ = ["INSTALL_HINT", "GlideContext", "GlideUnet"]
 
 INSTALL_HINT = (
@@ -72,6 +74,8 @@ class GlideUnet:
         self.skips_popped: tuple[int, ...] = (1,) * n_out
         self.image_shape: tuple[int, int, int] = (model.in_channels, image_size, image_size)
         self.prediction = "eps_var"  # GLIDE's base model: eps, then the learned variance interpolation
+        self.diffusion = Diffusion()  # cosine, 1000 training steps, learned variance, x0 clipped
+        self.conditional = True
         self._out_shapes = _decoder_shapes(model, image_size)
         self._timestep_embedding = _glide("nn").timestep_embedding
 
@@ -202,6 +206,9 @@ class GlideUnet:
 
     def head(self, h: torch.Tensor, ctx: GlideContext) -> torch.Tensor:
         return self.model.out(h.type(ctx.out_dtype))
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # a pixel model
 
     def decoder_out_shape(self, j: int) -> tuple[int, int, int]:
         return self._out_shapes[j]

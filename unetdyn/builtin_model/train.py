@@ -52,7 +52,7 @@ from safetensors.torch import load_file, save_file
 from unetdyn.backends.builtin import BuiltinConfig, BuiltinUnet
 from unetdyn.builtin_model.data import make_batch
 from unetdyn.fileio import atomic_write
-from unetdyn.noise import TRAIN_STEPS, NoiseSchedule
+from unetdyn.noise import TRAIN_STEPS, Diffusion, NoiseSchedule
 from unetdyn.viz import save_grid
 from unetdyn.builtin_model.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
 
@@ -150,7 +150,7 @@ class DiffusionTables:
     def cosine(cls, num_train_steps: int = TRAIN_STEPS) -> DiffusionTables:
         """The sampler's own coefficients (:class:`~unetdyn.noise.NoiseSchedule` without
         respacing) of the steps ``t -> t - 1``, indexed by training step ``0 .. T-1``."""
-        ns = NoiseSchedule(num_train_steps, num_train_steps)
+        ns = NoiseSchedule(num_train_steps, Diffusion(train_steps=num_train_steps))
         t = list(range(1, num_train_steps + 1))
         c = ns.coefficients(t, [k - 1 for k in t])
         abar = ns.abar[1:]

@@ -205,7 +205,7 @@ def phases(
     for jump in sorted(set(fig18.table.n)):
         _, v = rd.curve_matrix(fig18.table[fig18.table.n == jump], "t_start")
         below[jump] = bootstrap(lambda m: float(np.mean(m)), (v < THRESHOLD).astype(float), digits=2)
-    betas = NoiseSchedule(spec.steps).betas
+    betas = NoiseSchedule(spec.steps, sweep.unet.diffusion).betas
     # scanning up from t = 1: the first t from which beta stays above twice its median (marked in Fig. 15)
     noise_pickup = rd.crossing(np.arange(1, spec.steps + 1), np.asarray(betas), 2 * float(np.median(betas)), descending=False)
     b = np.asarray(betas)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from unetdyn.backends.registry import check_model
 from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
 from unetdyn.metrics import compare, psnr, ssim, to_uint8
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
@@ -46,7 +47,6 @@ __all__ = [
     "adapted_shortcut",
 ]
 
-MODELS_WITH_PROMPTS = ("builtin", "glide")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class SweepSpec:
     part of it: they do not change the results beyond float rounding.
 
     Attributes:
-        model: ``builtin`` or ``glide``.
+        model: ``builtin``, ``glide`` or ``diffusers:PATH`` (a diffusers pipeline folder).
         weights: a weights file (None: the shipped built-in weights / glide-text2im's loader).
         n_samples: samples per curve (the paper: 100 prompts, one sample each).
         steps: respaced sampling steps K (GLIDE's base model: 100).
@@ -72,8 +72,9 @@ class SweepSpec:
     guidance: float = 3.0
 
     def __post_init__(self):
-        if self.model not in MODELS_WITH_PROMPTS:
-            raise ValueError(f"model={self.model!r} is not one of {', '.join(MODELS_WITH_PROMPTS)}")
+        if self.model == "diffusers":
+            raise ValueError("model='diffusers' names random-weights architectures; a sweep needs a pipeline: diffusers:PATH")
+        check_model(self.model)
         if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or not 1 <= self.n_samples <= 10_000:
             raise ValueError(f"n_samples={self.n_samples!r} is out of range 1..10000")
         SamplerConfig(steps=self.steps, guidance=self.guidance)  # validates both
@@ -178,10 +179,11 @@ class Sweep:
         if hit is not None:
             return hit
         b = self.base
-        x_t = b.xs.clamp(-1, 1)  # PSNR on the picture x_t would show
+        # PSNR on the picture x_t would show (a latent model: x_t against the final latent)
+        x_t = b.xs.clamp(-1, 1)
         arrays = {
             "x0": to_uint8(b.x0),
-            "psnr_xt": psnr(x_t, b.x0.expand_as(x_t)),
+            "psnr_xt": psnr(x_t, b.xs[0].clamp(-1, 1).expand_as(x_t)),
             "ssim_x0hat": ssim(b.x0_hat, b.x0.expand_as(b.x0_hat)),
         }
         if self.cache is not None:
@@ -423,13 +425,16 @@ IMAGENET_PROMPTS = (
 def default_samples(unet: Unet, model: str, n_samples: int) -> tuple[list[Any], list[int]]:
     """The samples of the book: one per prompt, seed = index (the paper: 100 prompts, one sample each).
 
-    builtin: the class names in turn (100 samples: ten per class); glide: ImageNet class names
-    (the paper's prompts were randomly chosen ImageNet classes; ours are a fixed list of 100).
+    builtin: the class names in turn (100 samples: ten per class); glide and diffusers text
+    models: ImageNet class names (the paper's prompts were randomly chosen ImageNet classes;
+    ours are a fixed list of 100); unconditional models: no prompt (``None``).
     """
-    if model == "glide":
+    if model == "builtin":
+        names = list(unet.config.class_names)  # type: ignore[attr-defined]
+    elif unet.conditional:
         names = [f"a photo of a {p}" for p in IMAGENET_PROMPTS]
     else:
-        names = list(unet.config.class_names)  # type: ignore[attr-defined]
+        names = [None]
     return [names[i % len(names)] for i in range(n_samples)], list(range(n_samples))
 
 
