@@ -285,6 +285,7 @@ BENCHMARK_SCRIPTS = {
     "alternatives": "benchmarks/alternatives.py",
     "efficiency": "benchmarks/sampler_efficiency.py",
     "book_times": "benchmarks/book_times.py",
+    "other_unets": "benchmarks/other_unets.py",
 }
 
 

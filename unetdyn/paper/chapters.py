@@ -716,3 +716,50 @@ def alternatives(
                     "the interval on 100)", "-", "verdict"),
         )
     return Alternatives(rec["meta"], table, best, text, glide, eff, findings)
+
+
+@dataclass(frozen=True)
+class OtherUnets:
+    """Appendix: FLOP savings on other architectures, read from the benchmark's records.
+
+    Attributes:
+        per_nb: one row per (architecture, nb): ``arch, nb, share, saved`` (``share``: nb as a
+            fraction of the architecture's decoder blocks).
+        shortcut: one row per architecture: its blocks, calls and the schedule's saving per sample.
+        missing: architectures with no record, and the command that makes one.
+    """
+
+    per_nb: pd.DataFrame
+    shortcut: pd.DataFrame
+    missing: tuple[str, ...]
+
+
+def other_unets(archs: Sequence[str] = ("builtin", "glide", "sd15", "ddpm32"), schedule: str = "paper-shortcut",
+                cache_dir=None) -> OtherUnets:
+    """The appendix "On other Unets": ``benchmarks/other_unets.py``'s records for ``archs``."""
+    from unetdyn.paper.alternatives import load_benchmark
+    from unetdyn.paper.cache import Cache, CacheMiss
+    from unetdyn.paths import CACHE_DIR
+
+    cache = Cache(cache_dir or CACHE_DIR, read_only=True)
+    per_nb, short, missing = [], [], []
+    for name in archs:
+        try:
+            rec = load_benchmark(cache, "other_unets", name, {"schedule": schedule})
+        except CacheMiss as exc:
+            missing.append(f"{name}: {exc}")
+            continue
+        n = rec["decoder_blocks"]
+        per_nb += [{"arch": name, "nb": r["nb"], "share": r["nb"] / n, "saved": r["saved"]} for r in rec["per_nb"]]
+        sc = rec["shortcut"]
+        short.append({
+            "architecture": rec["what"],
+            "decoder blocks": n,
+            "rows per call": rec["rows_per_call"],
+            "TFLOP per sample (full)": sc["full_flops_per_sample"] / 1e12,
+            "Unet calls": sc["unet_calls"],
+            "truncated": sc["truncated_calls"],
+            "VAE decode share": sc["decode_flops_per_sample"] / sc["full_flops_per_sample"],
+            f"{schedule} saves": sc["saving"],
+        })
+    return OtherUnets(pd.DataFrame(per_nb), pd.DataFrame(short), tuple(missing))

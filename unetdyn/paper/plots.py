@@ -47,6 +47,7 @@ __all__ = [
     "methods_table",
     "glide_table",
     "efficiency",
+    "other_unets",
 ]
 
 FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
@@ -506,5 +507,22 @@ def efficiency(r):
     ax2 = ax.twinx()
     ax2.plot(th.batch, 100 * th.fraction_of_peak, "--", color="gray")
     ax2.set_ylabel("% of matmul peak", color="gray")
+    fig.tight_layout()
+    return fig
+
+
+def other_unets(r):
+    """FLOPs saved per guided call against the bottom decoder blocks removed, one line per architecture."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for arch, d in r.per_nb.groupby("arch", sort=False):
+        for ax, x in zip(axes, ("nb", "share")):
+            ax.plot(d[x], 100 * d.saved, marker="o", ms=3, label=arch)
+    axes[0].set(xlabel="bottom decoder blocks removed (nb)", ylabel="FLOPs saved per call (%)")
+    axes[1].set(xlabel="nb as a share of the decoder blocks")
+    for nb in (6, 8):  # the paper's shortcut removes these
+        axes[0].axvline(nb, color="0.8", lw=0.8, zorder=0)
+    axes[0].legend(frameon=False)
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
