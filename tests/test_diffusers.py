@@ -102,13 +102,19 @@ def test_truncated_forward_equals_the_forward_with_that_decoder_zeroed(kind, nb)
     assert not torch.equal(res.out, reference(model, x, t, text))
 
 
-def test_the_drop_saves_flops_on_the_architectures():
-    for arch in ("ddpm32", "sd15"):
-        unet = load_unet("diffusers", device="meta", random_weights=True, arch=arch)
-        full = schedule_cost(unet, "full").full_flops_per_sample
-        short = schedule_cost(unet, "paper-shortcut")
-        assert 0.1 < short.saving < 0.5 and short.full_flops_per_sample == full
-        assert (short.decode_flops_per_sample > 0) == (arch == "sd15")
+def test_unetdyn_cost_reports_the_shortcut_on_the_architectures(capsys):
+    from unetdyn.cli import main
+
+    main(["cost", "--model", "diffusers", "--random-weights", "--arch", "sd15", "--schedule", "paper-shortcut", "--json"])
+    sd = json.loads(capsys.readouterr().out)
+    assert 0.2 < sd["saving"] < 0.35 and sd["truncated_calls"] == 21
+    assert 0 < sd["decode_flops_per_sample"] < 0.05 * sd["full_flops_per_sample"]  # the VAE decode, once per sample
+    calls = sd["flops_per_call"]
+    assert calls["nb=8,ns=0,rows=2"] < calls["nb=6,ns=0,rows=2"] < calls["nb=0,ns=0,rows=2"]
+    unet = load_unet("diffusers", device="meta", random_weights=True, arch="ddpm32")
+    ddpm = schedule_cost(unet, "paper-shortcut")
+    assert 0.1 < ddpm.saving < 0.4 and ddpm.decode_flops_per_sample == 0
+    assert all(k.endswith("rows=1") for k in ddpm.flops_per_call)  # unconditional: no guidance rows
 
 
 def test_cpu_counts_the_attention_kernel_as_meta_does():
