@@ -6,6 +6,7 @@
     unetdyn export --run runs/builtin
     unetdyn book
     unetdyn figure 03_nb_sweep -p n_samples 16 -p nbs "[2, 4]"
+    unetdyn search --budget "ssim>=0.8" --out found.yaml
 """
 
 from __future__ import annotations
@@ -175,6 +176,36 @@ def cmd_cost(args) -> int:
         print(f"  saving: {100 * d['saving']:.1f}%")
 
 
+def cmd_search(args) -> None:
+    import yaml
+
+    from unetdyn.fileio import atomic_write
+    from unetdyn.interventions import Schedule
+    from unetdyn.paper.search import Budget, BudgetNotMet, candidate_moves, open_search_sweep, sweep_search
+
+    budget = Budget.parse(args.budget, args.min_saving)
+    out = Path(args.out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise ValueError(f"--out {out}: the found schedule is written as YAML; give a .yaml file")
+    _writable_folder(out.parent)
+    sweep = open_search_sweep(args.model, args.weights, args.per_class, args.steps, args.guidance, device=args.device,
+                              cache_dir=args.cache_dir, batch_size=args.batch_size, progress=not args.quiet)
+    moves = candidate_moves(args.steps, len(sweep.unet.skips_popped), window=args.window)
+    try:
+        res = sweep_search(sweep, budget, moves, progress=not args.quiet)
+    except BudgetNotMet as exc:
+        raise SystemExit(f"unetdyn search: {exc}") from None
+    best = res.best
+    found = Schedule(best.schedule.interventions, name=out.stem)
+    header = (f"# found by `unetdyn search --budget '{budget}'` on {len(sweep.seeds)} search samples ({args.model}, "
+              f"K={args.steps}, guidance {args.guidance}): saves {best.saving:.1%} of the FLOPs per sample; "
+              f"{budget.metric} = {best.value:.3f} there. {res.trials} schedules measured.\n")
+    text = header + yaml.safe_dump(found.to_dict(), sort_keys=False)
+    atomic_write(out, lambda tmp: tmp.write_text(text))
+    print(f"{best.schedule.describe()}\n  saves {best.saving:.1%} of the FLOPs ({1 / (1 - best.saving):.2f}x) at "
+          f"{budget.metric} = {best.value:.3f} on the search samples; written to {out}")
+
+
 def cmd_book(args) -> None:
     from unetdyn.paper.book import make_book
 
@@ -225,6 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--model diffusers --random-weights: Stable Diffusion 1.5's or DDPM's 32x32 Unet")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("search", help="the cheapest schedule found that meets a quality budget (written as YAML)")
+    _model_args(p)
+    p.add_argument("--budget", default="ssim>=0.8", help="METRIC>=VALUE on the search samples; METRIC: ssim (mean), "
+                   "ssim_p5 (5th percentile), psnr (default ssim>=0.8)")
+    p.add_argument("--min-saving", type=float, default=0.0, help="fail unless the found schedule saves this FLOP share")
+    p.add_argument("--per-class", type=int, default=4, help="search samples per class (builtin: 5 classes; default 4)")
+    p.add_argument("--window", type=int, default=10, help="steps per window of the search space (default 10)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cache-dir", help="the result store the measurements go to (default data/cache)")
+    p.add_argument("--out", default="out/found.yaml", help="the found schedule (YAML; default out/found.yaml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_search)
 
     from unetdyn.paper.book import NOTEBOOKS
 
