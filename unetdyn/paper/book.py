@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 NOTEBOOKS = ("01_phases", "02_skip_vs_deconv", "03_nb_sweep", "04_n_limit", "05_relaxation", "06_shortcut", "07_alternatives",
-             "09_other_unets")
+             "08_beyond", "09_other_unets")
 PARAMS_FILE = BOOK_DIR / "params.yaml"
 _ANY = object()  # default of a parameter that is not a literal: any value is accepted
 

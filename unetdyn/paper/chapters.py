@@ -59,6 +59,10 @@ __all__ = [
     "shortcut",
     "Alternatives",
     "alternatives",
+    "OtherUnets",
+    "other_unets",
+    "Beyond",
+    "beyond",
 ]
 
 IMAGE_SAMPLES = 6  # every sweep keeps the images of its first six samples (six classes)
@@ -763,3 +767,141 @@ def other_unets(archs: Sequence[str] = ("builtin", "glide", "sd15", "ddpm32"), s
             f"{schedule} saves": sc["saving"],
         })
     return OtherUnets(pd.DataFrame(per_nb), pd.DataFrame(short), tuple(missing))
+
+
+# -- chapter 8: beyond the paper, a schedule search --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Beyond:
+    """Chapter 8: the searched schedule beside the paper's shortcut, reported on held-out samples.
+
+    Attributes:
+        search: the search's result on its own samples (:class:`~unetdyn.paper.search.SearchResult`).
+        search_samples: (prompts, seeds) the search measured on.
+        parts: the compared schedules by name (the paper's shortcut, the found one, references).
+        result: their per-sample SSIM/PSNR on the book's samples (held out from the search).
+        held_out_classes: the classes the search never saw.
+        ssim: per schedule, its mean SSIM on all held-out samples and on the held-out classes.
+        costs: FLOPs per schedule on this model; ``architectures``: the FLOP saving on other
+            architectures (random weights), where they could be counted.
+        timings: wall-clock of each schedule against the full sampler, one run.
+    """
+
+    spec: SweepSpec
+    search: Any
+    search_samples: tuple[list, list]
+    parts: dict[str, Schedule]
+    base: dict[str, np.ndarray]
+    result: SweepResult
+    held_out_classes: tuple[str, ...]
+    ssim: dict[str, dict[str, Reading]]
+    costs: pd.DataFrame
+    architectures: pd.DataFrame
+    timings: pd.DataFrame
+    findings: tuple[Finding, ...]
+
+
+def _architecture_savings(parts: dict[str, Schedule], cache_dir, compute: bool) -> pd.DataFrame:
+    """FLOPs saved by each schedule on GLIDE's, SD 1.5's and DDPM's architectures (random weights, meta
+    device), stored; an architecture that cannot be built here (glide-text2im missing) is left out."""
+    from unetdyn.cost import schedule_cost
+    from unetdyn.paper.architectures import ARCHITECTURES, load_architecture
+    from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key
+    from unetdyn.paths import CACHE_DIR
+
+    cache = Cache(cache_dir or CACHE_DIR, read_only=not compute)
+    key = content_key({"v": SCHEMA_VERSION, "what": "architecture savings",
+                       "schedules": {k: s.to_dict()["interventions"] for k, s in parts.items()}})
+    rec = cache.get_record(key)
+    if rec is None:
+        if not compute:
+            raise CacheMiss("the schedules' FLOP savings on other architectures are not stored: run `unetdyn figure 08_beyond`")
+        rows = []
+        for arch in ("glide", "sd15", "ddpm32"):
+            try:
+                unet = load_architecture(arch)
+            except ImportError:
+                continue
+            for name, s in parts.items():
+                rows.append({"architecture": ARCHITECTURES[arch][0], "schedule": name, "saving": schedule_cost(unet, s).saving})
+        rec = {"rows": rows}
+        cache.put_record(key, rec, {"what": "architecture savings"})
+    table = pd.DataFrame(rec["rows"])
+    return table.pivot(index="architecture", columns="schedule", values="saving") if len(table) else table
+
+
+def beyond(
+    spec: SweepSpec = SweepSpec(),
+    *,
+    budget: str = "ssim>=0.8",
+    per_class: int = 4,
+    window: int = 10,
+    references: Sequence[str] = ("paper-shortcut",),
+    timing_samples: int = 16,
+    timing_repeats: int = 3,
+    image_samples: int = 10,
+    compute: bool = False,
+    cache_dir=None,
+    **runtime,
+) -> Beyond:
+    """Chapter 8: the schedule search (on its own samples) and the found schedule on the book's
+    samples, which the search never saw (other seeds; half of them other classes)."""
+    from unetdyn.cost import schedule_cost
+    from unetdyn.interventions import preset
+    from unetdyn.paper.search import Budget, candidate_moves, open_search_sweep, sweep_search
+
+    runtime = {**runtime, "cache_dir": cache_dir}
+    b = Budget.parse(budget)
+    ssweep = open_search_sweep(spec.model, spec.weights, per_class, spec.steps, spec.guidance, compute=compute,
+                               device=runtime.get("device"), cache_dir=cache_dir,
+                               batch_size=runtime.get("batch_size", 16), progress=runtime.get("progress", True))
+    res = sweep_search(ssweep, b, candidate_moves(spec.steps, len(ssweep.unet.skips_popped), window=window),
+                       progress=runtime.get("progress", True))
+    parts = {name: Schedule(preset(name).interventions, name=name) for name in references}
+    parts["found"] = Schedule(res.best.schedule.interventions, name="found")
+
+    sweep = _sweep(spec, compute, runtime)
+    base = sweep.baseline()
+    result = sweep.run(list(parts.values()), images=list(range(min(image_samples, spec.n_samples))))
+    search_classes = set(ssweep.prompts)
+    held_out_classes = tuple(sorted({p for p in sweep.prompts if p not in search_classes}, key=sweep.prompts.index))
+    ssim: dict[str, dict[str, Reading]] = {}
+    for name in parts:
+        t = result.table[result.table.schedule == name]
+        v = t.ssim.to_numpy()
+        other = t[t.prompt.isin(held_out_classes)].ssim.to_numpy()
+        ssim[name] = {
+            "all held-out samples": bootstrap(lambda m: float(m[0]), v[None, :], digits=3),
+            "held-out classes": bootstrap(lambda m: float(m[0]), other[None, :], digits=3) if len(other) > 1 else None,
+            "5th percentile": rd.bootstrap_samples(lambda x: float(np.percentile(x, 5)), v, digits=3),
+        }
+    costs = pd.DataFrame([
+        {"schedule": name, "Unet calls": c.unet_calls, "FLOPs saved": c.saving, "FLOP speed-up": 1 / (1 - c.saving)}
+        for name, c in ((n, schedule_cost(sweep.unet, s, sweep.config)) for n, s in parts.items())
+    ]).set_index("schedule")
+    timings = sweep.timing([Schedule((), name="full"), *parts.values()], timing_samples, timing_repeats)
+    full_s = timings.seconds.iloc[0]
+    timings = timings.assign(speedup=full_s / timings.seconds, speedup_low=full_s / timings.high, speedup_high=full_s / timings.low)
+    archs = _architecture_savings(parts, cache_dir, compute)
+
+    found, paper = ssim["found"], ssim.get("paper-shortcut")
+    tv = timings.set_index("schedule")
+    goal = found["all held-out samples"]
+    meets = "meets" if goal.lo >= b.threshold else ("misses" if goal.hi < b.threshold else "cannot tell")
+    findings = [
+        Finding("FLOP speed-up of the found schedule (this model)", "1.3x (the paper's shortcut); goal >= 2x",
+                f"{costs['FLOP speed-up']['found']:.2f}x ({costs['FLOPs saved']['found']:.1%} saved)", "-", "found"),
+        Finding("wall-clock speed-up of the found schedule (median, range over rounds)", "goal >= 1.8x",
+                f"{tv.speedup['found']:.2f}x [{tv.speedup_low['found']:.2f}, {tv.speedup_high['found']:.2f}]", "-", "timing"),
+        Finding(f"held-out mean SSIM of the found schedule (budget {b} on the search samples)", f">= {b.threshold:g}",
+                f"{goal} ({meets} the budget on held-out samples)", "-", "held-out"),
+    ]
+    if found["held-out classes"] is not None:
+        findings.append(Finding("mean SSIM on the classes the search never saw", f">= {b.threshold:g}",
+                                str(found["held-out classes"]), "-", "held-out"))
+    if paper is not None:
+        findings.append(finding("mean SSIM of the paper's shortcut on the same samples", "0.795",
+                                paper["all held-out samples"], 0.795, "held-out"))
+    return Beyond(spec, res, (ssweep.prompts, ssweep.seeds), parts, base, result, held_out_classes, ssim, costs, archs,
+                  timings, tuple(findings))

@@ -48,6 +48,11 @@ __all__ = [
     "glide_table",
     "efficiency",
     "other_unets",
+    "timelines",
+    "search_path",
+    "held_out_histograms",
+    "found_pairs",
+    "beyond_pareto",
 ]
 
 FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
@@ -524,5 +529,104 @@ def other_unets(r):
     axes[0].legend(frameon=False)
     for ax in axes:
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# -- chapter 8 --------------------------------------------------------------------------------------
+
+
+def timelines(schedules: dict, steps: int, n_blocks: int, n_skips: int):
+    """One row per schedule, one bar per step t = K .. 1: what the Unet runs there.
+
+    Colour: the full Unet, or the bottom nb decoder blocks removed (darker = more; hatched:
+    reused from the cache); a pale bar: guidance's unconditional branch dropped; no bar: the
+    step is not run (a jump passes over it, or the early stop came before it).
+    """
+    cmap = plt.get_cmap("OrRd")
+    fig, ax = plt.subplots(figsize=(12, 0.9 + 0.55 * len(schedules)))
+    for row, (name, s) in enumerate(schedules.items()):
+        for st in s.compile(steps, n_blocks, n_skips):
+            color = "#4c72b0" if not st.drop_blocks else cmap(0.35 + 0.6 * st.drop_blocks / n_blocks)
+            ax.bar(st.t, 0.8, bottom=-row, width=0.9, color=color, alpha=1.0 if st.guided else 0.45,
+                   hatch="////" if st.fill == "cache" and st.drop_blocks else None, edgecolor="white", lw=0)
+            if st.stop:
+                ax.plot([st.t - 0.6] * 2, [-row, -row + 0.8], color="k", lw=2)
+    ax.set_xlim(steps + 1, 0)
+    ax.set_yticks([-k + 0.4 for k in range(len(schedules))], list(schedules))
+    ax.set_xlabel("t (sampling runs from left to right)")
+    handles = [Patch(color="#4c72b0", label="full Unet"), Patch(color=cmap(0.65), label="bottom nb blocks removed (darker: more)"),
+               Patch(facecolor=cmap(0.65), hatch="////", edgecolor="white", label="... reused from the cache"),
+               Patch(color="#4c72b0", alpha=0.45, label="no unconditional branch"), Patch(color="white", label="gap: not run")]
+    ax.legend(handles=handles, ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.0 + 1.1 / (1 + len(schedules))))
+    ax.spines[["top", "right", "left"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def search_path(r):
+    """Each candidate move alone (FLOPs saved against SSIM on the search samples) and the accepted path."""
+    res = r.search
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    kinds = {}
+    for t in res.singles:
+        (slot, iv), = t.state.items()
+        kinds.setdefault(iv.kind + (" (cache)" if getattr(iv, "fill", "") == "cache" else ""), []).append(t)
+    for kind, ts in kinds.items():
+        ax.scatter([t.value for t in ts], [100 * t.saving for t in ts], s=18, alpha=0.7, label=f"{kind} alone")
+    ax.plot([t.value for t in res.path], [100 * t.saving for t in res.path], "-o", color="k", ms=4, label="accepted, in order")
+    ax.axvline(res.budget.threshold, color="crimson", ls=":", label=f"budget {res.budget}")
+    ax.set(xlabel=f"{res.budget.metric} to the full output (search samples)", ylabel="FLOPs saved (%)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def held_out_histograms(r, threshold: float = 0.8):
+    """SSIM to the full output on the held-out samples, per compared schedule."""
+    names = list(r.parts)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        t = r.result.table[r.result.table.schedule == name]
+        held = t.prompt.isin(r.held_out_classes)
+        bins = np.linspace(min(0.3, t.ssim.min()), 1, 25)
+        ax.hist([t.ssim[~held], t.ssim[held]], bins=bins, stacked=True, color=["#4c72b0", "#dd8452"],
+                label=["search classes (other seeds)", "classes the search never saw"])
+        m = r.ssim[name]["all held-out samples"]
+        ax.axvline(m.value, color="k", lw=1.2, label=f"mean {m}")
+        ax.axvline(threshold, color="crimson", ls=":", lw=1)
+        ax.set(title=name, xlabel="SSIM to the full output")
+    axes[0][0].set_ylabel("samples")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def found_pairs(r, name: str = "found", k: int = 10):
+    """The first held-out samples: the full output above, the schedule's below, with their SSIM."""
+    t = r.result.table[r.result.table.schedule == name].reset_index(drop=True)
+    imgs = r.result.images[r.parts[name].interventions]
+    k = min(k, len(imgs))
+    return image_rows([r.base["x0"][:k], imgs[:k]], ["full", name], [f"{t.prompt[i]}\nSSIM {t.ssim[i]:.2f}" for i in range(k)])
+
+
+def beyond_pareto(r, alternatives=None):
+    """FLOP and wall-clock speed-up against held-out mean SSIM: the compared schedules over chapter 7's methods."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
+    tv = r.timings.set_index("schedule")
+    for ax, y in ((axes[0], "speedup"), (axes[1], "flop_speedup")):
+        if alternatives is not None:
+            t = alternatives.table.assign(flop_speedup=1 / (1 - alternatives.table.flop_saving))
+            ax.scatter(t.ssim_mean, t[y], color="0.7", s=18, label="chapter 7's methods (16 samples)")
+        for name, marker in zip(r.parts, ("*", "P", "D", "s")):
+            x = r.ssim[name]["all held-out samples"]
+            yv = tv.speedup[name] if y == "speedup" else r.costs["FLOP speed-up"][name]
+            ax.errorbar(x.value, yv, xerr=[[x.value - x.lo], [x.hi - x.value]], fmt=marker, ms=12, mec="k", label=name)
+        ax.axhline(1, color="gray", lw=0.5)
+        ax.axvline(0.8, color="crimson", ls=":", lw=0.8)
+        ax.set(xlabel="mean SSIM to the full output (held-out samples; chapter 7: its own)",
+               ylabel="wall-clock speed-up (x)" if y == "speedup" else "FLOP speed-up (x)")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
