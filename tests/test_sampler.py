@@ -180,3 +180,24 @@ def test_eq4_variance_changes_only_the_jumps_noise(unet):
     assert not torch.equal(jump, literal)
     assert "variance" not in Schedule((SkipSteps(6, 3),)).to_dict()["interventions"][0]
     assert Schedule((SkipSteps(6, 3, variance="one-step"),)).to_dict()["interventions"][0]["variance"] == "one-step"
+
+
+def test_a_job_resumes_from_any_baseline_where_their_runs_differ(unet):
+    """A trajectory of an intervened schedule serves as a baseline: schedules that extend it resume
+    at their first difference and give what a run from scratch gives."""
+    from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, SkipSteps
+
+    cfg = SamplerConfig(steps=12)
+    prompts, seeds = ["circle", "star", "heart"], [0, 1, 2]
+    first = Schedule((SkipSteps(11, 3), DropBlocks(7, 2, 8)), name="first")
+    more = Schedule((*first.interventions, EarlyStop(3)), name="more")
+    guid = Schedule((*first.interventions, DropGuidance(4, 4)), name="guid")
+    base = trajectory(unet, prompts, seeds, cfg, progress=False)
+    traj = trajectory(unet, prompts, seeds, cfg, progress=False, schedule=first, baseline=base)
+    assert traj.schedule == first and torch.equal(traj.xs[12], base.xs[12]) and not traj.xs[10].any()  # 10: jumped over
+    scratch = sample(unet, prompts, seeds, [first, more, guid], cfg, progress=False)
+    resumed = sample(unet, prompts, seeds, [first, more, guid], cfg, baseline=traj, progress=False)
+    torch.testing.assert_close(resumed.images, scratch.images, rtol=0, atol=2e-3)  # other batch shapes round otherwise
+    assert torch.equal(resumed.images[0], traj.x0)  # the baseline's own run: nothing computed
+    calls = sample(unet, prompts, seeds, [more], cfg, baseline=traj, progress=False).stats.unet_calls
+    assert calls == 3  # only the early-stopped step t = 3, once per sample

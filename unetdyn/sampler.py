@@ -111,6 +111,7 @@ class Trajectory:
     config: SamplerConfig
     xs: torch.Tensor
     x0_hat: torch.Tensor
+    schedule: Schedule = field(default_factory=Schedule)  # the schedule it ran (default: none, the full run)
 
     @property
     def x0(self) -> torch.Tensor:
@@ -145,17 +146,33 @@ class _Job:
     out: torch.Tensor | None = None
 
 
-def _start(schedule: Schedule, steps: tuple[Step, ...], K: int, baseline: Trajectory | None) -> int:
-    """The step a job starts at: K, or with a baseline its first intervened step.
+def _diverge(steps: Sequence[Step], base_steps: Sequence[Step]) -> int | None:
+    """The first (largest) step at which two compiled runs differ, or None if they are the same run.
+
+    Up to there both ran the same steps, so both reach it from the same ``x_t``.
+    """
+    base = {st.t: st for st in base_steps}
+    for st in steps:
+        if base.get(st.t) != st:
+            return st.t
+    return None
+
+
+def _start(steps: tuple[Step, ...], K: int, baseline: Trajectory | None, base_steps: tuple[Step, ...]) -> int:
+    """The step a job starts at: K, or with a baseline the first step where it differs from the
+    baseline's run (0: it is the baseline's run; nothing to compute).
 
     Cache fill needs the activation of the last full step, so such jobs start one step
-    earlier and recompute it.
+    earlier and recompute it, which only a full baseline (no interventions) guarantees to be
+    a full step; on another baseline they start at K.
     """
-    first = schedule.first_step()
-    if baseline is None or first is None:
+    if baseline is None:
         return K
+    first = _diverge(steps, base_steps)
+    if first is None:
+        return 0
     if any(s.fill == "cache" and s.drop_blocks for s in steps):
-        return min(K, first + 1)
+        return min(K, first + 1) if not baseline.schedule.interventions else K
     return first
 
 
@@ -175,8 +192,8 @@ def sample(
     Args:
         prompts, seeds: one per sample (a prompt is what ``unet.condition`` accepts).
         schedules: one schedule, a preset name, or several (run together, batched).
-        baseline: the full-schedule :class:`Trajectory` of the same samples and config;
-            jobs then resume from it at their first intervened step.
+        baseline: a :class:`Trajectory` of the same samples and config (usually the full
+            schedule's); each job resumes from it at the first step where its run differs.
         batch_size: maximum samples per Unet call (guidance doubles the rows).
         callback: ``callback(t, jobs, x_t, x0_hat)`` after each batched step; ``jobs``
             holds the (schedule index, sample index) of each row.
@@ -213,13 +230,14 @@ def sample(
         cond = unet.condition(list(prompts))
         uncond = unet.condition([None]) if config.guidance != 1.0 and unet.conditional else None
 
+    base_steps = baseline.schedule.compile(K, n_blocks, n_skips) if baseline is not None else ()
     jobs: list[_Job] = []
     for row, (s, steps) in enumerate(zip(scheds, plans)):
-        t0 = _start(s, steps, K, baseline)
+        t0 = _start(steps, K, baseline, base_steps)
         keep = tuple(sorted({st.drop_blocks - 1 for st in steps if st.fill == "cache" and st.drop_blocks}))
         by_t = {st.t: st for st in steps}
         for col, seed in enumerate(seeds):
-            if baseline is not None and s.first_step() is None:  # the baseline itself: nothing to run
+            if t0 == 0:  # the baseline's own run: nothing to compute
                 jobs.append(_Job(row, col, seed, by_t, 0, baseline.xs[0, col], out=baseline.xs[0, col].to(dev)))
                 continue
             x = baseline.xs[t0, col] if baseline is not None else step_noise(seed, 0, shape, "init")
@@ -375,27 +393,44 @@ def trajectory(
     config: SamplerConfig = SamplerConfig(),
     batch_size: int = 16,
     progress: bool = True,
+    schedule: Schedule | str = "full",
+    baseline: Trajectory | None = None,
 ) -> Trajectory:
-    """Run the full schedule and keep every ``x_t`` and x0 estimate (the baseline for reuse).
+    """Run a schedule (default: the full one) and keep every ``x_t`` and x0 estimate (a baseline for reuse).
+
+    ``baseline``: a trajectory of the same samples to resume from (the steps before the
+    first difference are copied from it). Rows of steps the schedule does not visit (a
+    jump's, those after an early stop) are zeros.
 
     Example:
         >>> base = trajectory(unet, ["circle"] * 4, range(4))                    # doctest: +SKIP
         >>> sample(unet, base.prompts, base.seeds, "paper-shortcut", baseline=base)  # doctest: +SKIP
     """
+    sched = preset(schedule) if isinstance(schedule, str) else schedule
     K = config.steps
     n = len(seeds)
-    xs = torch.empty((K + 1, n, *unet.image_shape))
-    x0_hat: list[torch.Tensor] = []  # allocated at the first step: a latent model's images have another shape
+    xs = baseline.xs.clone() if baseline is not None else torch.zeros((K + 1, n, *unet.image_shape))
+    # allocated at the first step without a baseline: a latent model's images have another shape
+    x0_hat: list[torch.Tensor] = [baseline.x0_hat.clone()] if baseline is not None else []
+    visited: set[int] = set()
 
     def record(t: int, jobs: list[tuple[int, int]], x_t: torch.Tensor, x0: torch.Tensor) -> None:
         cols = [c for _, c in jobs]
+        visited.add(t)
         xs[t, cols] = x_t.cpu()
         img = unet.decode(x0).cpu()
         if not x0_hat:
-            x0_hat.append(torch.empty((K + 1, n, *img.shape[1:])))
+            x0_hat.append(torch.zeros((K + 1, n, *img.shape[1:])))
         x0_hat[0][t, cols] = img
 
-    res = sample(unet, prompts, seeds, "full", config, batch_size=batch_size, progress=progress, callback=record)
+    res = sample(unet, prompts, seeds, sched, config, baseline=baseline, batch_size=batch_size, progress=progress,
+                 callback=record)
+    if visited:  # rows above the first step run are the baseline's (the shared prefix); below, unvisited rows are zeros
+        for t in range(1, max(visited)):
+            if t not in visited:
+                xs[t] = 0
+                x0_hat[0][t] = 0
     xs[0] = res.latents[0]
     x0_hat[0][0] = res.images[0]
-    return Trajectory(prompts=list(prompts), seeds=[int(s) for s in seeds], config=config, xs=xs, x0_hat=x0_hat[0])
+    return Trajectory(prompts=list(prompts), seeds=[int(s) for s in seeds], config=config, xs=xs, x0_hat=x0_hat[0],
+                      schedule=sched)

@@ -205,7 +205,7 @@ class SearchResult:
 
 
 def search(
-    measure: Callable[[Sequence[Schedule]], list[tuple[np.ndarray, np.ndarray]]],
+    measure: Callable[[Sequence[Schedule], Schedule], list[tuple[np.ndarray, np.ndarray]]],
     flops: Callable[[Schedule], float],
     budget: Budget,
     moves: Sequence[Move],
@@ -215,7 +215,9 @@ def search(
     """Sensitivity-ordered greedy search (see the module's docstring).
 
     Args:
-        measure: per schedule, per-sample (SSIM, PSNR) to the full output on the search samples.
+        measure: ``measure(schedules, base)``: per schedule, per-sample (SSIM, PSNR) to the full
+            output on the search samples; ``base`` is a schedule they all extend (the current
+            best), from whose run a measurement may resume.
         flops: FLOPs per sample of a schedule (the full schedule's is ``flops(Schedule())``).
         budget: what the found schedule must meet on the search samples.
         moves: the search space (:func:`candidate_moves`).
@@ -227,7 +229,7 @@ def search(
     """
     full = float(flops(Schedule()))
 
-    def trials_of(states: list[dict[str, Intervention]]) -> list[Trial | None]:
+    def trials_of(states: list[dict[str, Intervention]], base: Schedule) -> list[Trial | None]:
         scheds: list[Schedule | None] = []
         for st in states:
             try:
@@ -243,7 +245,7 @@ def search(
                 ok[s.name] = s
             except ScheduleError:
                 pass
-        measured = dict(zip(ok, measure(list(ok.values())))) if ok else {}
+        measured = dict(zip(ok, measure(list(ok.values()), base))) if ok else {}
         out: list[Trial | None] = []
         for st, s in zip(states, scheds):
             if s is None or s.name not in measured:
@@ -253,11 +255,11 @@ def search(
             out.append(Trial(dict(st), s, 1.0 - flops(s) / full, budget.value(ssim, psnr), float(np.mean(ssim))))
         return out
 
-    ssim0, psnr0 = measure([Schedule(name="full")])[0]
+    ssim0, psnr0 = measure([Schedule(name="full")], Schedule())[0]
     start = Trial({}, Schedule(name="full"), 0.0, budget.value(ssim0, psnr0), float(np.mean(ssim0)))
     if start.value < budget.threshold:
         raise BudgetNotMet(f"budget {budget} is not met even by the full sampler ({budget.metric} = {start.value:.3f})")
-    singles_all = trials_of([{m.slot: m.value} for m in moves])
+    singles_all = trials_of([{m.slot: m.value} for m in moves], Schedule())
     singles = [t for t in singles_all if t is not None]
     n_trials = 1 + len(singles)
     kept = [t for t in singles if t.value >= budget.threshold and t.saving > 0]
@@ -273,7 +275,7 @@ def search(
             if best.state.get(slot) == value:
                 continue
             state = {**best.state, slot: value}
-            trial = trials_of([state])[0]
+            trial = trials_of([state], best.schedule)[0]
             n_trials += 1
             if trial is not None and trial.value >= budget.threshold and trial.saving > best.saving:
                 best, added = trial, True
@@ -316,8 +318,8 @@ def sweep_search(sweep, budget: Budget, moves: Sequence[Move] | None = None, pas
     if moves is None:
         moves = candidate_moves(sweep.config.steps, len(unet.skips_popped))
 
-    def measure(schedules: Sequence[Schedule]) -> list[tuple[np.ndarray, np.ndarray]]:
-        t = sweep.run(schedules).table
+    def measure(schedules: Sequence[Schedule], base: Schedule) -> list[tuple[np.ndarray, np.ndarray]]:
+        t = sweep.run(schedules, resume_from=base).table
         return [(t.ssim[t.schedule == s.name].to_numpy(), t.psnr[t.schedule == s.name].to_numpy()) for s in schedules]
 
     return search(measure, flops_counter(unet, sweep.config, sweep.prompts[0]), budget, moves, passes, progress)
