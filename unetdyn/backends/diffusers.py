@@ -132,7 +132,7 @@ class DiffusersUnet:
         self.model, self.vae, self.text_encoder, self.tokenizer = model, vae, text_encoder, tokenizer
         self.diffusion, self.prediction = diffusion, prediction
         cfg = model.config
-        self.text_model = hasattr(cfg, "cross_attention_dim") and type(model).__name__ == "UNet2DConditionModel"
+        self.text_model = type(model).__name__ == "UNet2DConditionModel"  # conditioned on encoder hidden states
         self.conditional = self.text_model
         size = cfg.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)

@@ -838,6 +838,7 @@ def beyond(
     per_class: int = 4,
     window: int = 10,
     references: Sequence[str] = ("paper-shortcut",),
+    deepcache: tuple[int, int] | None = (12, 2),
     timing_samples: int = 16,
     timing_repeats: int = 3,
     image_samples: int = 10,
@@ -846,9 +847,12 @@ def beyond(
     **runtime,
 ) -> Beyond:
     """Chapter 8: the schedule search (on its own samples) and the found schedule on the book's
-    samples, which the search never saw (other seeds; half of them other classes)."""
+    samples, which the search never saw (other seeds; half of them other classes). ``references``:
+    presets to compare with; ``deepcache``: (nb, refresh interval) of a DeepCache-style schedule
+    to compare with (None: none)."""
     from unetdyn.cost import schedule_cost
     from unetdyn.interventions import preset
+    from unetdyn.paper.alternatives import deepcache as deepcache_schedule
     from unetdyn.paper.search import Budget, candidate_moves, open_search_sweep, sweep_search
 
     runtime = {**runtime, "cache_dir": cache_dir}
@@ -859,6 +863,9 @@ def beyond(
     res = sweep_search(ssweep, b, candidate_moves(spec.steps, len(ssweep.unet.skips_popped), window=window),
                        progress=runtime.get("progress", True))
     parts = {name: Schedule(preset(name).interventions, name=name) for name in references}
+    if deepcache is not None:
+        dc = deepcache_schedule(spec.steps, *deepcache)
+        parts[dc.name] = dc
     parts["found"] = Schedule(res.best.schedule.interventions, name="found")
 
     sweep = _sweep(spec, compute, runtime)
