@@ -121,3 +121,16 @@ def test_early_stop_part_alone_runs_fewer_calls(unet):
     assert stop.schedule.interventions == (EarlyStop(t=18),)
     assert len(stop.schedule.compile(100, 16, 16)) == 83
     assert isinstance(next(m for m in methods() if m.name == "shortcut: blocks only").schedule.interventions[0], DropBlocks)
+
+
+def test_the_ddim_diagnosis_measures_agreement_saturation_and_self_consistency(unet):
+    from unetdyn.paper.alternatives import ddim_diagnosis
+
+    prompts, seeds = ["circle", "star", "heart"], [0, 1, 2]
+    judge = lambda images: (images.mean(dim=(1, 2, 3)) > 0).numpy()  # noqa: E731  a stand-in classifier
+    t = ddim_diagnosis(unet, prompts, seeds, judge, guidances=(1.0, 3.0), steps=(6, 3), progress=False)
+    assert list(zip(t.sampler, t.steps)) == [("ancestral", 6), ("ddim", 6), ("ddim", 3)] * 2
+    assert ((0 <= t.agreement) & (t.agreement <= 1) & (t.agreement_lo <= t.agreement) & (t.agreement <= t.agreement_hi)).all()
+    assert ((0 <= t.saturated) & (t.saturated <= 1)).all()
+    own = t.ssim_to_own_most_steps
+    assert own[t.steps == 3].notna().all() and own[t.steps == 6].isna().all()

@@ -56,6 +56,7 @@ __all__ = [
     "measure",
     "glide_costs",
     "pareto",
+    "ddim_diagnosis",
 ]
 
 FAMILIES = ("full", "paper shortcut", "fewer steps", "DDIM", "dual depth", "DeepCache", "guidance truncation")
@@ -286,6 +287,7 @@ BENCHMARK_SCRIPTS = {
     "efficiency": "benchmarks/sampler_efficiency.py",
     "book_times": "benchmarks/book_times.py",
     "other_unets": "benchmarks/other_unets.py",
+    "ddim": "benchmarks/ddim_diagnosis.py",
 }
 
 
@@ -340,3 +342,44 @@ def shortcut_verdict(table: pd.DataFrame, samples: int) -> tuple[pd.DataFrame, s
     text.append(f"All of this rests on {samples} samples per method: class agreement moves in steps of {1 / samples:.0%}, "
                 "and these comparisons carry no interval yet.")
     return pd.DataFrame(rows), " ".join(text)
+
+
+def ddim_diagnosis(
+    unet: Unet,
+    prompts: Sequence[Any],
+    seeds: Sequence[int],
+    judge: Callable[[torch.Tensor], np.ndarray],
+    guidances: Sequence[float] = (1.0, 2.0, 3.0, 5.0),
+    steps: Sequence[int] = (100, 50),
+    batch_size: int = 16,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Why DDIM loses class agreement: the ancestral sampler and DDIM at several guidance scales.
+
+    Per (sampler, K, guidance): the share of samples the classifier sees as the prompted class
+    (with its 95% bootstrap interval), the share of saturated pixels (``|x| >= 0.98``), and for
+    DDIM at fewer steps its SSIM to its own output at the most steps (is DDIM self-consistent?).
+    """
+    from unetdyn.paper.readings import bootstrap_samples
+
+    rows = []
+    runs = [(m, k) for m in ("ancestral", "ddim") for k in sorted(steps, reverse=True) if m == "ddim" or k == max(steps)]
+    bar = tqdm(total=len(runs) * len(guidances), desc="DDIM diagnosis", unit="run", disable=not progress)
+    for g in guidances:
+        own: torch.Tensor | None = None
+        for method, k in runs:
+            out = sample(unet, prompts, seeds, "full", SamplerConfig(steps=k, guidance=g, method=method),
+                         batch_size=batch_size, progress=False).images[0]
+            agree = bootstrap_samples(np.mean, judge(out).astype(float), digits=2)
+            row = {"sampler": method, "steps": k, "guidance": g, "samples": len(seeds), "agreement": agree.value, "agreement_lo": agree.lo,
+                   "agreement_hi": agree.hi, "saturated": float((out.abs() >= 0.98).float().mean()),
+                   "ssim_to_own_most_steps": float("nan")}
+            if method == "ddim":
+                if own is None:
+                    own = out
+                else:
+                    row["ssim_to_own_most_steps"] = float(compare(own, out)["ssim"].mean())
+            rows.append(row)
+            bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows)

@@ -674,6 +674,7 @@ class Alternatives:
     glide: dict | None
     efficiency: dict | None
     findings: tuple[Finding, ...]
+    ddim: pd.DataFrame | None = None  # benchmarks/ddim_diagnosis.py: agreement and saturation against guidance
 
 
 def alternatives(
@@ -686,9 +687,11 @@ def alternatives(
     batch_size: int = 16,
     glide_repeats: int = 2,
     efficiency: dict | None = None,
+    ddim: dict | None = None,
     cache_dir=None,
 ) -> Alternatives:
-    """Chapter 7. ``efficiency``: the sampler-efficiency benchmark's parameters (None: its defaults)."""
+    """Chapter 7. ``efficiency``, ``ddim``: the sampler-efficiency and DDIM-diagnosis benchmarks' parameters
+    (None: their defaults)."""
     from unetdyn.backends import load_unet
     from unetdyn.paper.alternatives import load_benchmark, shortcut_verdict
     from unetdyn.paper.cache import Cache, CacheMiss, model_id
@@ -710,6 +713,7 @@ def alternatives(
     glide = optional("alternatives", "glide-architecture", {"random_weights": True, "repeats": glide_repeats, "quick": False})
     eff = optional("efficiency", mid, efficiency or {"batches": "1,4,8,16,24,32,64,128,256", "steps": 10, "repeats": 3,
                                                       "sweep_samples": 2, "t_stride": 10})
+    dd = optional("ddim", mid, ddim or {"samples": 50, "guidances": "1,2,3,5"})
     sc = table[table.method == "paper shortcut"]
     findings = ()
     if len(sc):
@@ -719,7 +723,7 @@ def alternatives(
             Finding("mean SSIM of the shortcut (this benchmark)", "0.795", f"{s.ssim_mean:.3f} ({samples} samples; chapter 6 has "
                     "the interval on 100)", "-", "verdict"),
         )
-    return Alternatives(rec["meta"], table, best, text, glide, eff, findings)
+    return Alternatives(rec["meta"], table, best, text, glide, eff, findings, pd.DataFrame(dd["rows"]) if dd else None)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ __all__ = [
     "held_out_histograms",
     "found_pairs",
     "beyond_pareto",
+    "ddim_diagnosis",
 ]
 
 FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
@@ -628,5 +629,23 @@ def beyond_pareto(r, alternatives=None):
         ax.set(xlabel="mean SSIM to the full output (held-out samples; chapter 7: its own)",
                ylabel="wall-clock speed-up (x)" if y == "speedup" else "FLOP speed-up (x)")
     axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def ddim_diagnosis(r):
+    """Class agreement and saturated pixels against the guidance scale, per sampler (chapter 7's DDIM question)."""
+    t = r.ddim
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for (sampler, k), d in t.groupby(["sampler", "steps"], sort=False):
+        label = f"{'DDIM' if sampler == 'ddim' else 'ancestral'} K={k}"
+        line = axes[0].plot(d.guidance, 100 * d.agreement, "-o", ms=4, label=label)[0]
+        axes[0].fill_between(d.guidance, 100 * d.agreement_lo, 100 * d.agreement_hi, color=line.get_color(), alpha=0.2, lw=0)
+        axes[1].plot(d.guidance, 100 * d.saturated, "-o", ms=4, color=line.get_color(), label=label)
+    axes[0].set(xlabel="guidance scale", ylabel="class agreement (%)", title="the classifier sees the prompted class")
+    axes[1].set(xlabel="guidance scale", ylabel="saturated pixels (%)", title="|x| >= 0.98")
+    axes[0].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
