@@ -167,3 +167,21 @@ def test_book_and_figure_refuse_bad_parameters_before_running(argv, expect, caps
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert expect in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["search", "--budget", "ssim>0.8"], "must read METRIC>=VALUE"),
+    (["search", "--budget", "fid>=3"], "budget metric 'fid' is not one of ssim, ssim_p5, psnr"),
+    (["search", "--min-saving", "1.5"], "min_saving=1.5 is out of range [0, 1)"),
+    (["search", "--out", "found.txt"], "give a .yaml file"),
+    (["search", "--model", "nonsense"], "not one of builtin, glide, diffusers:PATH"),
+    (["cost", "--arch", "sd15"], "arch='sd15' applies to model='diffusers' only"),
+])
+def test_search_and_cost_refuse_bad_arguments_before_running(argv, expect, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusal (usage line, then the error)
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.strip().splitlines()) <= 2
