@@ -32,9 +32,10 @@ from unetdyn.interventions import Schedule, ScheduleError, Step, preset
 from unetdyn.noise import NoiseSchedule
 from unetdyn.unet import Surgery, Unet, forward
 
-__all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "sample", "trajectory", "step_noise"]
+__all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "sample", "trajectory", "step_noise", "PRECISIONS"]
 
 METHODS = ("ancestral", "ddim")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def sample(
     batch_size: int = 16,
     progress: bool = True,
     callback: Callable[[int, list[tuple[int, int]], torch.Tensor, torch.Tensor], None] | None = None,
+    precision: str = "fp32",
 ) -> SampleResult:
     """Sample every prompt/seed pair under every schedule.
 
@@ -173,6 +175,10 @@ def sample(
         batch_size: maximum samples per Unet call (guidance doubles the rows).
         callback: ``callback(t, jobs, x_t, x0_hat)`` after each batched step; ``jobs``
             holds the (schedule index, sample index) of each row.
+        precision: ``"fp32"`` or ``"bf16"``: the Unet's matrix products (convolutions,
+            attention, linear layers) under bfloat16 autocast, ~1.5-1.9x faster on CPUs with
+            AVX512-BF16/AMX; the update rules, the noise and the returned tensors stay float32.
+            Results differ from fp32 ones beyond rounding, so stores key them apart.
 
     Example:
         >>> res = sample(unet, ["circle", "star"], [0, 1], ["full", "paper-shortcut"])  # doctest: +SKIP
@@ -186,6 +192,8 @@ def sample(
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; give one seed per prompt")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
     K = config.steps
     if baseline is not None:
         if list(baseline.seeds) != list(seeds) or list(baseline.prompts) != list(prompts) or baseline.config != config:
@@ -220,16 +228,18 @@ def sample(
     stats = Stats()
     todo = sum(sum(1 for st in j.steps.values() if st.t <= j.t) for j in jobs)
     bar = tqdm(total=todo, desc="sampling", unit="step", disable=not progress, leave=False)
-    for t in range(K, 0, -1):
-        due = [j for j in jobs if j.out is None and j.t == t]
-        groups: dict[Surgery, list[_Job]] = defaultdict(list)
-        for j in due:
-            groups[Surgery(*j.steps[t].surgery)].append(j)
-        for surgery, group in groups.items():
-            for i in range(0, len(group), batch_size):
-                chunk = group[i : i + batch_size]
-                stats.add(_run_step(unet, ns, config, t, chunk, surgery, cond, uncond, callback))
-                bar.update(len(chunk))
+    # one autocast region for the whole loop: the bf16 copies of the weights are made once
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for t in range(K, 0, -1):
+            due = [j for j in jobs if j.out is None and j.t == t]
+            groups: dict[Surgery, list[_Job]] = defaultdict(list)
+            for j in due:
+                groups[Surgery(*j.steps[t].surgery)].append(j)
+            for surgery, group in groups.items():
+                for i in range(0, len(group), batch_size):
+                    chunk = group[i : i + batch_size]
+                    stats.add(_run_step(unet, ns, config, t, chunk, surgery, cond, uncond, callback))
+                    bar.update(len(chunk))
     bar.close()
 
     images = torch.stack([torch.stack([j.out for j in jobs if j.row == r]) for r in range(len(scheds))])
@@ -327,6 +337,7 @@ def trajectory(
     config: SamplerConfig = SamplerConfig(),
     batch_size: int = 16,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> Trajectory:
     """Run the full schedule and keep every ``x_t`` and x0 estimate (the baseline for reuse).
 
@@ -344,6 +355,7 @@ def trajectory(
         xs[t, cols] = x_t.cpu()
         x0_hat[t, cols] = x0.cpu()
 
-    res = sample(unet, prompts, seeds, "full", config, batch_size=batch_size, progress=progress, callback=record)
+    res = sample(unet, prompts, seeds, "full", config, batch_size=batch_size, progress=progress, callback=record,
+                 precision=precision)
     xs[0] = x0_hat[0] = res.images[0]
     return Trajectory(prompts=list(prompts), seeds=[int(s) for s in seeds], config=config, xs=xs, x0_hat=x0_hat)
