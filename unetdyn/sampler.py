@@ -176,8 +176,9 @@ def sample(
         callback: ``callback(t, jobs, x_t, x0_hat)`` after each batched step; ``jobs``
             holds the (schedule index, sample index) of each row.
         precision: ``"fp32"`` or ``"bf16"``: the Unet's matrix products (convolutions,
-            attention, linear layers) under bfloat16 autocast, ~1.5-1.9x faster on CPUs with
-            AVX512-BF16/AMX; the update rules, the noise and the returned tensors stay float32.
+            attention, linear layers) under bfloat16 autocast, faster on CPUs with
+            AVX512-BF16/AMX (the built-in model: 1.3-1.9x); the update rules, the noise and
+            the returned tensors stay float32.
             Results differ from fp32 ones beyond rounding, so stores key them apart.
 
     Example:
