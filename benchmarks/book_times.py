@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None, help="regenerate: cpu (default) or cuda")
     ap.add_argument("--batch-size", type=int, default=16, help="regenerate: samples per Unet call (16 suits a 2-core CPU)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                    help="regenerate: the sampler's precision (bf16 results are stored under keys of their own)")
+                    help="regenerate: the sampler's precision (bf16 results are stored under keys of their own; "
+                         "they move the readings of small interventions, see benchmarks/precision_check.py)")
     ap.add_argument("--timings", action="store_true", help="regenerate: also take chapter 6's timings (on this machine)")
     ap.add_argument("--no-record", action="store_true", help="regenerate: do not store the table as a benchmark record")
     args = ap.parse_args(argv)

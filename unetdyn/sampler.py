@@ -179,7 +179,8 @@ def sample(
             attention, linear layers) under bfloat16 autocast, faster on CPUs with
             AVX512-BF16/AMX (the built-in model: 1.3-1.9x); the update rules, the noise and
             the returned tensors stay float32.
-            Results differ from fp32 ones beyond rounding, so stores key them apart.
+            Results differ from fp32 ones beyond rounding, so stores key them apart; small
+            intervention effects drown in the amplified bf16 rounding (see the README).
 
     Example:
         >>> res = sample(unet, ["circle", "star"], [0, 1], ["full", "paper-shortcut"])  # doctest: +SKIP
