@@ -63,7 +63,8 @@ def inside(r32: Reading, value: float) -> bool:
 def curve_agreement(s32: SweepResult, s16: SweepResult, metric: str) -> tuple[int, int]:
     """Schedules (curve points) whose bf16 mean lies inside the fp32 mean's 95% interval."""
     def matrix(table):
-        vals = table.pivot(index="schedule", columns="sample", values=metric).sort_index().to_numpy(dtype=float, copy=True)
+        wide = table.pivot(index="schedule", columns="sample", values=metric).sort_index()
+        vals = wide.to_numpy(dtype=float, copy=True)
         vals[np.isinf(vals)] = np.nan  # an output identical to its baseline: PSNR has no value
         return vals
 
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     kw = _kwargs(fn, params)
     runs = {}
     for precision, root in (("fp32", args.cache_dir or CACHE_DIR), ("bf16", args.bf16_cache_dir)):
-        runs[precision] = collect(fn(spec, compute=False, progress=False, cache_dir=str(root), precision=precision, **kw))
+        result = fn(spec, compute=False, progress=False, cache_dir=str(root), precision=precision, **kw)
+        runs[precision] = collect(result)
     (r32, f32, s32), (r16, f16, s16) = runs["fp32"], runs["bf16"]
 
     print(f"{args.only}, {spec.n_samples} samples: readings, fp32 [95% interval] vs bf16")

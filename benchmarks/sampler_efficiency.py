@@ -124,7 +124,7 @@ def _module_from_git(rev: str, path: str, name: str) -> types.ModuleType:
 
 
 def before_path(unet, rev: str):
-    """(sample, trajectory, unet) as of revision ``rev``: its sampler, and its model class holding ``unet``'s weights."""
+    """(sample, trajectory, unet) as of revision ``rev``: its sampler, its model class with ``unet``'s weights."""
     old_sampler = _module_from_git(rev, "unetdyn/sampler.py", "sampler_before")
     old_builtin = _module_from_git(rev, "unetdyn/backends/builtin.py", "builtin_before")
     old = old_builtin.BuiltinUnet(unet.config)
@@ -170,15 +170,15 @@ def compare(unet, args) -> dict:
 
     outputs = {c: run(c)[1] for c in cases}  # warm-up, and the outputs to compare
     same = all(torch.equal(outputs[(w, "before", b)], outputs[(w, "fp32", b)]) for w, p, b in cases if p == "fp32")
-    times = {c: [] for c in cases}
+    times: dict[tuple, list] = {c: [] for c in cases}
+    peaks = []
     for _ in tqdm(range(args.repeats), desc="rounds"):
-        peak_round = matmul_peak()
+        peaks.append(matmul_peak())
         for c in cases:
             t0 = time.perf_counter()
             n, _ = run(c)
             times[c].append((n, time.perf_counter() - t0))
-        times.setdefault("peak", []).append(peak_round)
-    peak = statistics.median(times.pop("peak"))
+    peak = statistics.median(peaks)
     ceiling = peak * 1e9 / forward_flops(unet, Surgery(), 2)
     rows = []
     for (work, path, batch), ts in times.items():
@@ -193,13 +193,15 @@ def print_compare(rec: dict) -> None:
     print(f"float32 matmul peak {rec['peak_gflop_per_s']:.0f} GFLOP/s ({torch.get_num_threads()} threads): ceiling "
           f"{rec['ceiling_sample_steps_per_s']:.0f} guided sample-steps/s; fp32 outputs of before and after "
           f"{'identical' if rec['fp32_bits_identical'] else 'DIFFER'}")
-    names = {"fig8": f"Fig. 8-like (K={rec['k']})", "jobs16": "16 jobs (full, K=10)", "jobs1008": "1008 jobs (full, K=1)"}
+    names = {"fig8": f"Fig. 8-like (K={rec['k']})", "jobs16": "16 jobs (full, K=10)",
+             "jobs1008": "1008 jobs (full, K=1)"}
     rows = rec["rows"]
     print(f"{'workload':<24} {'batch':>5} {'before':>15} {'after, fp32':>15} {'after, bf16':>15} {'bf16/before':>11}")
     for work in dict.fromkeys(r["workload"] for r in rows):
         for batch in dict.fromkeys(r["batch"] for r in rows if r["workload"] == work):
             by = {r["path"]: r for r in rows if r["workload"] == work and r["batch"] == batch}
-            cells = [f"{by[p]['sample_steps_per_s']:6.1f} ({100 * by[p]['of_ceiling']:3.0f}%)" for p in ("before", "fp32", "bf16")]
+            cells = [f"{by[p]['sample_steps_per_s']:6.1f} ({100 * by[p]['of_ceiling']:3.0f}%)"
+                     for p in ("before", "fp32", "bf16")]
             ratio = by["bf16"]["sample_steps_per_s"] / by["before"]["sample_steps_per_s"]
             print(f"{names[work]:<24} {batch:>5} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {ratio:>10.2f}x")
     print("guided sample-steps/s (median), in brackets the share of the fp32 ceiling")
