@@ -56,7 +56,7 @@ CHAPTER_FUNCTIONS = {
     "06_shortcut": chapters.shortcut,
 }
 SPEC_FIELDS = ("model", "weights", "n_samples", "steps", "guidance")
-RUNTIME_FIELDS = ("compute", "device", "batch_size", "progress", "cache_dir")
+RUNTIME_FIELDS = ("compute", "device", "batch_size", "progress", "cache_dir", "precision")
 
 
 def chapter_params(name: str, params_file: str | None) -> dict:
@@ -146,6 +146,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=None, help="regenerate: the result store (default data/cache)")
     ap.add_argument("--device", default=None, help="regenerate: cpu (default) or cuda")
     ap.add_argument("--batch-size", type=int, default=16, help="regenerate: samples per Unet call (16 suits a 2-core CPU)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="regenerate: the sampler's precision (bf16 results are stored under keys of their own; "
+                         "they move the readings of small interventions, see benchmarks/precision_check.py)")
     ap.add_argument("--timings", action="store_true", help="regenerate: also take chapter 6's timings (on this machine)")
     ap.add_argument("--no-record", action="store_true", help="regenerate: do not store the table as a benchmark record")
     args = ap.parse_args(argv)
@@ -168,7 +171,8 @@ def main(argv=None) -> int:
         rows.append({"chapter": "all (read the store, execute, build)", "seconds": time.perf_counter() - t0, "new entries": 0})
     else:
         root = Path(args.cache_dir) if args.cache_dir else CACHE_DIR
-        runtime = {"device": args.device, "batch_size": args.batch_size, "progress": True, "cache_dir": str(root)}
+        runtime = {"device": args.device, "batch_size": args.batch_size, "progress": True, "cache_dir": str(root),
+                   "precision": args.precision}
         for name in args.only or list(CHAPTER_FUNCTIONS):
             params = chapter_params(name, args.params)
             before, t0 = _entries(root), time.perf_counter()
@@ -185,10 +189,14 @@ def main(argv=None) -> int:
         meta = {
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "batch_size": args.batch_size, "params": args.params, "date": datetime.date.today().isoformat(),
+            "batch_size": args.batch_size, "precision": args.precision, "params": args.params,
+            "date": datetime.date.today().isoformat(),
             "tf32": False if dev.type == "cuda" else None,
         }
-        key = benchmark_key("book_times", "regenerate", {"only": args.only, "params": args.params, "device": dev.type})
+        which = {"only": args.only, "params": args.params, "device": dev.type}
+        if args.precision != "fp32":
+            which["precision"] = args.precision
+        key = benchmark_key("book_times", "regenerate", which)
         Cache(root).put_record(key, {"meta": meta, "rows": rows, "total_seconds": total}, {"what": "benchmark book_times"})
         print(f"stored the table under {key[:12]} in {root}")
     return 0

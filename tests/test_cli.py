@@ -185,3 +185,14 @@ def test_search_and_cost_refuse_bad_arguments_before_running(argv, expect, capsy
     assert code == 2
     err = capsys.readouterr().err
     assert expect in err.strip().splitlines()[-1]  # the last line names the fault
+
+
+def test_sample_in_bf16(weights, tmp_path):
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert main(["sample", "--weights", str(weights), "--seeds", "0", "--classes", "star", "--steps", "3",
+                     "--precision", precision, "--out", str(out)]) == 0
+        runs[precision] = np.load(out / "samples.npz")["images"]
+    assert runs["bf16"].dtype == np.float32 and runs["bf16"].shape == runs["fp32"].shape
+    assert not np.array_equal(runs["bf16"], runs["fp32"])

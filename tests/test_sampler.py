@@ -201,3 +201,41 @@ def test_a_job_resumes_from_any_baseline_where_their_runs_differ(unet):
     assert torch.equal(resumed.images[0], traj.x0)  # the baseline's own run: nothing computed
     calls = sample(unet, prompts, seeds, [more], cfg, baseline=traj, progress=False).stats.unet_calls
     assert calls == 3  # only the early-stopped step t = 3, once per sample
+
+
+def _conv_dtypes(unet, **kwargs) -> set:
+    """The dtypes the Unet's convolutions return while sampling."""
+    seen = set()
+    handles = [m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+               for m in unet.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        res = sample(unet, PROMPTS[:2], SEEDS[:2], "full", SamplerConfig(steps=3), progress=False, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen, res
+
+
+def test_bf16_runs_the_unet_in_bf16_and_returns_float32(unet):
+    seen, res = _conv_dtypes(unet, precision="bf16")
+    assert seen == {torch.bfloat16}
+    assert res.images.dtype == torch.float32
+    again = sample(unet, PROMPTS[:2], SEEDS[:2], "full", SamplerConfig(steps=3), progress=False, precision="bf16")
+    assert torch.equal(res.images, again.images)  # deterministic like fp32
+    seen32, res32 = _conv_dtypes(unet)
+    assert seen32 == {torch.float32}
+    assert not torch.equal(res.images, res32.images)
+
+
+def test_bf16_one_step_is_close_to_fp32(unet, base):
+    """One step from the same x_1: bf16 rounding, not another computation (the chain amplifies it later)."""
+    sched = Schedule((DropBlocks(t_start=1, n=1, nb=4),))
+    a = sample(unet, PROMPTS, SEEDS, sched, CFG, baseline=base, progress=False)
+    b = sample(unet, PROMPTS, SEEDS, sched, CFG, baseline=base, progress=False, precision="bf16")
+    torch.testing.assert_close(b.images, a.images, atol=0.1, rtol=0)
+    assert not torch.equal(a.images, b.images)
+
+
+def test_precision_must_be_known(unet):
+    with pytest.raises(ValueError, match="precision='fp16' is not one of fp32, bf16"):
+        sample(unet, PROMPTS, SEEDS, "full", CFG, progress=False, precision="fp16")

@@ -179,3 +179,37 @@ def test_keys_are_stable():
     sw = Sweep(SimpleNamespace(weights_sha256="m"), ["circle"], [0], SamplerConfig(), progress=False)
     key = sw.key("metrics", {"interventions": Schedule((SkipSteps(t_start=60, n=5),)).to_dict()["interventions"]})
     assert key == "a5a2f019f5a3c2a2e373649028c84a689a5c9d82c9c25e0a35a8d729fc36f6f5"
+
+
+def test_bf16_results_are_keyed_apart_and_fp32_keys_stay():
+    from types import SimpleNamespace
+
+    net = SimpleNamespace(weights_sha256="m")
+    extra = {"interventions": Schedule((SkipSteps(t_start=60, n=5),)).to_dict()["interventions"]}
+    fp32 = Sweep(net, ["circle"], [0], SamplerConfig(), progress=False, precision="fp32")
+    bf16 = Sweep(net, ["circle"], [0], SamplerConfig(), progress=False, precision="bf16")
+    assert fp32.key("metrics", extra) == "a5a2f019f5a3c2a2e373649028c84a689a5c9d82c9c25e0a35a8d729fc36f6f5"
+    assert bf16.key("metrics", extra) != fp32.key("metrics", extra)
+    assert bf16.key("baseline") != fp32.key("baseline")
+    with pytest.raises(ValueError, match="precision='fp16' is not one of fp32, bf16"):
+        Sweep(net, ["circle"], [0], SamplerConfig(), progress=False, precision="fp16")
+
+
+def test_bf16_sweep_samples_in_bf16_and_never_reads_fp32_entries(unet, tmp_path, monkeypatch):
+    Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).run(SCHEDS[:1])
+    with pytest.raises(CacheMiss):  # the fp32 entries are there, but not for a bf16 sweep
+        Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False,
+              precision="bf16").run(SCHEDS[:1])
+    import unetdyn.paper.sweeps as sweeps_mod
+
+    seen = []
+    real = sweeps_mod.sample
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("precision"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps_mod, "sample", spy)
+    res = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False, precision="bf16").run(SCHEDS[:1])
+    assert seen and set(seen) == {"bf16"}
+    assert len(res.table) == len(SEEDS)

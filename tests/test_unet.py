@@ -103,3 +103,16 @@ def test_unknown_class_is_named(unet):
         unet.condition(["dragon"])
     with pytest.raises(ValueError, match="class index 10 is out of range 0..9"):
         unet.condition([10])
+
+
+def test_inference_forward_equals_the_training_forward_bit_for_bit(unet):
+    """Without grad the residual blocks compute in place: the same bits, and training still backpropagates."""
+    torch.manual_seed(0)
+    x, t, labels = torch.randn(3, 3, 32, 32), torch.tensor([0, 500, 999]), torch.tensor([0, 3, 10])
+    with torch.no_grad():
+        fast = unet(x, t, labels)
+    slow = unet(x, t, labels)
+    assert torch.equal(fast, slow)
+    slow.square().mean().backward()
+    assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
+    unet.zero_grad(set_to_none=True)

@@ -102,12 +102,16 @@ class ResBlock(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = F.silu(self.norm1(x))
+        # without a backward to feed, the elementwise steps overwrite their input (the same
+        # operations in the same order, so the same bits) instead of allocating new tensors
+        inplace = not torch.is_grad_enabled()
+        h = F.silu(self.norm1(x), inplace=inplace)
         h = self.conv1(self._resample(h))
         x = self._resample(x)
         scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
-        h = self.conv2(self.drop(F.silu(h)))
+        h = self.norm2(h)
+        h = h.mul_(1 + scale).add_(shift) if inplace else h * (1 + scale) + shift
+        h = self.conv2(self.drop(F.silu(h, inplace=inplace)))
         return self.skip(x) + h
 
 

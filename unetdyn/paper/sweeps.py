@@ -29,7 +29,7 @@ from unetdyn.backends.registry import check_model
 from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
 from unetdyn.metrics import compare, psnr, ssim, to_uint8
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
-from unetdyn.sampler import SamplerConfig, Trajectory, sample, trajectory
+from unetdyn.sampler import PRECISIONS, SamplerConfig, Trajectory, sample, trajectory
 from unetdyn.unet import Unet
 
 __all__ = [
@@ -55,7 +55,8 @@ class SweepSpec:
 
     Chapters that share a sweep (the Fig. 8 curves feed chapters 3 to 6) share one spec, so
     they read the same cached results. Runtime choices (device, batch size, progress) are not
-    part of it: they do not change the results beyond float rounding.
+    part of it: they do not change the results beyond float rounding. The sampler's precision
+    does, so a sweep run in bf16 keys its results apart (see :class:`Sweep`).
 
     Attributes:
         model: ``builtin``, ``glide`` or ``diffusers:PATH`` (a diffusers pipeline folder).
@@ -120,6 +121,9 @@ class Sweep:
         cache: where results live (None: no caching). A read-only cache makes every miss a
             :class:`CacheMiss`: such a sweep never samples.
         batch_size: samples per Unet call.
+        precision: the sampler's precision (``"fp32"`` or ``"bf16"``, see
+            :func:`~unetdyn.sampler.sample`). bf16 results are stored under keys of their own;
+            fp32 keys are those of a sweep without the option, so existing stores stay valid.
     """
 
     def __init__(
@@ -131,10 +135,13 @@ class Sweep:
         cache: Cache | None = None,
         batch_size: int = 16,
         progress: bool = True,
+        precision: str = "fp32",
     ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
         self.unet, self.config, self.cache = unet, config, cache
         self.prompts, self.seeds = list(prompts), [int(s) for s in seeds]
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size, self.progress, self.precision = batch_size, progress, precision
         self._base: Trajectory | None = None
         self._resumed: Trajectory | None = None  # the last trajectory of an intervened schedule (run(resume_from=...))
         self._ident = {
@@ -143,6 +150,8 @@ class Sweep:
             "prompts": [str(p) for p in self.prompts],
             "seeds": self.seeds,
         }
+        if precision != "fp32":  # fp32 keys stay as they were before the option existed
+            self._ident["precision"] = precision
 
     def key(self, what: str, extra: Any = None) -> str:
         return content_key({"v": SCHEMA_VERSION, **self._ident, "what": what, "extra": extra})
@@ -163,7 +172,8 @@ class Sweep:
         if self._base is None:
             if not self.computes:
                 raise CacheMiss(f"{self._describe('the baseline trajectory')} would have to be sampled")
-            self._base = trajectory(self.unet, self.prompts, self.seeds, self.config, self.batch_size, self.progress)
+            self._base = trajectory(self.unet, self.prompts, self.seeds, self.config, self.batch_size, self.progress,
+                                    precision=self.precision)
         return self._base
 
     def trajectory_of(self, schedule: Schedule) -> Trajectory:
@@ -175,7 +185,7 @@ class Sweep:
             if not self.computes:
                 raise CacheMiss(f"{self._describe('the trajectory of ' + repr(schedule.describe()))} would have to be sampled")
             self._resumed = trajectory(self.unet, self.prompts, self.seeds, self.config, self.batch_size, False,
-                                       schedule=schedule, baseline=self.base)
+                                       schedule=schedule, baseline=self.base, precision=self.precision)
         return self._resumed
 
     def baseline(self) -> dict[str, np.ndarray]:
@@ -261,7 +271,7 @@ class Sweep:
                 part = todo[i : i + chunk]
                 res = sample(
                     self.unet, self.prompts, self.seeds, [schedules[k] for k in part], self.config,
-                    baseline=start, batch_size=self.batch_size, progress=False,
+                    baseline=start, batch_size=self.batch_size, progress=False, precision=self.precision,
                 )
                 for k, out in zip(part, res.images):
                     m = compare(x0, out)
@@ -328,7 +338,8 @@ class Sweep:
 
             def run(s: Schedule) -> float:
                 return timed(self.unet, lambda: sample(self.unet, prompts, seeds, s, self.config,
-                                                       batch_size=self.batch_size, progress=False))
+                                                       batch_size=self.batch_size, progress=False,
+                                                       precision=self.precision))
 
             run(schedules[0])  # warm-up
             secs = np.array([[run(s) for s in schedules] for _ in range(repeats)]).T
@@ -464,11 +475,13 @@ def open_sweep(
     cache_dir: str | Path | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> Sweep:
     """The sweep of ``spec`` over the result store (default ``data/cache``).
 
     ``compute=False`` opens the store read-only: nothing is sampled, a missing result raises
-    :class:`CacheMiss` (building the book uses this).
+    :class:`CacheMiss` (building the book uses this). ``precision="bf16"`` reads and stores
+    results of the bf16 sampler, keyed apart from the fp32 ones.
     """
     from unetdyn.backends import load_unet
     from unetdyn.paths import CACHE_DIR
@@ -476,4 +489,4 @@ def open_sweep(
     unet = load_unet(spec.model, spec.weights, device)
     prompts, seeds = default_samples(unet, spec.model, spec.n_samples)
     cache = Cache(Path(cache_dir) if cache_dir is not None else CACHE_DIR, read_only=not compute)
-    return Sweep(unet, prompts, seeds, spec.config, cache, batch_size, progress)
+    return Sweep(unet, prompts, seeds, spec.config, cache, batch_size, progress, precision)
