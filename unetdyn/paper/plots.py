@@ -623,7 +623,7 @@ def beyond_pareto(r, alternatives=None):
         for name, marker in zip(r.parts, ("*", "P", "D", "s")):
             x = r.ssim[name]["all held-out samples"]
             yv = tv.speedup[name] if y == "speedup" else r.costs["FLOP speed-up"][name]
-            ax.errorbar(x.value, yv, xerr=[[x.value - x.lo], [x.hi - x.value]], fmt=marker, ms=12, mec="k", label=name)
+            ax.errorbar(x.value, yv, xerr=[[x.value - x.lo], [x.hi - x.value]], fmt=marker, ms=15, mec="k", zorder=5, label=name)
         ax.axhline(1, color="gray", lw=0.5)
         ax.axvline(0.8, color="crimson", ls=":", lw=0.8)
         ax.set(xlabel="mean SSIM to the full output (held-out samples; chapter 7: its own)",
