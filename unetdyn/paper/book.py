@@ -41,6 +41,7 @@ from unetdyn.paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
 
 __all__ = [
     "NOTEBOOKS",
+    "APPENDICES",
     "BookError",
     "read_params_file",
     "load_params",
@@ -57,6 +58,7 @@ __all__ = [
 
 NOTEBOOKS = ("01_phases", "02_skip_vs_deconv", "03_nb_sweep", "04_n_limit", "05_relaxation", "06_shortcut", "07_alternatives",
              "08_beyond", "09_other_unets")
+APPENDICES = ("09_other_unets",)  # pages that check no claim of the paper (no paper-vs-ours table)
 PARAMS_FILE = BOOK_DIR / "params.yaml"
 _ANY = object()  # default of a parameter that is not a literal: any value is accepted
 
