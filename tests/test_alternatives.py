@@ -124,7 +124,7 @@ def test_early_stop_part_alone_runs_fewer_calls(unet):
 
 
 def test_the_ddim_diagnosis_measures_agreement_saturation_and_self_consistency(unet):
-    from unetdyn.paper.alternatives import ddim_diagnosis
+    from unetdyn.paper.alternatives import ddim_diagnosis, ddim_reading
 
     prompts, seeds = ["circle", "star", "heart"], [0, 1, 2]
     judge = lambda images: (images.mean(dim=(1, 2, 3)) > 0).numpy()  # noqa: E731  a stand-in classifier
@@ -134,3 +134,6 @@ def test_the_ddim_diagnosis_measures_agreement_saturation_and_self_consistency(u
     assert ((0 <= t.saturated) & (t.saturated <= 1)).all()
     own = t.ssim_to_own_most_steps
     assert own[t.steps == 3].notna().all() and own[t.steps == 6].isna().all()
+    text = ddim_reading(t)
+    assert text.count("at guidance") == 2 and "3 samples per point" in text and "self-consistent" in text
+    assert all(w in text for w in ("it), with",)) and any(w in text for w in ("below it", "above it", "not apart from it"))

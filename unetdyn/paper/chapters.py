@@ -804,6 +804,25 @@ class Beyond:
     architectures: pd.DataFrame
     timings: pd.DataFrame
     findings: tuple[Finding, ...]
+    blocks: tuple[int, int] = (16, 16)  # the Unet's decoder blocks and skips (for drawing timelines)
+    alternatives: Alternatives | None = None  # chapter 7's table where the store has it
+
+    def description(self) -> str:
+        """What the search did and found, in words."""
+        best = self.search.best
+        kinds = sorted({iv.kind.replace("_", " ") for iv in best.schedule.interventions})
+        return (f"The search measured {self.search.trials} schedules and kept {len(self.search.path) - 1} moves. The schedule "
+                f"it found uses {', '.join(kinds) or 'nothing'}: `{best.schedule.describe()}`. On its own search samples it "
+                f"saves {best.saving:.1%} of the FLOPs ({1 / (1 - best.saving):.2f}x) at {self.search.budget.metric} = "
+                f"{best.value:.3f}.")
+
+    def table(self) -> pd.DataFrame:
+        """Per compared schedule: its held-out SSIM readings and its FLOP saving."""
+        return pd.DataFrame([
+            {"schedule": name, **{k: str(v) if v is not None else "-" for k, v in rs.items()},
+             "FLOPs saved": f"{self.costs['FLOPs saved'][name]:.1%}", "FLOP speed-up": f"{self.costs['FLOP speed-up'][name]:.2f}x"}
+            for name, rs in self.ssim.items()
+        ])
 
 
 def _architecture_savings(parts: dict[str, Schedule], cache_dir, compute: bool) -> pd.DataFrame:
@@ -914,5 +933,11 @@ def beyond(
     if paper is not None:
         findings.append(finding("mean SSIM of the paper's shortcut on the same samples", "0.795",
                                 paper["all held-out samples"], 0.795, "held-out"))
+    from unetdyn.paper.cache import CacheMiss
+
+    try:
+        alt = alternatives(spec.model, spec.weights, cache_dir=cache_dir)
+    except CacheMiss:  # chapter 7's benchmark record is not in this store
+        alt = None
     return Beyond(spec, res, (ssweep.prompts, ssweep.seeds), parts, base, result, held_out_classes, ssim, costs, archs,
-                  timings, tuple(findings))
+                  timings, tuple(findings), (len(sweep.unet.skips_popped), sum(sweep.unet.skips_pushed)), alt)
