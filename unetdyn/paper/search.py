@@ -237,11 +237,12 @@ def search(
             except ScheduleError:
                 scheds.append(None)
         ok: dict[str, Schedule] = {}  # by name: states that compose alike are measured once
+        cost: dict[str, float] = {}
         for s in scheds:
             if s is None or s.name in ok:
                 continue
             try:
-                flops(s)  # compiles it against the Unet and the steps
+                cost[s.name] = flops(s)  # compiles it against the Unet and the steps
                 ok[s.name] = s
             except ScheduleError:
                 pass
@@ -252,7 +253,7 @@ def search(
                 out.append(None)
                 continue
             ssim, psnr = measured[s.name]
-            out.append(Trial(dict(st), s, 1.0 - flops(s) / full, budget.value(ssim, psnr), float(np.mean(ssim))))
+            out.append(Trial(dict(st), s, 1.0 - cost[s.name] / full, budget.value(ssim, psnr), float(np.mean(ssim))))
         return out
 
     ssim0, psnr0 = measure([Schedule(name="full")], Schedule())[0]
