@@ -51,6 +51,7 @@ __all__ = [
     "ShapeClassifier",
     "train_classifier",
     "predict",
+    "predict_features",
     "class_judge",
     "accuracy",
     "save_classifier",
@@ -169,7 +170,7 @@ def _augment(x: torch.Tensor, g: torch.Generator, config: ClassifierConfig) -> t
 
 
 @torch.no_grad()
-def _predict(model: ShapeClassifier, images: torch.Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+def predict_features(model: ShapeClassifier, images: torch.Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Predicted labels ``[N]`` and features ``[N, D]`` (float64) of images in [-1, 1]."""
     model.eval()
     preds, feats = [], []
@@ -185,7 +186,7 @@ def _predict(model: ShapeClassifier, images: torch.Tensor, batch_size: int = 500
 
 def predict(model: ShapeClassifier, images: torch.Tensor) -> np.ndarray:
     """The class index the classifier gives each image (``[N, 3, 32, 32]`` in [-1, 1])."""
-    return _predict(model, images)[0]
+    return predict_features(model, images)[0]
 
 
 def class_judge(prompts, classifier: ShapeClassifier | None = None):
@@ -198,7 +199,7 @@ def class_judge(prompts, classifier: ShapeClassifier | None = None):
 def accuracy(model: ShapeClassifier, seed: int = HELD_OUT_SEED, n: int = 2000, offset: int = 0) -> float:
     """Accuracy on images ``offset .. offset + n - 1`` of data seed ``seed`` (balanced for n % 10 == 0)."""
     x, y = make_batch(seed, range(offset, offset + n))
-    pred, _ = _predict(model, x)
+    pred, _ = predict_features(model, x)
     return float((pred == y.numpy()).mean())
 
 
@@ -283,7 +284,7 @@ def load_classifier(
 @torch.no_grad()
 def features(model: ShapeClassifier, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
     """The classifier's penultimate features ``[N, D]`` (float64) of images ``[N, 3, 32, 32]``."""
-    return _predict(model, images, batch_size)[1]
+    return predict_features(model, images, batch_size)[1]
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
@@ -353,11 +354,11 @@ def score(
     clf = classifier if classifier is not None else load_classifier()
     y = labels.numpy().astype(np.int64)
     n = len(images)
-    pred, f_gen = _predict(clf, images)
+    pred, f_gen = predict_features(clf, images)
     real_a, real_y = make_batch(real_seeds[0], range(n))
     real_b, _ = make_batch(real_seeds[1], range(n))
-    pred_a, f_a = _predict(clf, real_a)
-    _, f_b = _predict(clf, real_b)
+    pred_a, f_a = predict_features(clf, real_a)
+    _, f_b = predict_features(clf, real_b)
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
     per_class_n = confusion.sum(1)

@@ -289,6 +289,7 @@ BENCHMARK_SCRIPTS = {
     "book_times": "benchmarks/book_times.py",
     "other_unets": "benchmarks/other_unets.py",
     "ddim": "benchmarks/ddim_diagnosis.py",
+    "fair": "benchmarks/fair_comparison.py",
 }
 
 
@@ -312,37 +313,6 @@ def load_benchmark(cache, name: str, model: str, params: dict) -> dict:
         raise CacheMiss(f"the {name} benchmark for these parameters is not in {cache.root}: run "
                         f"`python {BENCHMARK_SCRIPTS[name]} {flags}`")
     return rec
-
-
-def shortcut_verdict(table: pd.DataFrame, samples: int) -> tuple[pd.DataFrame, str]:
-    """Per family, the best SSIM among its settings at least as fast as the paper's shortcut, and a sentence."""
-    sc = table[table.method == "paper shortcut"]
-    if sc.empty:
-        return pd.DataFrame(), "The paper's shortcut was not among the measured methods."
-    sc = sc.iloc[0]
-    rows = []
-    for fam in [f for f in FAMILIES if f in set(table.family) and f not in ("full", "paper shortcut")]:
-        d = table[(table.family == fam) & (table.speedup >= sc.speedup)]
-        best = d.sort_values("ssim_mean").iloc[-1] if len(d) else None
-        rows.append({"family": fam, "best at >= the shortcut's speed": None if best is None else best.method,
-                     "its speed-up": np.nan if best is None else best.speedup,
-                     "its SSIM": np.nan if best is None else best.ssim_mean})
-    beats = table[(table.speedup >= sc.speedup) & (table.ssim_mean >= sc.ssim_mean) & (table.method != "paper shortcut")]
-    text = [f"The paper's shortcut runs **{sc.speedup:.2f}x** as fast as the full sampler ({sc.flop_saving:.0%} fewer "
-            f"FLOPs) at mean SSIM **{sc.ssim_mean:.3f}** (5th percentile {sc.ssim_p5:.3f})."]
-    if len(beats):
-        text.append("It is beaten on both speed and SSIM by: " + ", ".join(
-            f"{r.method} ({r.speedup:.2f}x, SSIM {r.ssim_mean:.3f})"
-            for _, r in beats.sort_values("ssim_mean", ascending=False).iterrows()) + ".")
-    else:
-        text.append("No measured method is both at least as fast and at least as close to the full output.")
-    if "agreement" in table:
-        full_ag = table[table.method == "full"].agreement.iloc[0]
-        text.append("SSIM to the full output asks whether a method draws *the same picture*; the classifier asks whether "
-                    f"it shows the prompted class: the full sampler scores {full_ag:.0%}, the shortcut {sc.agreement:.0%}.")
-    text.append(f"All of this rests on {samples} samples per method: class agreement moves in steps of {1 / samples:.0%}, "
-                "and these comparisons carry no interval yet.")
-    return pd.DataFrame(rows), " ".join(text)
 
 
 def ddim_diagnosis(

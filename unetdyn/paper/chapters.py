@@ -665,44 +665,96 @@ def shortcut(
 
 @dataclass(frozen=True)
 class Alternatives:
-    """Chapter 7: the benchmarks' records, read from the result store (the benchmark scripts write them)."""
+    """Chapter 7: the fair comparison and the benchmarks' records, read from the result store.
+
+    Attributes:
+        meta: how the timings were measured (machine, threads, date) and the samples.
+        table: one row per method (see :class:`~unetdyn.paper.fair.Fair`; plus ``flop_saving``,
+            ``ssim_mean``, ``psnr_mean`` for the plots).
+        fair: the readings with their bootstrap replicates (None for a model without a quality
+            classifier: then ``table`` is ``benchmarks/alternatives.py``'s SSIM-only record).
+        equal_cost: cost axis (``flop_speedup``, ``speedup``) -> each family read at the
+            shortcut's speed-up (:func:`~unetdyn.paper.fair.equal_cost`).
+        verdict: the sentence computed from those intervals.
+    """
 
     meta: dict
     table: pd.DataFrame
-    best: pd.DataFrame
+    fair: Any
+    equal_cost: dict[str, pd.DataFrame]
     verdict: str
     glide: dict | None
     efficiency: dict | None
     findings: tuple[Finding, ...]
     ddim: pd.DataFrame | None = None  # benchmarks/ddim_diagnosis.py: agreement and saturation against guidance
 
+    def measured_on(self) -> str:
+        m = self.meta
+        return (f"Measured on the **{m['model']}** model: {m.get('samples')} samples per method for quality, "
+                f"{m.get('timing_samples')} per timed run, {m.get('threads', '?')} threads, {m.get('date', '?')}.")
+
+    def efficiency_text(self) -> str:
+        s, e = self.efficiency["sweep"], self.efficiency
+        return (f"Fig. 8 sweep, {s['configurations']} configurations: **{s['block_evals_per_sample_actual']:.0f}** block "
+                f"evaluations per sample run against {s['block_evals_per_sample_naive']:.0f} naive (**{s['ratio']:.1f}x** "
+                f"fewer). Matrix-product peak: {e['matmul_gflop_per_s']:.0f} GFLOP/s on {e['threads']} threads.")
+
 
 def alternatives(
     model: str = "builtin",
     weights: str | None = None,
     *,
-    samples: int = 16,
+    samples: int = 1000,
+    chunk: int = 100,
     timing_samples: int = 8,
-    repeats: int = 2,
+    repeats: int = 3,
     batch_size: int = 16,
     glide_repeats: int = 2,
     efficiency: dict | None = None,
     ddim: dict | None = None,
     cache_dir=None,
 ) -> Alternatives:
-    """Chapter 7. ``efficiency``, ``ddim``: the sampler-efficiency and DDIM-diagnosis benchmarks' parameters
+    """Chapter 7. ``samples``/``chunk``: the fair comparison's samples per method and per stored entry;
+    ``timing_samples``/``repeats``/``batch_size``: its timing record's parameters (all as
+    ``benchmarks/fair_comparison.py`` ran them; for another model, ``benchmarks/alternatives.py``'s).
+    ``efficiency``, ``ddim``: the sampler-efficiency and DDIM-diagnosis benchmarks' parameters
     (None: their defaults)."""
     from unetdyn.backends import load_unet
-    from unetdyn.paper.alternatives import load_benchmark, shortcut_verdict
+    from unetdyn.cost import CallCost
+    from unetdyn.paper import fair as fr
+    from unetdyn.paper.alternatives import load_benchmark, methods
     from unetdyn.paper.cache import Cache, CacheMiss, model_id
+    from unetdyn.paper.sweeps import default_samples
     from unetdyn.paths import CACHE_DIR
 
     cache = Cache(cache_dir or CACHE_DIR, read_only=True)
-    mid = model_id(load_unet(model, weights))
-    rec = load_benchmark(cache, "alternatives", mid, {"samples": samples, "timing_samples": timing_samples,
-                                                      "repeats": repeats, "batch_size": batch_size, "quick": False})
-    table = pd.DataFrame(rec["rows"])
-    best, text = shortcut_verdict(table, samples)
+    unet = load_unet(model, weights)
+    mid = model_id(unet)
+    timing = {"timing_samples": timing_samples, "repeats": repeats, "batch_size": batch_size}
+    if model == "builtin":
+        ms = methods()
+        rec = load_benchmark(cache, "fair", mid, timing)
+        secs = dict(zip(rec["methods"], np.median(np.array(rec["seconds"]), axis=1)))
+        if missing := [m.name for m in ms if m.name not in secs]:
+            raise CacheMiss(f"the timing record has no {', '.join(missing)}: run `python benchmarks/fair_comparison.py "
+                            f"--timing-only --timing-samples {timing_samples} --repeats {repeats}`")
+        prompts, seeds = default_samples(unet, model, samples)
+        classify, cid, real_a, real_b, frechet = fr.shape_classifier(samples)
+        outs = fr.outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=chunk, batch_size=batch_size, progress=False)
+        costs = CallCost(unet, prompts[0])
+        fair = fr.summarize(outs, ms, {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}, secs,
+                            real_a, real_b, frechet)
+        table = fair.table.assign(flop_saving=1 - 1 / fair.table.flop_speedup, ssim_mean=fair.table.ssim,
+                                  psnr_mean=fair.table.psnr)
+        eq = {axis: fr.equal_cost(fair, axis) for axis in ("flop_speedup", "speedup")}
+        text = fr.verdict_text(fair, eq)
+        meta = {**rec["meta"], "model": model, "samples": samples, "timing_samples": timing_samples}
+    else:  # no quality classifier: SSIM to the full output only, as benchmarks/alternatives.py measured it
+        rec = load_benchmark(cache, "alternatives", mid, {"samples": samples, "timing_samples": timing_samples,
+                                                          "repeats": repeats, "batch_size": batch_size, "quick": False})
+        table, fair, eq, meta = pd.DataFrame(rec["rows"]), None, {}, rec["meta"]
+        text = (f"On {samples} samples per method, SSIM to the full output only: the equal-cost readings need a quality "
+                "classifier, which only the built-in model has.")
 
     def optional(name, model_key, params):
         try:
@@ -715,15 +767,15 @@ def alternatives(
                                                       "sweep_samples": 2, "t_stride": 10})
     dd = optional("ddim", mid, ddim or {"samples": 50, "guidances": "1,2,3,5"})
     sc = table[table.method == "paper shortcut"]
-    findings = ()
+    findings: tuple[Finding, ...] = ()
     if len(sc):
         s = sc.iloc[0]
-        findings = (
-            Finding("time saved by the shortcut (this benchmark)", "~27%", f"{1 - 1 / s.speedup:.1%} ({samples} samples)", "-", "verdict"),
-            Finding("mean SSIM of the shortcut (this benchmark)", "0.795", f"{s.ssim_mean:.3f} ({samples} samples; chapter 6 has "
-                    "the interval on 100)", "-", "verdict"),
-        )
-    return Alternatives(rec["meta"], table, best, text, glide, eff, findings, pd.DataFrame(dd["rows"]) if dd else None)
+        findings = (Finding("time saved by the shortcut (wall-clock)", "~27%",
+                            f"{1 - 1 / s.speedup:.1%} ({meta.get('timing_samples')} samples per timed run)", "-", "verdict"),)
+        if fair is not None:
+            findings += (finding("mean SSIM of the shortcut to the full output", "0.795",
+                                 Reading(s.ssim, s.ssim_lo, s.ssim_hi, digits=3, samples=fair.samples), 0.795, "verdict"),)
+    return Alternatives(meta, table, fair, eq, text, glide, eff, findings, pd.DataFrame(dd["rows"]) if dd else None)
 
 
 @dataclass(frozen=True)
@@ -865,6 +917,7 @@ def beyond(
     timing_samples: int = 16,
     timing_repeats: int = 3,
     image_samples: int = 10,
+    alternatives_samples: int = 1000,
     compute: bool = False,
     cache_dir=None,
     **runtime,
@@ -872,7 +925,8 @@ def beyond(
     """Chapter 8: the schedule search (on its own samples) and the found schedule on the book's
     samples, which the search never saw (other seeds; half of them other classes). ``references``:
     presets to compare with; ``deepcache``: (nb, refresh interval) of a DeepCache-style schedule
-    to compare with (None: none)."""
+    to compare with (None: none); ``alternatives_samples``: chapter 7's samples per method, whose
+    methods are drawn beside the found schedule where the store has them."""
     from unetdyn.cost import schedule_cost
     from unetdyn.interventions import preset
     from unetdyn.paper.alternatives import deepcache as deepcache_schedule
@@ -936,7 +990,7 @@ def beyond(
     from unetdyn.paper.cache import CacheMiss
 
     try:
-        alt = alternatives(spec.model, spec.weights, cache_dir=cache_dir)
+        alt = alternatives(spec.model, spec.weights, samples=alternatives_samples, cache_dir=cache_dir)
     except CacheMiss:  # chapter 7's benchmark record is not in this store
         alt = None
     return Beyond(spec, res, (ssweep.prompts, ssweep.seeds), parts, base, result, held_out_classes, ssim, costs, archs,

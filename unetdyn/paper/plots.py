@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import PercentFormatter
 
 from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
 from unetdyn.paper import readings as rd
@@ -474,27 +475,84 @@ def pareto(r):
     return fig
 
 
-def agreement(r):
-    """Class agreement (the quality classifier) against wall-clock speed-up, per family."""
+def equal_cost(r):
+    """Each family's curve of quality against speed-up (FLOPs, wall-clock), with 95% intervals, and the shortcut."""
+    import seaborn as sns
+
     from unetdyn.paper.alternatives import FAMILIES
+    from unetdyn.paper.fair import AXIS_NAMES, QUALITY_NAMES
 
     t = r.table
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for fam in [f for f in FAMILIES if f in set(t.family)]:
-        d = t[t.family == fam].sort_values("strength")
-        ax.plot(d.speedup, 100 * d.agreement, "o" if fam in ("full", "paper shortcut") else "-o", label=fam, ms=5)
-    ax.set(xlabel="wall-clock speed-up (x)", ylabel="class agreement (%)")
-    ax.legend(fontsize=7)
+    families = [f for f in FAMILIES if f in set(t.family) and f not in ("full", "paper shortcut")]
+    palette = dict(zip(families, sns.color_palette("tab10", len(families))))
+    full, sc = t.iloc[0], t[t.method == "paper shortcut"].iloc[0]
+    qualities = ("ssim", "agreement", "frechet")
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8), sharex="row")
+    for row, axis in enumerate(("flop_speedup", "speedup")):
+        for col, q in enumerate(qualities):
+            ax = axes[row, col]
+            for fam in families:
+                d = t[t.family == fam]
+                if fam != "DDIM":
+                    d = pd.concat([d, full.to_frame().T])
+                d = d.sort_values(axis)
+                x, y = d[axis].astype(float), d[q].astype(float)
+                ax.plot(x, y, "-o", ms=4, color=palette[fam], label=fam)
+                ax.fill_between(x, d[f"{q}_lo"].astype(float), d[f"{q}_hi"].astype(float), color=palette[fam], alpha=0.15)
+            ax.vlines(sc[axis], sc[f"{q}_lo"], sc[f"{q}_hi"], color="k", lw=1.5, zorder=5)
+            ax.plot(sc[axis], sc[q], "*", ms=16, color="k", zorder=6, label="paper shortcut")
+            ax.axvline(sc[axis], color="gray", ls=":", lw=0.8)
+            ax.set(xlabel=f"{AXIS_NAMES[axis]} speed-up (x)", ylabel=QUALITY_NAMES[q])
+            if q == "agreement":
+                ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{r.fair.samples} samples per method; bands and bars: 95% intervals; dotted: the shortcut's speed-up. "
+                 "Fréchet distance: lower is better.", fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def _ci(v: float, lo: float, hi: float, fmt: str) -> str:
+    return f"{v:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]" if np.isfinite(v) else "identical"
+
+
 def methods_table(r):
-    cols = ["family", "method", "unet_calls", "flop_saving", "sec_per_sample", "speedup", "ssim_mean", "ssim_sd", "ssim_p5",
-            "psnr_mean", "psnr_p5"] + (["agreement"] if "agreement" in r.table else [])
-    return r.table[cols].style.format({"flop_saving": "{:.1%}", "sec_per_sample": "{:.3f}", "speedup": "{:.2f}x",
-                                       "ssim_mean": "{:.3f}", "ssim_sd": "{:.3f}", "ssim_p5": "{:.3f}", "psnr_mean": "{:.1f}",
-                                       "psnr_p5": "{:.1f}", "agreement": "{:.0%}"}).hide(axis="index")
+    """Every method: cost, both kinds of quality with their 95% intervals."""
+    t = r.table
+    if r.fair is None:
+        cols = ["family", "method", "unet_calls", "flop_saving", "sec_per_sample", "speedup", "ssim_mean", "ssim_p5", "psnr_mean"]
+        return t[cols].style.format({"flop_saving": "{:.1%}", "sec_per_sample": "{:.3f}", "speedup": "{:.2f}x",
+                                     "ssim_mean": "{:.3f}", "ssim_p5": "{:.3f}", "psnr_mean": "{:.1f}"}).hide(axis="index")
+    out = pd.DataFrame({
+        "method": t.method,
+        "FLOPs": [f"{x:.2f}x" for x in t.flop_speedup],
+        "wall-clock": [f"{x:.2f}x" for x in t.speedup],
+        "SSIM to full": [_ci(*v, ".3f") for v in zip(t.ssim, t.ssim_lo, t.ssim_hi)],
+        "SSIM p5": [_ci(*v, ".3f") for v in zip(t.ssim_p5, t.ssim_p5_lo, t.ssim_p5_hi)],
+        "PSNR (dB)": [_ci(*v, ".1f") for v in zip(t.psnr, t.psnr_lo, t.psnr_hi)],
+        "SSIM to own family's full": [_ci(*v, ".3f") for v in zip(t.ssim_own, t.ssim_own_lo, t.ssim_own_hi)],
+        "class agreement": [_ci(*v, ".1%") for v in zip(t.agreement, t.agreement_lo, t.agreement_hi)],
+        "Fréchet distance": [_ci(*v, ".2f") for v in zip(t.frechet, t.frechet_lo, t.frechet_hi)],
+    })
+    return out.style.hide(axis="index")
+
+
+def equal_cost_table(r, axis: str):
+    """Each family read at the shortcut's speed-up on ``axis``: its quality, its advantage over the shortcut, the verdict."""
+    from unetdyn.paper.fair import QUALITY_NAMES
+
+    e = r.equal_cost[axis]
+    out = pd.DataFrame({
+        "family": e.family,
+        "quality": [QUALITY_NAMES[q] for q in e.quality],
+        "family's value": [_ci(*v, ".3f") if ok else f"fastest {f:.2f}x" for v, ok, f in
+                           zip(zip(e.value, e.lo, e.hi), e.reached, e.fastest)],
+        "advantage over the shortcut": [_ci(*v, "+.3f") if ok else "-" for v, ok in
+                                        zip(zip(e.advantage, e.adv_lo, e.adv_hi), e.reached)],
+        "verdict": e.verdict,
+        "read between": e.read_between,
+    })
+    return out.style.hide(axis="index")
 
 
 def glide_table(r):
@@ -619,7 +677,8 @@ def beyond_pareto(r, alternatives=None):
     for ax, y in ((axes[0], "speedup"), (axes[1], "flop_speedup")):
         if alternatives is not None:
             t = alternatives.table.assign(flop_speedup=1 / (1 - alternatives.table.flop_saving))
-            ax.scatter(t.ssim_mean, t[y], color="0.7", s=18, label="chapter 7's methods (16 samples)")
+            n = alternatives.fair.samples if alternatives.fair is not None else alternatives.meta.get("samples")
+            ax.scatter(t.ssim_mean, t[y], color="0.7", s=18, label=f"chapter 7's methods ({n} samples)")
         for name, marker in zip(r.parts, ("*", "P", "D", "s")):
             x = r.ssim[name]["all held-out samples"]
             yv = tv.speedup[name] if y == "speedup" else r.costs["FLOP speed-up"][name]

@@ -1,0 +1,95 @@
+"""Chapter 7's fair comparison: every method on many samples, both kinds of quality, and timings.
+
+For each method of chapter 7 (`unetdyn.paper.alternatives.methods`) and each sample: SSIM/PSNR
+to the full output and to its own family's full output, whether the quality classifier sees
+the prompted class, and the classifier's features (for the Fréchet distance). Samples are
+computed in chunks of ``--chunk``; every (method, chunk) is stored in the result store as soon
+as it is done, so an interrupted run continues where it stopped. Then every method is timed
+(rounds of all methods, median per method), and the record is stored for chapter 7.
+
+    python benchmarks/fair_comparison.py --samples 1000                # what chapter 7 shows
+    python benchmarks/fair_comparison.py --samples 1000 --no-timing    # quality only
+    python benchmarks/fair_comparison.py --timing-only                 # the timings only (on a quiet machine)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+
+import numpy as np
+import pandas as pd
+import torch
+
+from unetdyn.backends import load_unet
+from unetdyn.cost import CallCost
+from unetdyn.paper.alternatives import benchmark_key, methods
+from unetdyn.paper.cache import Cache, model_id
+from unetdyn.paper.fair import equal_cost, outcomes, shape_classifier, summarize, time_methods
+from unetdyn.paper.sweeps import default_samples
+from unetdyn.paths import CACHE_DIR
+
+
+def timing_params(args) -> dict:
+    """The parameters that identify the timing record (chapter 7 asks by the same)."""
+    return {"timing_samples": args.timing_samples, "repeats": args.repeats, "batch_size": args.batch_size}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=1000, help="samples per method (default 1000: 100 per class)")
+    ap.add_argument("--chunk", type=int, default=100, help="samples per stored entry (default 100)")
+    ap.add_argument("--timing-samples", type=int, default=8, help="samples per timed run (default 8)")
+    ap.add_argument("--repeats", type=int, default=3, help="timing rounds after one warm-up (default 3)")
+    ap.add_argument("--no-timing", action="store_true", help="compute the qualities only")
+    ap.add_argument("--timing-only", action="store_true", help="measure and store the timings only")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--cache-dir", default=None, help="the result store (default data/cache)")
+    args = ap.parse_args(argv)
+    for name in ("samples", "chunk", "timing_samples", "repeats", "batch_size"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    if args.no_timing and args.timing_only:
+        ap.error("--no-timing and --timing-only exclude each other")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    unet = load_unet("builtin")
+    ms = methods()
+    cache = Cache(args.cache_dir or CACHE_DIR)
+    prompts, seeds = default_samples(unet, "builtin", args.samples)
+    costs = CallCost(unet, prompts[0])
+    flops = {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}
+    if args.no_timing:
+        secs = dict(flops)  # a stand-in so the table prints; the wall-clock columns then repeat the FLOPs
+    else:
+        key = benchmark_key("fair", model_id(unet), timing_params(args))
+        t = time_methods(unet, ms, prompts[: args.timing_samples], seeds[: args.timing_samples], args.repeats,
+                         args.batch_size)
+        meta = {"host": platform.node(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "cpu": platform.processor() or platform.machine(), "date": datetime.date.today().isoformat()}
+        cache.put_record(key, {"meta": meta, "methods": [m.name for m in ms], "seconds": t.tolist()})
+        secs = {m.name: float(np.median(row)) for m, row in zip(ms, t)}
+        print(f"timings stored in {cache.path(key)}")
+        if args.timing_only:
+            print(pd.DataFrame({"method": list(secs), "sec_per_sample": list(secs.values()),
+                                "speedup": [secs["full"] / v for v in secs.values()]}).to_string(index=False))
+            return 0
+    classify, cid, real_a, real_b, frechet = shape_classifier(args.samples)
+    outs = outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=args.chunk, batch_size=args.batch_size)
+    fair = summarize(outs, ms, flops, secs, real_a, real_b, frechet)
+    cols = ["method", "flop_speedup", "speedup", "ssim", "ssim_lo", "ssim_hi", "ssim_own", "agreement", "agreement_lo",
+            "agreement_hi", "frechet", "frechet_lo", "frechet_hi"]
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
+        print(f"{fair.samples} samples per method; Fréchet distance between two real sets: {fair.frechet_real:.3f}")
+        print(fair.table[cols].to_string(index=False))
+        for axis in ("flop_speedup",) + (() if args.no_timing else ("speedup",)):
+            print(equal_cost(fair, axis)[["family", "quality", "value", "lo", "hi", "advantage", "adv_lo", "adv_hi",
+                                          "verdict"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,405 @@
+"""Chapter 7's fair comparison: every method on many samples, two kinds of quality, at equal cost.
+
+SSIM to the full output asks "is this the same picture?". A sampler that injects its noise on
+other steps draws another picture, maybe as good, and scores low by construction. So every
+method gets both kinds of quality, per sample:
+
+- **faithfulness**: SSIM/PSNR to the full 100-step ancestral output of the same seed
+  (``ssim``, ``psnr``), and to its own family's full output (``ssim_own``, ``psnr_own``: DDIM
+  against 100-step DDIM; for every other method the family's full output is the ancestral
+  sampler's, so the two coincide);
+- **distribution quality**: whether the quality classifier sees the prompted class
+  (``agree``), and the classifier's features (``feat``) for the Fréchet distance to as many
+  real images.
+
+:func:`outcomes` computes them chunk by chunk (chunk ``k`` holds samples ``k * chunk ...``);
+each (method, chunk) is one entry of the result store, stored when done, so an interrupted run
+keeps its work and a rerun computes only what is missing. :func:`summarize` reads the numbers
+with 95% intervals from one paired bootstrap over samples (the same resampled samples for
+every method), so differences between methods, and values interpolated along a family's
+curve, carry intervals too. :func:`equal_cost` reads each family's curve at the shortcut's
+cost.
+
+Example:
+    >>> from unetdyn.paper.alternatives import methods
+    >>> ms = methods()
+    >>> own_config(next(m for m in ms if m.name == "DDIM K=70"), ms[0]).steps
+    100
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from unetdyn.metrics import compare
+from unetdyn.paper.alternatives import FAMILIES, Method
+from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
+from unetdyn.paper.readings import LEVEL
+from unetdyn.sampler import SamplerConfig, sample, trajectory
+from unetdyn.unet import Unet
+
+__all__ = ["OUTCOME_FIELDS", "own_config", "outcomes", "shape_classifier", "time_methods", "Fair", "summarize", "equal_cost",
+           "equal_cost_verdict"]
+
+# per-sample arrays of one (method, chunk) entry; feat is [n, D]
+OUTCOME_FIELDS = ("ssim", "psnr", "ssim_own", "psnr_own", "agree", "feat")
+
+
+def own_config(m: Method, ref: Method) -> SamplerConfig:
+    """The sampler of ``m``'s own family at the reference's step count (DDIM K=70 -> DDIM K=100)."""
+    return replace(m.config, steps=ref.config.steps)
+
+
+def _key(mid: str, clf: str, m: Method, ref: Method, prompts: Sequence[Any], seeds: Sequence[int]) -> str:
+    return content_key({
+        "v": SCHEMA_VERSION, "what": "fair outcome", "model": mid, "classifier": clf,
+        "config": asdict(m.config), "interventions": m.schedule.to_dict()["interventions"],
+        "reference": asdict(ref.config), "own": asdict(own_config(m, ref)),
+        "prompts": [str(p) for p in prompts], "seeds": [int(s) for s in seeds],
+    })
+
+
+def outcomes(
+    unet: Unet,
+    ms: Sequence[Method],
+    prompts: Sequence[Any],
+    seeds: Sequence[int],
+    cache: Cache,
+    classify,
+    classifier_id: str,
+    chunk: int = 100,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per method, the per-sample outcomes over all samples (see the module's docstring).
+
+    Args:
+        ms: the methods; the first is the reference (a full schedule).
+        classify: images ``[N, 3, H, W]`` -> (predicted class ``[N]``, features ``[N, D]``).
+        classifier_id: a checksum of the classifier (part of every key).
+        cache: the store; read-only means nothing is computed (a miss raises :class:`CacheMiss`).
+        chunk: samples per stored entry.
+
+    Returns:
+        method name -> ``{field: array over all samples}`` for :data:`OUTCOME_FIELDS`.
+    """
+    ref = ms[0]
+    if ref.schedule.interventions:
+        raise ValueError(f"the first method is the reference and must be a full schedule, got {ref.name!r}")
+    if len({m.name for m in ms}) != len(ms):
+        raise ValueError("method names must be unique")
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk} must be >= 1")
+    n = len(seeds)
+    if len(prompts) != n or n < 1:
+        raise ValueError(f"need as many prompts as seeds (>= 1), got {len(prompts)} and {n}")
+    mid = model_id(unet)
+    if not hasattr(unet, "class_index"):
+        raise ValueError("the fair comparison needs a class-conditional model whose classes the quality classifier "
+                         f"knows (the built-in model), not {type(unet).__name__}")
+    target = np.array([unet.class_index(p) for p in prompts])
+    parts: dict[str, list[dict[str, np.ndarray]]] = {m.name: [] for m in ms}
+    starts = range(0, n, chunk)
+    bar = tqdm(total=len(ms) * len(starts), desc="fair comparison", unit="entry", disable=not progress)
+    for s in starts:
+        p, sd = list(prompts[s : s + chunk]), [int(x) for x in seeds[s : s + chunk]]
+        expect = {"ssim": (len(sd),), "psnr": (len(sd),), "ssim_own": (len(sd),), "psnr_own": (len(sd),),
+                  "agree": (len(sd),), "feat": (len(sd), None)}
+        keys = {m.name: _key(mid, classifier_id, m, ref, p, sd) for m in ms}
+        got = {m.name: cache.get(keys[m.name], expect) for m in ms}
+        todo = [m for m in ms if got[m.name] is None]
+        if todo and cache.read_only:
+            raise CacheMiss(f"{len(todo)} of {len(ms)} methods of the fair comparison are not in {cache.root} for "
+                            f"samples {s}..{s + len(sd) - 1}, first {todo[0].name!r}: run "
+                            f"`python benchmarks/fair_comparison.py --samples {n} --chunk {chunk}`")
+        bar.update(len(ms) - len(todo))
+        if todo:
+            bar.set_postfix_str(f"samples {s}..{s + len(sd) - 1}: {len(todo)} methods to sample")
+            got.update(_compute_chunk(unet, ms, todo, p, sd, target[s : s + chunk], classify, batch_size,
+                                      lambda m, arrays: _store(cache, keys[m.name], m, arrays, bar)))
+        for m in ms:
+            parts[m.name].append(got[m.name])
+    bar.close()
+    return {name: {f: np.concatenate([c[f] for c in cs]) for f in OUTCOME_FIELDS} for name, cs in parts.items()}
+
+
+def _store(cache: Cache, key: str, m: Method, arrays: dict[str, np.ndarray], bar) -> None:
+    cache.put(key, arrays, {"what": "fair outcome", "method": m.name})
+    bar.update(1)
+
+
+def _compute_chunk(unet, ms, todo, prompts, seeds, target, classify, batch_size, store) -> dict[str, dict[str, np.ndarray]]:
+    """The outcomes of the methods ``todo`` on one chunk of samples; each is handed to ``store`` when done."""
+    ref = ms[0]
+    base = trajectory(unet, prompts, seeds, ref.config, batch_size, False)
+    full = {ref.config: base.x0}
+
+    def reference(cfg: SamplerConfig) -> torch.Tensor:
+        if cfg not in full:
+            full[cfg] = sample(unet, prompts, seeds, "full", cfg, batch_size=batch_size, progress=False).images[0]
+        return full[cfg]
+
+    def finish(m: Method, out: torch.Tensor) -> dict[str, np.ndarray]:
+        q, own = compare(base.x0, out), compare(reference(own_config(m, ref)), out)
+        pred, feat = classify(out)
+        arrays = {"ssim": q["ssim"], "psnr": q["psnr"], "ssim_own": own["ssim"], "psnr_own": own["psnr"],
+                  "agree": (np.asarray(pred) == target).astype(np.uint8), "feat": np.asarray(feat, np.float32)}
+        store(m, arrays)
+        return arrays
+
+    done: dict[str, dict[str, np.ndarray]] = {}
+    # the reference's config: every schedule resumes from the full trajectory, all in one batched run
+    same = [m for m in todo if m.config == ref.config]
+    if same:
+        res = sample(unet, prompts, seeds, [m.schedule for m in same], ref.config, baseline=base,
+                     batch_size=batch_size, progress=False)
+        for m, out in zip(same, res.images):
+            done[m.name] = finish(m, out)
+    for m in todo:
+        if m.name not in done:
+            out = full.get(m.config) if not m.schedule.interventions else None
+            if out is None:
+                out = sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False).images[0]
+                if not m.schedule.interventions:
+                    full[m.config] = out
+            done[m.name] = finish(m, out)
+    return done
+
+
+def shape_classifier(n_real: int):
+    """The built-in model's quality classifier for :func:`outcomes` and :func:`summarize`.
+
+    Returns ``(classify, classifier_id, real_feat, real_feat_b, frechet)``: the classifier's
+    (prediction, features) of images, its weights' checksum, its features of ``n_real`` images
+    of each of the two real reference sets, and the Fréchet distance.
+    """
+    from unetdyn.builtin_model.data import make_batch
+    from unetdyn.builtin_model.quality import REAL_SEEDS, frechet_distance, load_classifier, predict_features
+
+    clf = load_classifier(train_if_missing=False)
+    real = [predict_features(clf, make_batch(seed, range(n_real))[0])[1] for seed in REAL_SEEDS]
+    return (lambda images: predict_features(clf, images)), model_id(clf), real[0], real[1], frechet_distance
+
+
+def time_methods(unet: Unet, ms: Sequence[Method], prompts: Sequence[Any], seeds: Sequence[int], repeats: int = 3,
+                 batch_size: int = 16, progress: bool = True) -> np.ndarray:
+    """Seconds per sample ``[methods, repeats]`` of sampling ``prompts``/``seeds`` from scratch.
+
+    One warm-up run, then ``repeats`` rounds; each round runs every method once, so slow
+    drifts of a shared machine hit all methods alike.
+    """
+    from unetdyn.cost import timed
+
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+
+    def run(m: Method) -> float:
+        return timed(unet, lambda: sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size,
+                                          progress=False)) / len(seeds)
+
+    run(ms[0])
+    rounds = tqdm(range(repeats), desc="timing rounds", unit="round", disable=not progress)
+    return np.array([[run(m) for m in ms] for _ in rounds]).T
+
+
+# -- reading the outcomes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fair:
+    """The fair comparison's readings.
+
+    Attributes:
+        table: one row per method: ``family, method, strength, flops, flop_speedup,
+            sec_per_sample, speedup``, and per quality ``q`` in ``ssim, ssim_p5, psnr,
+            ssim_own, agreement, frechet`` the columns ``q, q_lo, q_hi`` (95% interval);
+            ``frechet_real`` is the floor (two independent real sets of the same size).
+        boot: method -> quality -> bootstrap replicates (the same resampled samples for every
+            method, so replicates of two methods can be subtracted).
+        samples: samples per method.
+    """
+
+    table: pd.DataFrame
+    boot: dict[str, dict[str, np.ndarray]]
+    samples: int
+    frechet_real: float
+
+
+QUALITIES = ("ssim", "ssim_p5", "psnr", "ssim_own", "agreement", "frechet")
+PIVOTAL = ("frechet",)  # read with the basic bootstrap interval (see _interval)
+HIGHER_IS_BETTER = {"ssim": True, "ssim_p5": True, "psnr": True, "ssim_own": True, "agreement": True, "frechet": False}
+
+
+def _interval(reads: np.ndarray, value: float | None = None) -> tuple[float, float]:
+    """The 95% interval of bootstrap replicates: percentile, or with ``value`` the basic
+    (pivotal) interval ``2 value - q_hi, 2 value - q_lo``.
+
+    The Fréchet distance is biased upward on resamples (a resample repeats samples, which
+    adds to its estimated spread), so its replicates sit above the estimate; the basic interval
+    reflects that shift around the estimate instead of carrying it along.
+    """
+    a = (1 - LEVEL) / 2
+    r = reads[np.isfinite(reads)]
+    if r.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
+    return (lo, hi) if value is None else (2 * value - hi, 2 * value - lo)
+
+
+def summarize(
+    outs: dict[str, dict[str, np.ndarray]],
+    ms: Sequence[Method],
+    flops: dict[str, float],
+    seconds: dict[str, float],
+    real_feat: np.ndarray,
+    real_feat_b: np.ndarray,
+    frechet,
+    n_boot: int = 2000,
+    n_boot_frechet: int = 200,
+    seed: int = 0,
+) -> Fair:
+    """Every method's qualities with their 95% intervals, from one paired bootstrap over samples.
+
+    ``flops``/``seconds``: per method, per sample. ``real_feat``: the classifier's features of
+    as many real images as samples (the Fréchet reference, held fixed); ``real_feat_b``: an
+    independent real set, whose distance to the first is the floor. ``frechet(a, b)``: the
+    distance. The Fréchet interval uses the first ``n_boot_frechet`` resamples (each costs a
+    matrix square root). PSNR is averaged over samples that differ from the reference.
+    """
+    n = len(next(iter(outs.values()))["ssim"])
+    if n < 2:
+        raise ValueError(f"a bootstrap needs at least 2 samples, got {n}")
+    if any(len(o["ssim"]) != n for o in outs.values()):
+        raise ValueError("every method needs the same samples")
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    ref = ms[0].name
+    rows, boot = [], {}
+    for m in ms:
+        o = outs[m.name]
+        psnr = np.where(np.isfinite(o["psnr"]), o["psnr"], np.nan)
+        stats = {
+            "ssim": (o["ssim"].mean(), o["ssim"][idx].mean(1)),
+            "ssim_p5": (np.percentile(o["ssim"], 5), np.percentile(o["ssim"][idx], 5, axis=1)),
+            "psnr": (_nanmean(psnr), _nanmean(psnr[idx], axis=1)),
+            "ssim_own": (o["ssim_own"].mean(), o["ssim_own"][idx].mean(1)),
+            "agreement": (o["agree"].mean(), o["agree"][idx].mean(1)),
+            "frechet": (frechet(o["feat"], real_feat),
+                        np.array([frechet(o["feat"][i], real_feat) for i in idx[:n_boot_frechet]])),
+        }
+        row = {"family": m.family, "method": m.name, "strength": m.strength, "flops": flops[m.name],
+               "flop_speedup": flops[ref] / flops[m.name], "sec_per_sample": seconds[m.name],
+               "speedup": seconds[ref] / seconds[m.name]}
+        for q, (v, reads) in stats.items():
+            row[q] = float(v)
+            row[f"{q}_lo"], row[f"{q}_hi"] = _interval(reads, float(v) if q in PIVOTAL else None)
+        rows.append(row)
+        boot[m.name] = {q: reads for q, (_, reads) in stats.items()}
+    return Fair(pd.DataFrame(rows), boot, n, frechet(real_feat_b, real_feat))
+
+
+def _nanmean(a: np.ndarray, axis=None):
+    with warnings.catch_warnings():  # a resample where every sample equals the reference: nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def equal_cost(fair: Fair, axis: str = "flop_speedup", qualities: Sequence[str] = ("ssim", "agreement", "frechet"),
+               at: str = "paper shortcut") -> pd.DataFrame:
+    """Each family's quality at the speed-up of ``at``, read off its curve, against ``at``'s own.
+
+    A family's curve is its settings ordered by speed-up (``axis``: ``flop_speedup`` or the
+    wall-clock ``speedup``), with the full sampler as its slowest point (DDIM: its own 100
+    steps), linearly interpolated between the two settings around ``at``'s speed-up; the same
+    interpolation on every bootstrap replicate gives the interval. ``advantage`` is the family's
+    quality minus ``at``'s, signed so that positive means the family is better (for the Fréchet
+    distance, lower is better); ``verdict`` reads its interval: "family better", "shortcut
+    better" or "inconclusive". A family whose settings never reach that speed-up gets no value
+    (``reached = False``; its fastest is in ``fastest``).
+    """
+    t = fair.table.set_index("method")
+    if at not in t.index:
+        raise ValueError(f"{at!r} is not among the measured methods")
+    c = float(t.loc[at, axis])
+    rows = []
+    for fam in [f for f in FAMILIES if f in set(t.family) and f not in ("full", "paper shortcut")]:
+        names = list(t.index[t.family == fam])
+        if fam != "DDIM":
+            names.append(fair.table.method.iloc[0])  # the full sampler: the family's zero setting
+        xs = np.array([t.loc[m, axis] for m in names], dtype=float)
+        order = np.argsort(xs)
+        names, xs = [names[i] for i in order], xs[order]
+        reached = bool(xs[0] <= c <= xs[-1])
+        for q in qualities:
+            row = {"family": fam, "quality": q, "axis": axis, "at": c, "reached": reached, "fastest": float(xs[-1]),
+                   "value": np.nan, "lo": np.nan, "hi": np.nan, "advantage": np.nan, "adv_lo": np.nan,
+                   "adv_hi": np.nan, "verdict": "not reached", "read_between": ""}
+            if reached:
+                j = int(min(np.searchsorted(xs, c, side="right") - 1, len(xs) - 2))
+                w = 0.0 if xs[j + 1] == xs[j] else (c - xs[j]) / (xs[j + 1] - xs[j])
+                a, b = names[j], names[j + 1]
+                value = (1 - w) * t.loc[a, q] + w * t.loc[b, q]
+                reads = (1 - w) * fair.boot[a][q] + w * fair.boot[b][q]
+                sign = 1.0 if HIGHER_IS_BETTER[q] else -1.0
+                adv = sign * (reads - fair.boot[at][q])
+                piv = q in PIVOTAL
+                advantage = float(sign * (value - t.loc[at, q]))
+                lo, hi = _interval(reads, float(value) if piv else None)
+                alo, ahi = _interval(adv, advantage if piv else None)
+                row.update(value=float(value), lo=lo, hi=hi, advantage=advantage,
+                           adv_lo=alo, adv_hi=ahi, verdict=equal_cost_verdict(alo, ahi), read_between=f"{a} / {b}")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def equal_cost_verdict(lo: float, hi: float) -> str:
+    """The verdict on a family's advantage over the shortcut from its 95% interval.
+
+    Example:
+        >>> equal_cost_verdict(0.01, 0.05), equal_cost_verdict(-0.05, -0.01), equal_cost_verdict(-0.01, 0.02)
+        ('family better', 'shortcut better', 'inconclusive')
+    """
+    if lo > 0:
+        return "family better"
+    if hi < 0:
+        return "shortcut better"
+    return "inconclusive"
+
+
+QUALITY_NAMES = {"ssim": "SSIM to the full output", "ssim_p5": "5th percentile of SSIM", "psnr": "PSNR to the full output",
+                 "ssim_own": "SSIM to its own family's full output", "agreement": "class agreement",
+                 "frechet": "Fréchet distance to real images"}
+ADVANTAGE_FORMAT = {"ssim": "+.3f", "ssim_p5": "+.3f", "psnr": "+.1f", "ssim_own": "+.3f", "agreement": "+.1%",
+                    "frechet": "+.2f"}
+AXIS_NAMES = {"flop_speedup": "FLOPs", "speedup": "wall-clock"}
+
+
+def verdict_text(fair: Fair, tables: dict[str, pd.DataFrame], at: str = "paper shortcut") -> str:
+    """The chapter's verdict, one sentence per cost axis and quality, from :func:`equal_cost`'s intervals."""
+    t = fair.table.set_index("method")
+    s = t.loc[at]
+    out = [f"On {fair.samples} samples per method, the paper's shortcut runs **{s.speedup:.2f}x** as fast as the full "
+           f"sampler by the wall-clock and **{s.flop_speedup:.2f}x** by FLOPs, at mean SSIM **{s.ssim:.3f}** "
+           f"[{s.ssim_lo:.3f}, {s.ssim_hi:.3f}], class agreement {s.agreement:.1%} [{s.agreement_lo:.1%}, "
+           f"{s.agreement_hi:.1%}] and Fréchet distance {s.frechet:.2f} [{s.frechet_lo:.2f}, {s.frechet_hi:.2f}] "
+           f"(the full sampler: {t.iloc[0].frechet:.2f}; two real sets: {fair.frechet_real:.2f})."]
+    for axis, eq in tables.items():
+        out.append(f"\n\nAt the shortcut's {AXIS_NAMES.get(axis, axis)} speed-up ({eq['at'].iloc[0]:.2f}x), each family's "
+                   "curve read there against the shortcut (95% intervals):")
+        missing = sorted(set(eq.family[~eq.reached]))
+        for q, d in eq[eq.reached].groupby("quality", sort=False):
+            f = ADVANTAGE_FORMAT.get(q, "+.3g")
+            by = {v: [f"{r.family} ({r.advantage:{f}} [{r.adv_lo:{f}}, {r.adv_hi:{f}}])" for r in g.itertuples()]
+                  for v, g in d.groupby("verdict", sort=False)}
+            parts = [f"{v}: " + ", ".join(fams) for v, fams in by.items()]
+            out.append(f"\n- {QUALITY_NAMES.get(q, q)}: " + "; ".join(parts) + ".")
+        if missing:
+            out.append(f"\n- never as fast: {', '.join(missing)}.")
+    return "".join(out)
