@@ -108,7 +108,7 @@ def outcomes(
     target = np.array([unet.class_index(p) for p in prompts])
     parts: dict[str, list[dict[str, np.ndarray]]] = {m.name: [] for m in ms}
     starts = range(0, n, chunk)
-    bar = tqdm(total=len(ms) * len(starts), desc="fair comparison", unit="entry", disable=not progress)
+    bar = tqdm(total=len(ms) * len(starts), desc="fair comparison", unit="entry", disable=not progress, miniters=1)
     for s in starts:
         p, sd = list(prompts[s : s + chunk]), [int(x) for x in seeds[s : s + chunk]]
         expect = {"ssim": (len(sd),), "psnr": (len(sd),), "ssim_own": (len(sd),), "psnr_own": (len(sd),),
