@@ -221,10 +221,13 @@ class Fair:
         table: one row per method: ``family, method, strength, flops, flop_speedup,
             sec_per_sample, speedup``, and per quality ``q`` in ``ssim, ssim_p5, psnr,
             ssim_own, agreement, frechet`` the columns ``q, q_lo, q_hi`` (95% interval);
-            ``frechet_real`` is the floor (two independent real sets of the same size).
+            ``frechet`` is bias-corrected (see :func:`_read`; ``frechet_plugin``: the plain
+            estimate).
         boot: method -> quality -> bootstrap replicates (the same resampled samples for every
             method, so replicates of two methods can be subtracted).
         samples: samples per method.
+        frechet_real: the floor: the Fréchet distance between two independent real sets of
+            the same size, bias-corrected the same way.
     """
 
     table: pd.DataFrame
@@ -234,24 +237,28 @@ class Fair:
 
 
 QUALITIES = ("ssim", "ssim_p5", "psnr", "ssim_own", "agreement", "frechet")
-PIVOTAL = ("frechet",)  # read with the basic bootstrap interval (see _interval)
+PIVOTAL = ("frechet",)  # bias-corrected, with the basic bootstrap interval (see _read)
 HIGHER_IS_BETTER = {"ssim": True, "ssim_p5": True, "psnr": True, "ssim_own": True, "agreement": True, "frechet": False}
 
 
-def _interval(reads: np.ndarray, value: float | None = None) -> tuple[float, float]:
-    """The 95% interval of bootstrap replicates: percentile, or with ``value`` the basic
-    (pivotal) interval ``2 value - q_hi, 2 value - q_lo``.
+def _read(estimate: float, reads: np.ndarray, pivotal: bool) -> tuple[float, float, float]:
+    """A number and its 95% interval from bootstrap replicates: ``(value, lo, hi)``.
 
-    The Fréchet distance is biased upward on resamples (a resample repeats samples, which
-    adds to its estimated spread), so its replicates sit above the estimate; the basic interval
-    reflects that shift around the estimate instead of carrying it along.
+    Not pivotal: the estimate and the percentile interval. Pivotal (the Fréchet distance): the
+    estimate of a finite sample is biased upward (a resample, which repeats samples, is more so),
+    so the replicates sit above it, often all of them; the value is then the bias-corrected
+    ``2 estimate - mean(replicates)`` and the interval the basic bootstrap interval
+    ``2 estimate - q_hi, 2 estimate - q_lo``, which corrects for the same shift. Either can fall
+    below zero where the two distributions cannot be told apart at this sample size.
     """
     a = (1 - LEVEL) / 2
     r = reads[np.isfinite(reads)]
     if r.size == 0:
-        return float("nan"), float("nan")
+        return float(estimate), float("nan"), float("nan")
     lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
-    return (lo, hi) if value is None else (2 * value - hi, 2 * value - lo)
+    if not pivotal:
+        return float(estimate), lo, hi
+    return 2 * estimate - float(r.mean()), 2 * estimate - hi, 2 * estimate - lo
 
 
 def summarize(
@@ -298,11 +305,14 @@ def summarize(
                "flop_speedup": flops[ref] / flops[m.name], "sec_per_sample": seconds[m.name],
                "speedup": seconds[ref] / seconds[m.name]}
         for q, (v, reads) in stats.items():
-            row[q] = float(v)
-            row[f"{q}_lo"], row[f"{q}_hi"] = _interval(reads, float(v) if q in PIVOTAL else None)
+            row[q], row[f"{q}_lo"], row[f"{q}_hi"] = _read(float(v), reads, q in PIVOTAL)
+            if q in PIVOTAL:
+                row[f"{q}_plugin"] = float(v)
         rows.append(row)
         boot[m.name] = {q: reads for q, (_, reads) in stats.items()}
-    return Fair(pd.DataFrame(rows), boot, n, frechet(real_feat_b, real_feat))
+    floor = _read(frechet(real_feat_b, real_feat), np.array([frechet(real_feat_b[i], real_feat) for i in idx[:n_boot_frechet]]),
+                  True)
+    return Fair(pd.DataFrame(rows), boot, n, floor[0])
 
 
 def _nanmean(a: np.ndarray, axis=None):
@@ -345,15 +355,14 @@ def equal_cost(fair: Fair, axis: str = "flop_speedup", qualities: Sequence[str] 
                 j = int(min(np.searchsorted(xs, c, side="right") - 1, len(xs) - 2))
                 w = 0.0 if xs[j + 1] == xs[j] else (c - xs[j]) / (xs[j + 1] - xs[j])
                 a, b = names[j], names[j + 1]
-                value = (1 - w) * t.loc[a, q] + w * t.loc[b, q]
+                piv = q in PIVOTAL
+                col = f"{q}_plugin" if piv else q  # the estimate itself; _read corrects a pivotal one
+                estimate = (1 - w) * t.loc[a, col] + w * t.loc[b, col]
                 reads = (1 - w) * fair.boot[a][q] + w * fair.boot[b][q]
                 sign = 1.0 if HIGHER_IS_BETTER[q] else -1.0
-                adv = sign * (reads - fair.boot[at][q])
-                piv = q in PIVOTAL
-                advantage = float(sign * (value - t.loc[at, q]))
-                lo, hi = _interval(reads, float(value) if piv else None)
-                alo, ahi = _interval(adv, advantage if piv else None)
-                row.update(value=float(value), lo=lo, hi=hi, advantage=advantage,
+                value, lo, hi = _read(float(estimate), reads, piv)
+                advantage, alo, ahi = _read(float(sign * (estimate - t.loc[at, col])), sign * (reads - fair.boot[at][q]), piv)
+                row.update(value=value, lo=lo, hi=hi, advantage=advantage,
                            adv_lo=alo, adv_hi=ahi, verdict=equal_cost_verdict(alo, ahi), read_between=f"{a} / {b}")
             rows.append(row)
     return pd.DataFrame(rows)
