@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     costs = CallCost(unet, prompts[0])
     flops = {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}
     if args.no_timing:
-        secs = dict(flops)  # a stand-in so the table prints; the wall-clock columns then repeat the FLOPs
+        secs = {k: [v] for k, v in flops.items()}  # a stand-in so the table prints; the wall-clock columns repeat the FLOPs
     else:
         key = benchmark_key("fair", model_id(unet), timing_params(args))
         t = time_methods(unet, ms, prompts[: args.timing_samples], seeds[: args.timing_samples], args.repeats,
@@ -71,15 +71,17 @@ def main(argv=None) -> int:
         meta = {"host": platform.node(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "cpu": platform.processor() or platform.machine(), "date": datetime.date.today().isoformat()}
         cache.put_record(key, {"meta": meta, "methods": [m.name for m in ms], "seconds": t.tolist()})
-        secs = {m.name: float(np.median(row)) for m, row in zip(ms, t)}
+        secs = {m.name: row for m, row in zip(ms, t)}
         print(f"timings stored in {cache.path(key)}")
         if args.timing_only:
-            print(pd.DataFrame({"method": list(secs), "sec_per_sample": list(secs.values()),
-                                "speedup": [secs["full"] / v for v in secs.values()]}).to_string(index=False))
+            print(pd.DataFrame({"method": list(secs), "sec_per_sample": [np.median(v) for v in secs.values()],
+                                "speedup (median over rounds)": [np.median(secs["full"] / v) for v in secs.values()]})
+                  .to_string(index=False))
             return 0
-    classify, cid, real_a, real_b, frechet = shape_classifier(args.samples)
+    classify, cid, real_a, real_b, real_labels, frechet = shape_classifier(args.samples)
     outs = outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=args.chunk, batch_size=args.batch_size)
-    fair = summarize(outs, ms, flops, secs, real_a, real_b, frechet)
+    fair = summarize(outs, ms, flops, secs, real_a, real_b, frechet, strata=[unet.class_index(p) for p in prompts],
+                     real_strata=real_labels)
     cols = ["method", "flop_speedup", "speedup", "ssim", "ssim_lo", "ssim_hi", "ssim_own", "agreement", "agreement_lo",
             "agreement_hi", "frechet", "frechet_lo", "frechet_hi"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):

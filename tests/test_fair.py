@@ -89,6 +89,46 @@ def test_outcomes_refuse_a_reference_with_interventions(unet, tmp_path):
         fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path), classify, "x", chunk=0, progress=False)
 
 
+def test_a_schedule_resumed_from_the_baseline_scores_as_if_sampled_from_scratch(stored, unet):
+    from unetdyn.metrics import compare
+    from unetdyn.sampler import sample, trajectory
+
+    ms, _, outs = stored
+    m = next(m for m in ms if m.name == "DeepCache nb=4 k=2")
+    base = trajectory(unet, PROMPTS, SEEDS, ms[0].config, batch_size=4, progress=False)
+    out = sample(unet, PROMPTS, SEEDS, m.schedule, m.config, batch_size=4, progress=False).images[0]
+    np.testing.assert_allclose(outs[m.name]["ssim"], compare(base.x0, out)["ssim"], atol=1e-5)
+
+
+def test_a_lost_ddim_entry_is_recomputed_against_its_own_reference(stored, unet, tmp_path):
+    ms, cache, outs = stored
+    for p in cache.root.glob("*/*.npz"):
+        (tmp_path / p.parent.name).mkdir(exist_ok=True)
+        (tmp_path / p.parent.name / p.name).write_bytes(p.read_bytes())
+    copy = Cache(tmp_path)
+    mid = fr.model_id(unet)
+    lost = [m for m in ms if m.name in ("DDIM K=5", "DeepCache nb=4 k=2")]  # DDIM K=10 (its reference) stays stored
+    for m in lost:
+        for s in (0, 2):
+            copy.path(fr._key(mid, "stand-in", m, ms[0], PROMPTS[s : s + 2], SEEDS[s : s + 2])).unlink()
+    redo = fr.outcomes(unet, ms, PROMPTS, SEEDS, copy, classify, "stand-in", chunk=2, batch_size=4, progress=False)
+    for m in lost:
+        for f in fr.OUTCOME_FIELDS:
+            np.testing.assert_allclose(redo[m.name][f], outs[m.name][f], atol=1e-6)
+
+
+def test_the_key_holds_what_the_outcome_depends_on(stored):
+    from dataclasses import replace
+
+    ms, _, _ = stored
+    m, ref = ms[1], ms[0]
+    k = fr._key("model", "clf", m, ref, PROMPTS, SEEDS)
+    assert k != fr._key("model", "clf", replace(m, config=replace(m.config, guidance=2.0)), ref, PROMPTS, SEEDS)
+    assert k != fr._key("model", "clf", m, replace(ref, config=replace(ref.config, guidance=2.0)), PROMPTS, SEEDS)
+    assert k != fr._key("model", "clf", m, ref, PROMPTS, [9, 1, 2, 3])
+    assert k == fr._key("model", "clf", replace(m, name="renamed", strength=7.0), ref, PROMPTS, SEEDS)
+
+
 # -- readings on synthetic outcomes with known answers --------------------------------------------
 
 
@@ -97,65 +137,94 @@ def _method(family: str, name: str, steps: int = 100) -> Method:
 
 
 def _synthetic(n: int = 400, seed: int = 0):
-    """full (speed 1), shortcut (speed 1.5, SSIM 0.7), fewer steps at speed 2 (SSIM 0.6), DeepCache at speed 1.2 only."""
+    """full (speed 1), shortcut (speed 1.5, SSIM 0.7), fewer steps at speeds 4/3 (SSIM 0.65) and 2 (0.6),
+    DeepCache at speed 1.2 only."""
     rng = np.random.default_rng(seed)
-    ms = [_method("full", "full"), _method("paper shortcut", "paper shortcut"), _method("fewer steps", "K=50", 50),
-          _method("DeepCache", "cache")]
-    ssim = {"full": np.ones(n), "paper shortcut": 0.7 + 0.02 * rng.standard_normal(n), "K=50": 0.6 + 0.02 * rng.standard_normal(n),
+    ms = [_method("full", "full"), _method("paper shortcut", "paper shortcut"), _method("fewer steps", "K=75", 75),
+          _method("fewer steps", "K=50", 50), _method("DeepCache", "cache")]
+    ssim = {"full": np.ones(n), "paper shortcut": 0.7 + 0.02 * rng.standard_normal(n),
+            "K=75": 0.65 + 0.02 * rng.standard_normal(n), "K=50": 0.6 + 0.02 * rng.standard_normal(n),
             "cache": 0.9 + 0.02 * rng.standard_normal(n)}
     feat = rng.standard_normal((n, 3))
     outs = {k: {"ssim": v, "psnr": np.where(v >= 1, np.inf, 20 * v), "ssim_own": v, "psnr_own": v,
-                "agree": (rng.random(n) < 0.9).astype(np.uint8), "feat": feat + (0.0 if k != "K=50" else 1.0)}
+                "agree": (rng.random(n) < 0.9).astype(np.uint8), "feat": feat + (1.0 if k == "K=50" else 0.0)}
             for k, v in ssim.items()}
-    flops = {"full": 100.0, "paper shortcut": 100 / 1.5, "K=50": 50.0, "cache": 100 / 1.2}
-    real = rng.standard_normal((n, 3))
-    return ms, outs, flops, dict(flops), real, rng.standard_normal((n, 3))
+    flops = {"full": 100.0, "paper shortcut": 100 / 1.5, "K=75": 75.0, "K=50": 50.0, "cache": 100 / 1.2}
+    secs = {k: [v, v] for k, v in flops.items()}
+    return ms, outs, flops, secs, rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+
+
+def _summary(ms, outs, flops, secs, real, real_b, **kw):
+    from unetdyn.builtin_model.quality import frechet_distance
+
+    return fr.summarize(outs, ms, flops, secs, real, real_b, frechet_distance, **{"n_boot": 500, "n_boot_frechet": 50, **kw})
 
 
 def test_summarize_gives_intervals_around_the_known_means():
-    from unetdyn.builtin_model.quality import frechet_distance
-
-    ms, outs, flops, secs, real, real_b = _synthetic()
-    f = fr.summarize(outs, ms, flops, secs, real, real_b, frechet_distance, n_boot=500, n_boot_frechet=50)
+    f = _summary(*_synthetic())
     t = f.table.set_index("method")
     assert t.loc["paper shortcut", "flop_speedup"] == pytest.approx(1.5)
     assert t.loc["paper shortcut", "ssim_lo"] < 0.7 < t.loc["paper shortcut", "ssim_hi"]
     assert t.loc["paper shortcut", "ssim_hi"] - t.loc["paper shortcut", "ssim_lo"] < 0.01  # sd 0.02 over 400 samples
     assert t.loc["full", "ssim_lo"] == t.loc["full", "ssim_hi"] == 1.0 and np.isnan(t.loc["full", "psnr"])
-    # a shifted feature set is far; the same features are at the real-vs-real floor's scale
-    assert t.loc["K=50", "frechet_lo"] > 2.0 > t.loc["full", "frechet_hi"]
-    assert t.loc["full", "frechet_lo"] <= t.loc["full", "frechet"] <= t.loc["full", "frechet_hi"]
-    assert f.samples == 400 and f.frechet_real < 0.2
+    # a shifted feature set is far (the true distance is 3); the same features are near the floor
+    assert 2.0 < t.loc["K=50", "frechet_lo"] and t.loc["K=50", "frechet_hi"] < 4.0
+    assert t.loc["full", "frechet_hi"] < 1.0
+    for m in t.index:  # the bias-corrected value lies in its own interval
+        assert t.loc[m, "frechet_lo"] <= t.loc[m, "frechet"] <= t.loc[m, "frechet_hi"]
+    assert f.samples == 400 and abs(f.frechet_real) < 0.2
+
+
+def test_wall_clock_speed_ups_are_medians_of_per_round_ratios():
+    ms, outs, flops, secs, real, real_b = _synthetic()
+    secs = {k: [1.0, 1.0, 1.0] for k in secs}
+    secs["full"], secs["paper shortcut"] = [1.0, 2.0, 1.2], [0.5, 1.0, 1.0]  # a slow second round hits both alike
+    t = _summary(ms, outs, flops, secs, real, real_b).table.set_index("method")
+    assert t.loc["paper shortcut", "speedup"] == pytest.approx(2.0)  # median of 2, 2, 1.2; the medians' ratio is 1.2
+    assert (t.loc["paper shortcut", "speedup_low"], t.loc["paper shortcut", "speedup_high"]) == (1.2, 2.0)
+    assert t.loc["paper shortcut", "sec_per_sample"] == 1.0
+
+
+def test_resamples_keep_every_class_count():
+    strata = np.arange(30) % 3
+    idx = fr.resample(strata, 50, np.random.default_rng(1))
+    assert idx.shape == (50, 30) and (strata[idx] == strata[None, :]).all()
+    assert len(np.unique(idx)) == 30  # every sample is drawn somewhere
+
+
+def test_a_pivotal_reading_corrects_a_bias_that_puts_every_replicate_above_the_estimate():
+    reads = np.linspace(2.0, 4.0, 101)  # all above the estimate 1.5, mean 3.0
+    v, lo, hi = fr._read(1.5, reads, True)
+    assert v == pytest.approx(0.0) and lo == pytest.approx(3.0 - 3.95, abs=0.02) and hi == pytest.approx(3.0 - 2.05, abs=0.02)
+    assert fr._read(1.5, reads, False) == (1.5, pytest.approx(2.05, abs=0.02), pytest.approx(3.95, abs=0.02))
 
 
 def test_equal_cost_interpolates_the_family_curve_and_reads_the_advantage():
-    from unetdyn.builtin_model.quality import frechet_distance
-
     ms, outs, flops, secs, real, real_b = _synthetic()
-    f = fr.summarize(outs, ms, flops, secs, real, real_b, frechet_distance, n_boot=500, n_boot_frechet=50)
+    f = _summary(ms, outs, flops, secs, real, real_b)
     e = fr.equal_cost(f, "flop_speedup").set_index(["family", "quality"])
-    # fewer steps at 1.5x: halfway between the full sampler (1.0) and K=50 (0.6)
+    # fewer steps at 1.5x: a quarter of the way from K=75 (4/3x) to K=50 (2x); the full sampler is no point of it
     row = e.loc[("fewer steps", "ssim")]
-    assert row.value == pytest.approx(0.5 * 1.0 + 0.5 * t_mean(outs, "K=50"))
+    assert row.value == pytest.approx(0.75 * t_mean(outs, "K=75") + 0.25 * t_mean(outs, "K=50"))
     assert row.advantage == pytest.approx(row.value - t_mean(outs, "paper shortcut"))
-    assert row.verdict == "family better" and row.adv_lo > 0 and row.read_between == "full / K=50"
-    # DeepCache never reaches 1.5x
-    assert e.loc[("DeepCache", "ssim")].verdict == "not reached" and e.loc[("DeepCache", "ssim")].fastest == pytest.approx(1.2)
+    assert row.verdict == "shortcut better" and row.adv_hi < 0 and row.read_between == "K=75 / K=50"
+    fd = e.loc[("fewer steps", "frechet")]  # lower is better: a farther family has a negative advantage
+    assert fd.adv_hi < 0 and fd.verdict == "shortcut better"
+    # DeepCache's one setting spans no speed-up
+    assert e.loc[("DeepCache", "ssim")].verdict == "outside its range" and e.loc[("DeepCache", "ssim")].fastest == pytest.approx(1.2)
     text = fr.verdict_text(f, {"flop_speedup": fr.equal_cost(f, "flop_speedup")})
-    assert "never as fast: DeepCache" in text and "family better: fewer steps" in text
+    assert "outside the family's settings): DeepCache (1.20x..1.20x)" in text and "shortcut better: fewer steps" in text
 
 
 def test_equal_cost_of_a_copy_of_the_shortcut_is_inconclusive():
-    from unetdyn.builtin_model.quality import frechet_distance
-
     ms, outs, flops, secs, real, real_b = _synthetic()
-    outs["K=50"] = outs["paper shortcut"]
-    flops["K=50"] = secs["K=50"] = flops["paper shortcut"]
-    f = fr.summarize(outs, ms, flops, secs, real, real_b, frechet_distance, n_boot=300, n_boot_frechet=30)
+    outs["K=75"] = outs["K=50"] = outs["paper shortcut"]
+    f = _summary(ms, outs, flops, secs, real, real_b, n_boot=300, n_boot_frechet=30)
     e = fr.equal_cost(f, "speedup").set_index(["family", "quality"])
     for q in ("ssim", "agreement", "frechet"):  # paired resamples: the difference is exactly zero on every one
         r = e.loc[("fewer steps", q)]
-        assert r.adv_lo == r.adv_hi == 0.0 and r.verdict == "inconclusive"
+        assert r.adv_lo == pytest.approx(0.0, abs=1e-12) and r.adv_hi == pytest.approx(0.0, abs=1e-12)
+        assert r.verdict == "inconclusive"
 
 
 def t_mean(outs, name) -> float:
@@ -166,5 +235,21 @@ def test_equal_cost_verdicts():
     assert fr.equal_cost_verdict(0.001, 0.2) == "family better"
     assert fr.equal_cost_verdict(-0.2, -0.001) == "shortcut better"
     assert fr.equal_cost_verdict(-0.1, 0.0) == "inconclusive"
+    assert fr.equal_cost_verdict(np.nan, np.nan) == "n/a"
     with pytest.raises(ValueError, match="not among"):
         fr.equal_cost(fr.Fair(pd.DataFrame({"method": ["full"], "family": ["full"]}), {}, 2, 0.0))
+
+
+def test_the_ddim_sentence_reads_the_paired_difference():
+    ms, outs, flops, secs, real, real_b = _synthetic()
+    ms = ms + [_method("DDIM", "DDIM K=50", 50), _method("DDIM", "DDIM K=100", 100)]
+    ms[-2] = Method("DDIM", "DDIM K=50", ms[-2].schedule, ms[-2].config, 50)
+    ms[-1] = Method("DDIM", "DDIM K=100", ms[-1].schedule, ms[-1].config, 100)
+    n = len(outs["full"]["ssim"])
+    low = {**outs["full"], "agree": np.zeros(n, np.uint8), "ssim": np.full(n, 0.2), "ssim_own": np.full(n, 0.97)}
+    outs.update({"DDIM K=50": low, "DDIM K=100": {**low, "ssim_own": np.ones(n)}})
+    flops.update({"DDIM K=50": 50.0, "DDIM K=100": 100.0})
+    secs.update({"DDIM K=50": [50.0, 50.0], "DDIM K=100": [100.0, 100.0]})
+    text = fr.ddim_text(_summary(ms, outs, flops, secs, real, real_b))
+    assert "its own 100-step output at mean SSIM 0.970 to 0.970 over K = 50" in text
+    assert "Its class agreement at K = 100 is 0.0%" in text and "below zero (400 samples)" in text

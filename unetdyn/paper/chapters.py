@@ -687,6 +687,7 @@ class Alternatives:
     efficiency: dict | None
     findings: tuple[Finding, ...]
     ddim: pd.DataFrame | None = None  # benchmarks/ddim_diagnosis.py: agreement and saturation against guidance
+    ddim_fair: str = ""  # DDIM against its own full output and the ancestral sampler, from the fair comparison
 
     def measured_on(self) -> str:
         m = self.meta
@@ -734,25 +735,26 @@ def alternatives(
     if model == "builtin":
         ms = methods()
         rec = load_benchmark(cache, "fair", mid, timing)
-        secs = dict(zip(rec["methods"], np.median(np.array(rec["seconds"]), axis=1)))
+        secs = dict(zip(rec["methods"], rec["seconds"]))  # per method, seconds per sample in each round
         if missing := [m.name for m in ms if m.name not in secs]:
             raise CacheMiss(f"the timing record has no {', '.join(missing)}: run `python benchmarks/fair_comparison.py "
                             f"--timing-only --timing-samples {timing_samples} --repeats {repeats}`")
         prompts, seeds = default_samples(unet, model, samples)
-        classify, cid, real_a, real_b, frechet = fr.shape_classifier(samples)
+        classify, cid, real_a, real_b, real_labels, frechet = fr.shape_classifier(samples)
         outs = fr.outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=chunk, batch_size=batch_size, progress=False)
         costs = CallCost(unet, prompts[0])
         fair = fr.summarize(outs, ms, {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}, secs,
-                            real_a, real_b, frechet)
+                            real_a, real_b, frechet, strata=[unet.class_index(p) for p in prompts], real_strata=real_labels)
         table = fair.table.assign(flop_saving=1 - 1 / fair.table.flop_speedup, ssim_mean=fair.table.ssim,
                                   psnr_mean=fair.table.psnr)
         eq = {axis: fr.equal_cost(fair, axis) for axis in ("flop_speedup", "speedup")}
         text = fr.verdict_text(fair, eq)
+        ddim_sentence = fr.ddim_text(fair)
         meta = {**rec["meta"], "model": model, "samples": samples, "timing_samples": timing_samples}
     else:  # no quality classifier: SSIM to the full output only, as benchmarks/alternatives.py measured it
         rec = load_benchmark(cache, "alternatives", mid, {"samples": samples, "timing_samples": timing_samples,
                                                           "repeats": repeats, "batch_size": batch_size, "quick": False})
-        table, fair, eq, meta = pd.DataFrame(rec["rows"]), None, {}, rec["meta"]
+        table, fair, eq, meta, ddim_sentence = pd.DataFrame(rec["rows"]), None, {}, rec["meta"], ""
         text = (f"On {samples} samples per method, SSIM to the full output only: the equal-cost readings need a quality "
                 "classifier, which only the built-in model has.")
 
@@ -775,7 +777,8 @@ def alternatives(
         if fair is not None:
             findings += (finding("mean SSIM of the shortcut to the full output", "0.795",
                                  Reading(s.ssim, s.ssim_lo, s.ssim_hi, digits=3, samples=fair.samples), 0.795, "verdict"),)
-    return Alternatives(meta, table, fair, eq, text, glide, eff, findings, pd.DataFrame(dd["rows"]) if dd else None)
+    return Alternatives(meta, table, fair, eq, text, glide, eff, findings, pd.DataFrame(dd["rows"]) if dd else None,
+                        ddim_sentence)
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ from unetdyn.paper.readings import LEVEL
 from unetdyn.sampler import SamplerConfig, sample, trajectory
 from unetdyn.unet import Unet
 
-__all__ = ["OUTCOME_FIELDS", "own_config", "outcomes", "shape_classifier", "time_methods", "Fair", "summarize", "equal_cost",
-           "equal_cost_verdict"]
+__all__ = ["OUTCOME_FIELDS", "own_config", "outcomes", "shape_classifier", "time_methods", "Fair", "resample", "summarize",
+           "equal_cost", "equal_cost_verdict", "verdict_text", "ddim_text"]
 
 # per-sample arrays of one (method, chunk) entry; feat is [n, D]
 OUTCOME_FIELDS = ("ssim", "psnr", "ssim_own", "psnr_own", "agree", "feat")
@@ -177,16 +177,19 @@ def _compute_chunk(unet, ms, todo, prompts, seeds, target, classify, batch_size,
 def shape_classifier(n_real: int):
     """The built-in model's quality classifier for :func:`outcomes` and :func:`summarize`.
 
-    Returns ``(classify, classifier_id, real_feat, real_feat_b, frechet)``: the classifier's
-    (prediction, features) of images, its weights' checksum, its features of ``n_real`` images
-    of each of the two real reference sets, and the Fréchet distance.
+    Returns ``(classify, classifier_id, real_feat, real_feat_b, real_labels, frechet)``: the
+    classifier's (prediction, features) of images, its weights' checksum, its features of images
+    ``0 .. n_real - 1`` of each of the two real reference sets, their classes (``i % 10`` in
+    both), and the Fréchet distance.
     """
     from unetdyn.builtin_model.data import make_batch
     from unetdyn.builtin_model.quality import REAL_SEEDS, frechet_distance, load_classifier, predict_features
 
     clf = load_classifier(train_if_missing=False)
-    real = [predict_features(clf, make_batch(seed, range(n_real))[0])[1] for seed in REAL_SEEDS]
-    return (lambda images: predict_features(clf, images)), model_id(clf), real[0], real[1], frechet_distance
+    real = [make_batch(seed, range(n_real)) for seed in REAL_SEEDS]
+    feats = [predict_features(clf, x)[1] for x, _ in real]
+    return ((lambda images: predict_features(clf, images)), model_id(clf), feats[0], feats[1], real[0][1].numpy(),
+            frechet_distance)
 
 
 def time_methods(unet: Unet, ms: Sequence[Method], prompts: Sequence[Any], seeds: Sequence[int], repeats: int = 3,
@@ -261,33 +264,64 @@ def _read(estimate: float, reads: np.ndarray, pivotal: bool) -> tuple[float, flo
     return 2 * estimate - float(r.mean()), 2 * estimate - hi, 2 * estimate - lo
 
 
+def resample(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap indices ``[n_boot, N]`` drawn with replacement within each stratum (each class
+    keeps its count in every resample, as in the design: the samples are class-balanced).
+
+    Example:
+        >>> idx = resample(np.array([0, 0, 1, 1, 1]), 4, np.random.default_rng(0))
+        >>> bool((idx[:, :2] < 2).all() and (idx[:, 2:] >= 2).all())
+        True
+    """
+    strata = np.asarray(strata)
+    idx = np.empty((n_boot, len(strata)), dtype=np.int64)
+    for s in np.unique(strata):
+        where = np.flatnonzero(strata == s)
+        idx[:, where] = where[rng.integers(0, len(where), size=(n_boot, len(where)))]
+    return idx
+
+
 def summarize(
     outs: dict[str, dict[str, np.ndarray]],
     ms: Sequence[Method],
     flops: dict[str, float],
-    seconds: dict[str, float],
+    seconds: dict[str, Sequence[float]],
     real_feat: np.ndarray,
     real_feat_b: np.ndarray,
     frechet,
+    strata: Sequence[int] | None = None,
+    real_strata: Sequence[int] | None = None,
     n_boot: int = 2000,
-    n_boot_frechet: int = 200,
+    n_boot_frechet: int = 500,
     seed: int = 0,
 ) -> Fair:
     """Every method's qualities with their 95% intervals, from one paired bootstrap over samples.
 
-    ``flops``/``seconds``: per method, per sample. ``real_feat``: the classifier's features of
-    as many real images as samples (the Fréchet reference, held fixed); ``real_feat_b``: an
-    independent real set, whose distance to the first is the floor. ``frechet(a, b)``: the
-    distance. The Fréchet interval uses the first ``n_boot_frechet`` resamples (each costs a
-    matrix square root). PSNR is averaged over samples that differ from the reference.
+    Args:
+        flops: per method, FLOPs per sample.
+        seconds: per method, seconds per sample in each timing round (the same rounds for every
+            method). The wall-clock speed-up is the median over rounds of the full sampler's time
+            over the method's in the same round (``speedup_low``/``_high``: the range over rounds).
+        real_feat: the classifier's features of as many real images as samples (the Fréchet
+            reference); ``real_feat_b``: an independent real set (the floor).
+        frechet: ``frechet(a, b)``, the distance.
+        strata, real_strata: the class of each sample and each real image; resamples keep every
+            class's count (the design is class-balanced). None: one stratum.
+        n_boot_frechet: the Fréchet interval uses the first resamples only (each costs a matrix
+            square root); the real sets are resampled too, so the bias correction covers both.
+
+    PSNR is averaged over samples that differ from the reference.
     """
     n = len(next(iter(outs.values()))["ssim"])
     if n < 2:
         raise ValueError(f"a bootstrap needs at least 2 samples, got {n}")
     if any(len(o["ssim"]) != n for o in outs.values()):
         raise ValueError("every method needs the same samples")
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    rng = np.random.default_rng(seed)
+    idx = resample(np.zeros(n, int) if strata is None else strata, n_boot, rng)
+    ridx = resample(np.zeros(len(real_feat), int) if real_strata is None else real_strata, n_boot_frechet, rng)
     ref = ms[0].name
+    rounds = {k: np.asarray(v, dtype=float) for k, v in seconds.items()}
     rows, boot = [], {}
     for m in ms:
         o = outs[m.name]
@@ -299,19 +333,21 @@ def summarize(
             "ssim_own": (o["ssim_own"].mean(), o["ssim_own"][idx].mean(1)),
             "agreement": (o["agree"].mean(), o["agree"][idx].mean(1)),
             "frechet": (frechet(o["feat"], real_feat),
-                        np.array([frechet(o["feat"][i], real_feat) for i in idx[:n_boot_frechet]])),
+                        np.array([frechet(o["feat"][i], real_feat[j]) for i, j in zip(idx[:n_boot_frechet], ridx)])),
         }
+        ratio = rounds[ref] / rounds[m.name]
         row = {"family": m.family, "method": m.name, "strength": m.strength, "flops": flops[m.name],
-               "flop_speedup": flops[ref] / flops[m.name], "sec_per_sample": seconds[m.name],
-               "speedup": seconds[ref] / seconds[m.name]}
+               "flop_speedup": flops[ref] / flops[m.name], "sec_per_sample": float(np.median(rounds[m.name])),
+               "speedup": float(np.median(ratio)), "speedup_low": float(ratio.min()), "speedup_high": float(ratio.max())}
         for q, (v, reads) in stats.items():
             row[q], row[f"{q}_lo"], row[f"{q}_hi"] = _read(float(v), reads, q in PIVOTAL)
             if q in PIVOTAL:
                 row[f"{q}_plugin"] = float(v)
         rows.append(row)
         boot[m.name] = {q: reads for q, (_, reads) in stats.items()}
-    floor = _read(frechet(real_feat_b, real_feat), np.array([frechet(real_feat_b[i], real_feat) for i in idx[:n_boot_frechet]]),
-                  True)
+    bidx = resample(np.zeros(len(real_feat_b), int) if real_strata is None else real_strata, n_boot_frechet, rng)
+    floor = _read(frechet(real_feat_b, real_feat),
+                  np.array([frechet(real_feat_b[i], real_feat[j]) for i, j in zip(bidx, ridx)]), True)
     return Fair(pd.DataFrame(rows), boot, n, floor[0])
 
 
@@ -325,14 +361,16 @@ def equal_cost(fair: Fair, axis: str = "flop_speedup", qualities: Sequence[str] 
                at: str = "paper shortcut") -> pd.DataFrame:
     """Each family's quality at the speed-up of ``at``, read off its curve, against ``at``'s own.
 
-    A family's curve is its settings ordered by speed-up (``axis``: ``flop_speedup`` or the
-    wall-clock ``speedup``), with the full sampler as its slowest point (DDIM: its own 100
-    steps), linearly interpolated between the two settings around ``at``'s speed-up; the same
-    interpolation on every bootstrap replicate gives the interval. ``advantage`` is the family's
-    quality minus ``at``'s, signed so that positive means the family is better (for the Fréchet
-    distance, lower is better); ``verdict`` reads its interval: "family better", "shortcut
-    better" or "inconclusive". A family whose settings never reach that speed-up gets no value
-    (``reached = False``; its fastest is in ``fastest``).
+    A family's curve is its own settings ordered by speed-up (``axis``: ``flop_speedup`` or the
+    wall-clock ``speedup``), linearly interpolated between the two settings around ``at``'s
+    speed-up: a point on the line between two settings one can run, not a setting itself. The
+    same interpolation on every bootstrap replicate gives the interval. The full sampler is no
+    point of any family's curve: every family changes the picture at its mildest setting
+    already (fewer steps draw their noise on other steps), so a line from it would invent
+    qualities no setting has. ``advantage`` is the family's quality minus ``at``'s, signed so
+    that positive means the family is better (for the Fréchet distance, lower is better);
+    ``verdict`` reads its interval (:func:`equal_cost_verdict`). A family whose settings do not
+    span that speed-up gets no value (``reached = False``; its range is ``slowest .. fastest``).
     """
     t = fair.table.set_index("method")
     if at not in t.index:
@@ -341,16 +379,14 @@ def equal_cost(fair: Fair, axis: str = "flop_speedup", qualities: Sequence[str] 
     rows = []
     for fam in [f for f in FAMILIES if f in set(t.family) and f not in ("full", "paper shortcut")]:
         names = list(t.index[t.family == fam])
-        if fam != "DDIM":
-            names.append(fair.table.method.iloc[0])  # the full sampler: the family's zero setting
         xs = np.array([t.loc[m, axis] for m in names], dtype=float)
-        order = np.argsort(xs)
+        order = np.argsort(xs, kind="stable")
         names, xs = [names[i] for i in order], xs[order]
-        reached = bool(xs[0] <= c <= xs[-1])
+        reached = bool(len(xs) >= 2 and xs[0] <= c <= xs[-1])
         for q in qualities:
-            row = {"family": fam, "quality": q, "axis": axis, "at": c, "reached": reached, "fastest": float(xs[-1]),
-                   "value": np.nan, "lo": np.nan, "hi": np.nan, "advantage": np.nan, "adv_lo": np.nan,
-                   "adv_hi": np.nan, "verdict": "not reached", "read_between": ""}
+            row = {"family": fam, "quality": q, "axis": axis, "at": c, "reached": reached, "slowest": float(xs[0]),
+                   "fastest": float(xs[-1]), "value": np.nan, "lo": np.nan, "hi": np.nan, "advantage": np.nan,
+                   "adv_lo": np.nan, "adv_hi": np.nan, "verdict": "outside its range", "read_between": ""}
             if reached:
                 j = int(min(np.searchsorted(xs, c, side="right") - 1, len(xs) - 2))
                 w = 0.0 if xs[j + 1] == xs[j] else (c - xs[j]) / (xs[j + 1] - xs[j])
@@ -362,8 +398,8 @@ def equal_cost(fair: Fair, axis: str = "flop_speedup", qualities: Sequence[str] 
                 sign = 1.0 if HIGHER_IS_BETTER[q] else -1.0
                 value, lo, hi = _read(float(estimate), reads, piv)
                 advantage, alo, ahi = _read(float(sign * (estimate - t.loc[at, col])), sign * (reads - fair.boot[at][q]), piv)
-                row.update(value=value, lo=lo, hi=hi, advantage=advantage,
-                           adv_lo=alo, adv_hi=ahi, verdict=equal_cost_verdict(alo, ahi), read_between=f"{a} / {b}")
+                row.update(value=value, lo=lo, hi=hi, advantage=advantage, adv_lo=alo, adv_hi=ahi,
+                           verdict=equal_cost_verdict(alo, ahi), read_between=f"{a} / {b}")
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -374,7 +410,11 @@ def equal_cost_verdict(lo: float, hi: float) -> str:
     Example:
         >>> equal_cost_verdict(0.01, 0.05), equal_cost_verdict(-0.05, -0.01), equal_cost_verdict(-0.01, 0.02)
         ('family better', 'shortcut better', 'inconclusive')
+        >>> equal_cost_verdict(float("nan"), float("nan"))
+        'n/a'
     """
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "n/a"
     if lo > 0:
         return "family better"
     if hi < 0:
@@ -402,7 +442,7 @@ def verdict_text(fair: Fair, tables: dict[str, pd.DataFrame], at: str = "paper s
     for axis, eq in tables.items():
         out.append(f"\n\nAt the shortcut's {AXIS_NAMES.get(axis, axis)} speed-up ({eq['at'].iloc[0]:.2f}x), each family's "
                    "curve read there against the shortcut (95% intervals):")
-        missing = sorted(set(eq.family[~eq.reached]))
+        missing = [f"{r.family} ({r.slowest:.2f}x..{r.fastest:.2f}x)" for r in eq[~eq.reached].drop_duplicates("family").itertuples()]
         for q, d in eq[eq.reached].groupby("quality", sort=False):
             f = ADVANTAGE_FORMAT.get(q, "+.3g")
             by = {v: [f"{r.family} ({r.advantage:{f}} [{r.adv_lo:{f}}, {r.adv_hi:{f}}])" for r in g.itertuples()]
@@ -410,5 +450,27 @@ def verdict_text(fair: Fair, tables: dict[str, pd.DataFrame], at: str = "paper s
             parts = [f"{v}: " + ", ".join(fams) for v, fams in by.items()]
             out.append(f"\n- {QUALITY_NAMES.get(q, q)}: " + "; ".join(parts) + ".")
         if missing:
-            out.append(f"\n- never as fast: {', '.join(missing)}.")
+            out.append(f"\n- no reading (the shortcut's speed-up is outside the family's settings): {', '.join(missing)}.")
     return "".join(out)
+
+
+def ddim_text(fair: Fair) -> str:
+    """How DDIM compares with its own full output and with the ancestral sampler, from the intervals."""
+    t = fair.table.set_index("method")
+    ddim = t[t.family == "DDIM"]
+    if ddim.empty:
+        return "DDIM was not among the measured methods."
+    top = ddim.strength.astype(float).idxmax()
+    full = fair.table.method.iloc[0]
+    diff = fair.boot[top]["agreement"] - fair.boot[full]["agreement"]
+    d, (lo, hi) = t.loc[top, "agreement"] - t.loc[full, "agreement"], _read(0.0, diff, False)[1:]
+    where = "below" if hi < 0 else "above" if lo > 0 else "not distinguishable from"
+    rest = ddim.drop(top)
+    own = (f"DDIM reproduces its own {int(ddim.loc[top, 'strength'])}-step output at mean SSIM "
+           f"{rest.ssim_own.min():.3f} to {rest.ssim_own.max():.3f} over K = "
+           f"{', '.join(str(int(k)) for k in sorted(rest.strength))}, but the ancestral sampler's only at "
+           f"{ddim.ssim.min():.3f} to {ddim.ssim.max():.3f}. " if len(rest) else "")
+    return (own + f"Its class agreement at K = {int(ddim.loc[top, 'strength'])} is {t.loc[top, 'agreement']:.1%} "
+            f"[{t.loc[top, 'agreement_lo']:.1%}, {t.loc[top, 'agreement_hi']:.1%}], the full ancestral sampler's "
+            f"{t.loc[full, 'agreement']:.1%} [{t.loc[full, 'agreement_lo']:.1%}, {t.loc[full, 'agreement_hi']:.1%}]: "
+            f"a difference of {d:+.1%} [{lo:+.1%}, {hi:+.1%}], {where} zero ({fair.samples} samples).")

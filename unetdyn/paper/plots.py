@@ -485,17 +485,14 @@ def equal_cost(r):
     t = r.table
     families = [f for f in FAMILIES if f in set(t.family) and f not in ("full", "paper shortcut")]
     palette = dict(zip(families, sns.color_palette("tab10", len(families))))
-    full, sc = t.iloc[0], t[t.method == "paper shortcut"].iloc[0]
+    sc = t[t.method == "paper shortcut"].iloc[0]
     qualities = ("ssim", "agreement", "frechet")
     fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), sharex="row")
     for row, axis in enumerate(("flop_speedup", "speedup")):
         for col, q in enumerate(qualities):
             ax = axes[row, col]
             for fam in families:
-                d = t[t.family == fam]
-                if fam != "DDIM":
-                    d = pd.concat([d, full.to_frame().T])
-                d = d.sort_values(axis)
+                d = t[t.family == fam].sort_values(axis)
                 x, y = d[axis].astype(float), d[q].astype(float)
                 ax.plot(x, y, "-o", ms=4, color=palette[fam], label=fam)
                 ax.fill_between(x, d[f"{q}_lo"].astype(float), d[f"{q}_hi"].astype(float), color=palette[fam], alpha=0.15)
@@ -530,9 +527,11 @@ def methods_table(r):
     out = pd.DataFrame({
         "method": t.method,
         "FLOPs": [f"{x:.2f}x" for x in t.flop_speedup],
-        "wall-clock": [f"{x:.2f}x" for x in t.speedup],
+        "wall-clock (range over rounds)": [f"{x:.2f}x ({lo:.2f}-{hi:.2f})" for x, lo, hi in
+                                           zip(t.speedup, t.speedup_low, t.speedup_high)],
         "SSIM to full": [_ci(*v, ".3f") for v in zip(t.ssim, t.ssim_lo, t.ssim_hi)],
         "SSIM p5": [_ci(*v, ".3f") for v in zip(t.ssim_p5, t.ssim_p5_lo, t.ssim_p5_hi)],
+        "PSNR to full (dB)": [_ci(*v, ".1f") for v in zip(t.psnr, t.psnr_lo, t.psnr_hi)],
         "SSIM to its own family's full": [_ci(*v, ".3f") if o else "=" for *v, o in
                                           zip(t.ssim_own, t.ssim_own_lo, t.ssim_own_hi, own)],
         "class agreement": [_ci(*v, ".1%") for v in zip(t.agreement, t.agreement_lo, t.agreement_hi)],
@@ -552,7 +551,7 @@ def equal_cost_table(r, axis: str):
         for q in d.itertuples():
             f = ADVANTAGE_FORMAT[q.quality]
             row[QUALITY_NAMES[q.quality]] = (f"{_ci(q.advantage, q.adv_lo, q.adv_hi, f)}: {q.verdict}" if q.reached
-                                             else f"never as fast (fastest {q.fastest:.2f}x)")
+                                             else f"outside its range ({q.slowest:.2f}x..{q.fastest:.2f}x)")
         row["read between"] = d.read_between.iloc[0] or "-"
         rows.append(row)
     return pd.DataFrame(rows).style.hide(axis="index").set_table_styles(SMALL_TABLE)
