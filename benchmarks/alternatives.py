@@ -1,16 +1,18 @@
-"""Is the paper's shortcut worth it? Every speed-up method measured side by side .
+"""Is the paper's shortcut worth it? Every speed-up method measured side by side.
 
 Prints a table and stores it in the result store (``data/cache``), keyed by the model and
 these parameters (rewritten after each method, so an interrupted run keeps what it finished):
 
-- built-in model (default): SSIM/PSNR of each method to the full 100-step output over
-  ``--samples`` samples, FLOPs executed, and wall-clock per sample (median of
-  ``--repeats`` runs of ``--timing-samples`` samples after a warm-up);
+- a model with weights: SSIM/PSNR of each method to the full 100-step output over
+  ``--samples`` samples, FLOPs executed, and wall-clock per sample (median of ``--repeats``
+  runs of ``--timing-samples`` samples after a warm-up). Chapter 7 shows this table for a
+  model without the built-in model's quality classifier (GLIDE with its checkpoint); for the
+  built-in model it shows the fair comparison of ``benchmarks/fair_comparison.py``;
 - ``--model glide --random-weights``: GLIDE's FLOPs (text encoded once, and every step)
   and seconds per sample summed from timed per-call forwards (no quality: random weights).
 
-    python benchmarks/alternatives.py --samples 16 --repeats 2          # what chapter 7 shows
-    python benchmarks/alternatives.py --model glide --random-weights --repeats 2
+    python benchmarks/alternatives.py --model glide --weights base.pt --samples 100 --repeats 3
+    python benchmarks/alternatives.py --model glide --random-weights --repeats 2   # chapter 7's GLIDE costs
 """
 
 from __future__ import annotations
