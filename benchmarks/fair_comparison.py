@@ -10,6 +10,7 @@ as it is done, so an interrupted run continues where it stopped. Then every meth
     python benchmarks/fair_comparison.py --samples 1000                # what chapter 7 shows
     python benchmarks/fair_comparison.py --samples 1000 --no-timing    # quality only
     python benchmarks/fair_comparison.py --timing-only                 # the timings only (on a quiet machine)
+    python benchmarks/fair_comparison.py --samples 1000 --report       # the README's tables, from the store only
 """
 
 from __future__ import annotations
@@ -36,6 +37,40 @@ def timing_params(args) -> dict:
     return {"timing_samples": args.timing_samples, "repeats": args.repeats, "batch_size": args.batch_size}
 
 
+README_METHODS = ("full", "paper shortcut", "shortcut: blocks only", "shortcut: early stop only", "ancestral K=70",
+                  "ancestral K=80", "DDIM K=70", "DDIM K=100", "DeepCache nb=12 k=2", "dual depth nb=4 switch=90",
+                  "guidance truncated last 40")
+
+
+def report(samples: int, chunk: int, cache_dir=None) -> str:
+    """The README's chapter-7 tables in Markdown, read from the store (chapter 7's own readings)."""
+    from unetdyn.paper.chapters import alternatives
+    from unetdyn.paper.fair import ADVANTAGE_FORMAT, AXIS_NAMES
+
+    r = alternatives(samples=samples, chunk=chunk, cache_dir=cache_dir)
+    t = r.table.set_index("method")
+    out = [f"{samples} samples per method; the Fréchet distance between two real sets: {r.fair.frechet_real:.2f}.", "",
+           "| method | FLOPs | wall-clock (range over rounds) | SSIM to full [95%] | SSIM to own family's full "
+           "| class agreement [95%] | Fréchet distance [95%] |", "|---|---|---|---|---|---|---|"]
+    for m in README_METHODS:
+        s = t.loc[m]
+        own = f"{s.ssim_own:.3f}" if s.family == "DDIM" else "="
+        out.append(f"| {m} | {s.flop_speedup:.2f}x | {s.speedup:.2f}x ({s.speedup_low:.2f}-{s.speedup_high:.2f}) "
+                   f"| {s.ssim:.3f} [{s.ssim_lo:.3f}, {s.ssim_hi:.3f}] | {own} "
+                   f"| {s.agreement:.1%} [{s.agreement_lo:.1%}, {s.agreement_hi:.1%}] "
+                   f"| {s.frechet:.2f} [{s.frechet_lo:.2f}, {s.frechet_hi:.2f}] |")
+    for axis in ("speedup", "flop_speedup"):
+        e = r.equal_cost[axis]
+        out += ["", f"At the shortcut's {AXIS_NAMES[axis]} speed-up ({e['at'].iloc[0]:.2f}x), each family's advantage "
+                "over it [95%]:", "", "| family | SSIM to full | class agreement | Fréchet distance |", "|---|---|---|---|"]
+        for fam, d in e.groupby("family", sort=False):
+            cells = [f"{q.advantage:{ADVANTAGE_FORMAT[q.quality]}} [{q.adv_lo:{ADVANTAGE_FORMAT[q.quality]}}, "
+                     f"{q.adv_hi:{ADVANTAGE_FORMAT[q.quality]}}]: {q.verdict}" if q.reached
+                     else f"outside its range ({q.slowest:.2f}x..{q.fastest:.2f}x)" for q in d.itertuples()]
+            out.append(f"| {fam} | " + " | ".join(cells) + " |")
+    return "\n".join(out + ["", r.ddim_fair])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=1000, help="samples per method (default 1000: 100 per class)")
@@ -44,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timing rounds after one warm-up (default 3)")
     ap.add_argument("--no-timing", action="store_true", help="compute the qualities only")
     ap.add_argument("--timing-only", action="store_true", help="measure and store the timings only")
+    ap.add_argument("--report", action="store_true", help="print the README's tables from the store; compute nothing")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--cache-dir", default=None, help="the result store (default data/cache)")
@@ -55,6 +91,9 @@ def main(argv=None) -> int:
         ap.error("--no-timing and --timing-only exclude each other")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.report:
+        print(report(args.samples, args.chunk, args.cache_dir))
+        return 0
 
     unet = load_unet("builtin")
     ms = methods()

@@ -253,3 +253,23 @@ def test_the_ddim_sentence_reads_the_paired_difference():
     text = fr.ddim_text(_summary(ms, outs, flops, secs, real, real_b))
     assert "its own 100-step output at mean SSIM 0.970 to 0.970 over K = 50" in text
     assert "Its class agreement at K = 100 is 0.0%" in text and "below zero (400 samples)" in text
+
+
+def test_the_readme_report_prints_chapter_7s_readings_from_the_committed_store():
+    import importlib.util
+    from pathlib import Path
+
+    from unetdyn.paper.chapters import alternatives
+
+    path = Path(__file__).parents[1] / "benchmarks" / "fair_comparison.py"
+    spec = importlib.util.spec_from_file_location("fair_comparison", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    text = bench.report(100, 100)
+    t = alternatives(samples=100).table.set_index("method")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    for m in bench.README_METHODS:
+        s = t.loc[m]
+        assert f"| {s.ssim:.3f} [{s.ssim_lo:.3f}, {s.ssim_hi:.3f}] |" in rows[m]
+        assert f"| {s.agreement:.1%} [{s.agreement_lo:.1%}, {s.agreement_hi:.1%}] |" in rows[m]
+    assert text.splitlines().count("|---|---|---|---|") == 2 and "at K = 100" in text  # two equal-cost tables

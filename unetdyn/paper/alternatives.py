@@ -155,7 +155,8 @@ def _summary(vals: np.ndarray, prefix: str) -> dict[str, float]:
     }
 
 
-def _timed_run(unet, prompts, seeds, m: Method, batch_size: int) -> float:
+def timed_run(unet, prompts, seeds, m: Method, batch_size: int) -> float:
+    """Seconds to sample ``prompts``/``seeds`` with ``m`` from scratch."""
     return timed(unet, lambda: sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False))
 
 
@@ -195,13 +196,13 @@ def measure(
     costs = CallCost(unet, prompts[0])
     t_prompts, t_seeds = list(prompts)[:timing_samples], list(seeds)[:timing_samples]
     if repeats > 0:
-        _timed_run(unet, t_prompts, t_seeds, ref, batch_size)  # warm-up
+        timed_run(unet, t_prompts, t_seeds, ref, batch_size)  # warm-up
     rows, ref_sec, ref_flops = [], None, None
     for m in tqdm(ms, desc="methods", unit="method", disable=not progress):
         resume = base if m.config == ref.config else None
         out = sample(unet, prompts, seeds, m.schedule, m.config, baseline=resume, batch_size=batch_size, progress=False)
         q = compare(base.x0, out.images[0])
-        secs = [_timed_run(unet, t_prompts, t_seeds, m, batch_size) for _ in range(repeats)]
+        secs = [timed_run(unet, t_prompts, t_seeds, m, batch_size) for _ in range(repeats)]
         sec = statistics.median(secs) / len(t_seeds) if secs else float("nan")
         flops = costs.flops_per_sample(m.schedule, m.config)
         if ref_sec is None:

@@ -40,9 +40,9 @@ import torch
 from tqdm import tqdm
 
 from unetdyn.metrics import compare
-from unetdyn.paper.alternatives import FAMILIES, Method
+from unetdyn.paper.alternatives import FAMILIES, Method, timed_run
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
-from unetdyn.paper.readings import LEVEL
+from unetdyn.paper.readings import interval
 from unetdyn.sampler import SamplerConfig, sample, trajectory
 from unetdyn.unet import Unet
 
@@ -199,14 +199,11 @@ def time_methods(unet: Unet, ms: Sequence[Method], prompts: Sequence[Any], seeds
     One warm-up run, then ``repeats`` rounds; each round runs every method once, so slow
     drifts of a shared machine hit all methods alike.
     """
-    from unetdyn.cost import timed
-
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be >= 1")
 
     def run(m: Method) -> float:
-        return timed(unet, lambda: sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size,
-                                          progress=False)) / len(seeds)
+        return timed_run(unet, prompts, seeds, m, batch_size) / len(seeds)
 
     run(ms[0])
     rounds = tqdm(range(repeats), desc="timing rounds", unit="round", disable=not progress)
@@ -254,11 +251,10 @@ def _read(estimate: float, reads: np.ndarray, pivotal: bool) -> tuple[float, flo
     ``2 estimate - q_hi, 2 estimate - q_lo``, which corrects for the same shift. Either can fall
     below zero where the two distributions cannot be told apart at this sample size.
     """
-    a = (1 - LEVEL) / 2
     r = reads[np.isfinite(reads)]
     if r.size == 0:
         return float(estimate), float("nan"), float("nan")
-    lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
+    lo, hi = interval(r)
     if not pivotal:
         return float(estimate), lo, hi
     return 2 * estimate - float(r.mean()), 2 * estimate - hi, 2 * estimate - lo

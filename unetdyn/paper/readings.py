@@ -125,7 +125,7 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
     reads = np.array([read(*[np.nanmean(a[..., i], axis=-1) for a in arrays]) for i in idx])
-    return Reading(value, *_interval(reads), top, digits, n, beyond)
+    return Reading(value, *interval(reads), top, digits, n, beyond)
 
 
 def bootstrap_samples(stat: Callable[[np.ndarray], float], values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
@@ -140,10 +140,10 @@ def bootstrap_samples(stat: Callable[[np.ndarray], float], values: np.ndarray, n
     v = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
     reads = np.array([stat(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)])
-    return Reading(float(stat(v)), *_interval(reads), digits=digits, samples=len(v))
+    return Reading(float(stat(v)), *interval(reads), digits=digits, samples=len(v))
 
 
-def _interval(reads: np.ndarray) -> tuple[float, float]:
+def interval(reads: np.ndarray) -> tuple[float, float]:
     """The 95% percentile interval, always at re-read values (no interpolation, so it stays on the grid)."""
     alpha = (1 - LEVEL) / 2
     return float(np.quantile(reads, alpha, method="lower")), float(np.quantile(reads, 1 - alpha, method="higher"))
