@@ -135,5 +135,6 @@ def test_the_ddim_diagnosis_measures_agreement_saturation_and_self_consistency(u
     own = t.ssim_to_own_most_steps
     assert own[t.steps == 3].notna().all() and own[t.steps == 6].isna().all()
     text = ddim_reading(t)
-    assert text.count("at guidance") == 2 and "3 samples per point" in text and "self-consistent" in text
+    assert text.count("at guidance") == 2 and "3 samples per point" in text
+    assert ("self-consistent" in text) == bool(own.min() >= 0.95)  # said only when DDIM converges on its own output
     assert all(w in text for w in ("it), with",)) and any(w in text for w in ("below it", "above it", "not apart from it"))

@@ -94,6 +94,11 @@ def finding(claim: str, paper_text: str, reading: Reading, paper: float | tuple[
     return Finding(claim, paper_text, str(reading), "-" if paper is None else verdict(reading, paper), section)
 
 
+def over_rounds(value: float, low: float, high: float, fmt: str, unit: str = "") -> str:
+    """A timing median with its range over rounds (not a confidence interval)."""
+    return f"{value:{fmt}}{unit} (range over rounds {low:{fmt}}{unit} to {high:{fmt}}{unit})"
+
+
 def findings_table(findings: Sequence[Finding]) -> pd.DataFrame:
     """The closing table of a chapter (full text, no truncation is applied here)."""
     return pd.DataFrame(
@@ -145,6 +150,20 @@ class Phases:
         if not self.dip["depth (held out)"].lo > 0:
             return -np.inf, -np.inf
         return self.dip["peak"].value, self.dip["bottom"].value
+
+    def dip_text(self) -> str:
+        """Where the deepest dip of the skip-steps curve lies, in words, with its intervals."""
+        p, b, depth = self.dip["peak"], self.dip["bottom"], self.dip["depth (held out)"]
+        if not p.censored:
+            where = f"starts at $t_{{start}}$ = {p} and bottoms out at {b} (95% intervals in brackets)"
+        elif p.hi == -np.inf:
+            where = "is not there: neither all samples nor any bootstrap resample show one"
+        else:
+            where = (f"is not there on all samples; some bootstrap resamples show one, starting at "
+                     f"$t_{{start}} \\le$ {p.fmt(p.hi)} (the 95% interval runs from none to there)")
+        return (f"Coming from pure noise the curve's deepest dip {where}. Measured on held-out samples (found on the "
+                f"first half, measured on the second) the dip is {depth} deep: an interval that contains 0 means the "
+                "dip may be noise.")
 
 
 def phases(
@@ -641,14 +660,14 @@ def shortcut(
         finding("mean absolute deviation of that SSIM", "0.044", mad, 0.044, "fig-13"),
         finding("share of samples with SSIM in [0.7, 0.9] (Fig. 13)", "most (> 0.5)", in_band, (0.5 + 1e-12, 1.0), "fig-13"),
         Finding("time saved by the shortcut (median, range over rounds)", "~27%",
-                f"{sv.saved['shortcut']:.1%} [{sv.saved_low['shortcut']:.1%}, {sv.saved_high['shortcut']:.1%}]; "
+                f"{over_rounds(sv.saved['shortcut'], sv.saved_low['shortcut'], sv.saved_high['shortcut'], '.1%')}; "
                 f"FLOPs {costs['FLOPs saved']['shortcut']:.1%}", "-", "time-saved"),
     ]
     if es is not None:
         findings.append(Finding(
             "saved by the early stop alone", "~22% (of the time)",
             f"{es['FLOPs saved']:.1%} of FLOPs ({spec.steps - int(es['Unet calls'])} of {spec.steps} calls); time "
-            f"{sv.saved['early stop only']:.1%} [{sv.saved_low['early stop only']:.1%}, {sv.saved_high['early stop only']:.1%}]",
+            f"{over_rounds(sv.saved['early stop only'], sv.saved_low['early stop only'], sv.saved_high['early stop only'], '.1%')}",
             "differs" if es["FLOPs saved"] < 0.22 - 0.01 else "-", "time-saved"))
     for name in SHORTCUT_VARIANTS:
         if name in ssim:
@@ -656,6 +675,10 @@ def shortcut(
     if adapt:
         findings.append(Finding("t_start where nb = 6 / nb = 8 keep SSIM 0.8 (Fig. 8, this model)", "65 / 60",
                                 f"{reach[6]} / {reach[8]}", "-", "fig-11"))
+        if "adapted shortcut" in ssim:
+            findings.append(Finding("mean SSIM of the shortcut adapted to this model (Fig. 11); FLOPs saved", "-",
+                                    f"{ssim['adapted shortcut']}; {costs['FLOPs saved']['adapted shortcut']:.1%}", "-",
+                                    "fig-11"))
     return Shortcut(spec, parts, base, res, ssim, mad, in_band, timings, costs, reach, stop_r, tuple(findings))
 
 
@@ -696,7 +719,8 @@ class Alternatives:
 
     def efficiency_text(self) -> str:
         s, e = self.efficiency["sweep"], self.efficiency
-        return (f"Fig. 8 sweep, {s['configurations']} configurations: **{s['block_evals_per_sample_actual']:.0f}** block "
+        grid = f" (nb = 2..12, n = 5, t_start every {e['params']['t_stride']} steps)"
+        return (f"Fig. 8 sweep, {s['configurations']} configurations{grid}: **{s['block_evals_per_sample_actual']:.0f}** block "
                 f"evaluations per sample run against {s['block_evals_per_sample_naive']:.0f} naive (**{s['ratio']:.1f}x** "
                 f"fewer). Matrix-product peak: {e['matmul_gflop_per_s']:.0f} GFLOP/s on {e['threads']} threads.")
 
@@ -765,8 +789,10 @@ def alternatives(
             return None
 
     glide = optional("alternatives", "glide-architecture", {"random_weights": True, "repeats": glide_repeats, "quick": False})
-    eff = optional("efficiency", mid, efficiency or {"batches": "1,4,8,16,24,32,64,128,256", "steps": 10, "repeats": 3,
-                                                      "sweep_samples": 2, "t_stride": 10})
+    eff_params = efficiency or {"batches": "1,4,8,16,24,32,64,128,256", "steps": 10, "repeats": 3, "sweep_samples": 2,
+                                "t_stride": 10}
+    eff = optional("efficiency", mid, eff_params)
+    eff = {**eff, "params": eff_params} if eff is not None else None
     dd = optional("ddim", mid, ddim or {"samples": 50, "guidances": "1,2,3,5"})
     sc = table[table.method == "paper shortcut"]
     findings: tuple[Finding, ...] = ()
@@ -864,12 +890,32 @@ class Beyond:
 
     def description(self) -> str:
         """What the search did and found, in words."""
+        from unetdyn.paper.search import METRICS
+
         best = self.search.best
         kinds = sorted({iv.kind.replace("_", " ") for iv in best.schedule.interventions})
-        return (f"The search measured {self.search.trials} schedules and kept {len(self.search.path) - 1} moves. The schedule "
-                f"it found uses {', '.join(kinds) or 'nothing'}: `{best.schedule.describe()}`. On its own search samples it "
-                f"saves {best.saving:.1%} of the FLOPs ({1 / (1 - best.saving):.2f}x) at {self.search.budget.metric} = "
-                f"{best.value:.3f}.")
+        start = lambda iv: getattr(iv, "t_start", getattr(iv, "t", 0))  # noqa: E731
+        in_time = Schedule(tuple(sorted(best.schedule.interventions, key=start, reverse=True)))
+        return (f"The search measured {self.search.trials} schedules and kept {len(self.search.path) - 1} moves on its "
+                f"path (a later move can replace an earlier one in the same window or ladder). The schedule it found "
+                f"uses {', '.join(kinds) or 'nothing'}, in the order of sampling: `{in_time.describe()}`. On its own "
+                f"search samples it "
+                f"saves {best.saving:.1%} of the FLOPs ({1 / (1 - best.saving):.2f}x) at "
+                f"{METRICS.get(self.search.budget.metric, self.search.budget.metric)} {best.value:.3f}.")
+
+    def goals_text(self) -> str:
+        """The chapter's goals, each met or missed, read from the held-out interval and the measured costs."""
+        from unetdyn.paper.search import METRICS
+
+        b, goal = self.search.budget, self.ssim["found"]["all held-out samples"]
+        flops, wall = self.costs["FLOP speed-up"]["found"], self.timings.set_index("schedule").speedup["found"]
+        quality = ("meets" if goal.lo >= b.threshold else "misses" if goal.hi < b.threshold else
+                   "cannot be told to meet or miss")
+        return (f"The goals, on the samples the search never saw: FLOP speed-up {flops:.2f}x against >= 2x "
+                f"({'met' if flops >= 2 else 'missed'}); wall-clock speed-up {wall:.2f}x (median of the timing rounds) "
+                f"against >= 1.8x ({'met' if wall >= 1.8 else 'missed'}); held-out "
+                f"{METRICS.get(b.metric, b.metric)} {goal} against >= {b.threshold:g}: its 95% interval {quality} "
+                f"the budget the search met on its own samples ({self.search.best.value:.3f}).")
 
     def table(self) -> pd.DataFrame:
         """Per compared schedule: its held-out SSIM readings and its FLOP saving."""
@@ -980,7 +1026,7 @@ def beyond(
         Finding("FLOP speed-up of the found schedule (this model)", "1.3x (the paper's shortcut); goal >= 2x",
                 f"{costs['FLOP speed-up']['found']:.2f}x ({costs['FLOPs saved']['found']:.1%} saved)", "-", "found"),
         Finding("wall-clock speed-up of the found schedule (median, range over rounds)", "goal >= 1.8x",
-                f"{tv.speedup['found']:.2f}x [{tv.speedup_low['found']:.2f}, {tv.speedup_high['found']:.2f}]", "-", "timing"),
+                over_rounds(tv.speedup["found"], tv.speedup_low["found"], tv.speedup_high["found"], ".2f", "x"), "-", "timing"),
         Finding(f"held-out mean SSIM of the found schedule (budget {b} on the search samples)", f">= {b.threshold:g}",
                 f"{goal} ({meets} the budget on held-out samples)", "-", "held-out"),
     ]

@@ -67,7 +67,8 @@ def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, 
     xs, vals = rd.curve_matrix(table, x, metric)
     mean, sd = np.nanmean(vals, axis=1), np.nanstd(vals, axis=1, ddof=1) if vals.shape[1] > 1 else np.zeros(len(xs))
     line = ax.plot(xs, mean, marker=marker, ms=3, label=label, color=color)[0]
-    ax.fill_between(xs, mean - k * sd, mean + k * sd, color=line.get_color(), alpha=0.15, lw=0)
+    top = 1.0 if metric.startswith("ssim") else np.inf  # SSIM cannot exceed 1; the band stops there
+    ax.fill_between(xs, mean - k * sd, np.minimum(mean + k * sd, top), color=line.get_color(), alpha=0.15, lw=0)
     if ci and vals.shape[1] > 1:
         lo, hi = rd.mean_ci(vals)
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.35, lw=0)
@@ -76,7 +77,7 @@ def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, 
 
 def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels: Sequence[str] | None = None,
                title: str | None = None, size: float = 1.1, frames: np.ndarray | None = None):
-    """A grid of uint8 images ``[N, H, W, C]`` per row, labelled; ``frames[i, j]`` draws a red frame."""
+    """A grid of uint8 images ``[N, H, W, C]`` per row, labelled; ``frames[i, j]`` draws a green frame."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + 1.2, size * n_rows + 0.4), squeeze=False)
     for i, row in enumerate(rows):
@@ -87,7 +88,7 @@ def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels
             framed = frames is not None and j < frames.shape[1] and bool(frames[i, j])
             for s in ax.spines.values():
                 s.set_visible(framed)
-                s.set_color("red")
+                s.set_color("#2ca02c")
                 s.set_linewidth(2.5)
             if j < len(row):
                 ax.imshow(row[j], interpolation="nearest")
@@ -444,23 +445,32 @@ def time_saved(r):
 # -- chapter 7 --------------------------------------------------------------------------------------
 
 
-def pareto(r):
-    """Speed-up (wall-clock and FLOPs) against SSIM to the full output, per family, with the Pareto front."""
+def family_colors() -> dict[str, tuple]:
+    """One colour per family of chapter 7, the same in every figure."""
     import seaborn as sns
 
+    from unetdyn.paper.alternatives import FAMILIES
+
+    return dict(zip(FAMILIES, sns.color_palette("tab10", len(FAMILIES))))
+
+
+def pareto(r):
+    """Speed-up (wall-clock and FLOPs) against SSIM to the full output, per family, with the Pareto front."""
     from unetdyn.paper.alternatives import FAMILIES, pareto as front_of
 
     t = r.table.assign(flop_speedup=1 / (1 - r.table.flop_saving))
     families = [f for f in FAMILIES if f in set(t.family)]
-    palette = dict(zip(families, sns.color_palette("tab10", len(families))))
+    palette = family_colors()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     for ax, y, label in ((axes[0], "speedup", "wall-clock speed-up (x)"), (axes[1], "flop_speedup", "FLOP speed-up (x)")):
         for fam in families:
             d = t[t.family == fam].sort_values("strength")
             if fam == "paper shortcut":
+                variants = [m for m in d.method if m != "paper shortcut"]
+                markers = {"paper shortcut": "*", **dict(zip(variants, "PXDsv^<>"))}
                 for _, row in d.iterrows():
                     main = row.method == "paper shortcut"
-                    ax.scatter(row.ssim_mean, row[y], marker="*" if main else "P", s=260 if main else 90, color=palette[fam],
+                    ax.scatter(row.ssim_mean, row[y], marker=markers[row.method], s=260 if main else 90, color=palette[fam],
                                edgecolor="k", zorder=5, label=row.method)
                 continue
             ax.plot(d.ssim_mean, d[y], "-o", color=palette[fam], label=fam, ms=5)
@@ -477,14 +487,12 @@ def pareto(r):
 
 def equal_cost(r):
     """Each family's curve of quality against speed-up (FLOPs, wall-clock), with 95% intervals, and the shortcut."""
-    import seaborn as sns
-
     from unetdyn.paper.alternatives import FAMILIES
     from unetdyn.paper.fair import AXIS_NAMES, QUALITY_NAMES
 
     t = r.table
     families = [f for f in FAMILIES if f in set(t.family) and f not in ("full", "paper shortcut")]
-    palette = dict(zip(families, sns.color_palette("tab10", len(families))))
+    palette = family_colors()
     sc = t[t.method == "paper shortcut"].iloc[0]
     qualities = ("ssim", "agreement", "frechet")
     fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), sharex="row")
@@ -558,11 +566,14 @@ def equal_cost_table(r, axis: str):
 
 
 def glide_table(r):
+    """GLIDE's costs per method, with readable headers (the method names carry the family)."""
     g = pd.DataFrame(r.glide["rows"])
-    g["TFLOP"], g["TFLOP, text every step"] = g.flops / 1e12, g.flops_text_every_step / 1e12
-    return g[["family", "method", "unet_calls", "TFLOP", "TFLOP, text every step", "flop_saving", "sec_per_sample", "speedup"]] \
-        .style.format({"TFLOP": "{:.2f}", "TFLOP, text every step": "{:.2f}", "flop_saving": "{:.1%}",
-                       "sec_per_sample": "{:.1f}", "speedup": "{:.2f}x"}, na_rep="-").hide(axis="index")
+    g["TFLOP"], g["TFLOP, text each step"] = g.flops / 1e12, g.flops_text_every_step / 1e12
+    g = g.rename(columns={"unet_calls": "Unet calls", "flop_saving": "FLOPs saved", "sec_per_sample": "s / sample",
+                          "speedup": "speed-up"})
+    return g[["method", "Unet calls", "TFLOP", "TFLOP, text each step", "FLOPs saved", "s / sample", "speed-up"]] \
+        .style.format({"TFLOP": "{:.2f}", "TFLOP, text each step": "{:.2f}", "FLOPs saved": "{:.1%}",
+                       "s / sample": "{:.1f}", "speed-up": "{:.2f}x"}, na_rep="-").hide(axis="index")
 
 
 def efficiency(r):

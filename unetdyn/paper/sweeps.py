@@ -314,7 +314,7 @@ class Sweep:
         date beside it) and shown as measured then; ``refresh=True`` measures again.
 
         Returns columns ``schedule, seconds`` (median), ``low, high`` (fastest and slowest
-        round), ``per_sample, host, threads, date``.
+        round), ``per_sample, samples, host, threads, date``.
         """
         import datetime
         import platform
@@ -350,7 +350,7 @@ class Sweep:
         meta = json.loads(bytes(hit["meta"]).decode())
         med = np.median(hit["seconds"], axis=1)
         return pd.DataFrame({"schedule": [s.name for s in schedules], "seconds": med, "low": hit["seconds"].min(axis=1),
-                             "high": hit["seconds"].max(axis=1), "per_sample": med / samples, **meta})
+                             "high": hit["seconds"].max(axis=1), "per_sample": med / samples, "samples": samples, **meta})
 
 
 # -- the paper's experiments as schedule families -------------------------------------------
