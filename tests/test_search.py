@@ -28,6 +28,11 @@ def test_budget_metrics():
     ssim = np.array([0.5, 0.9, 1.0, 0.7])
     assert Budget.parse("ssim>=0.8").value(ssim) == pytest.approx(0.775)
     assert Budget.parse("ssim_p5>=0.6").value(ssim) == pytest.approx(np.percentile(ssim, 5))
+    lcb = Budget.parse("ssim_lcb>=0.7").value(ssim)  # one-sided t bound, 3 degrees of freedom: t = 2.353
+    assert lcb == pytest.approx(ssim.mean() - 2.3534 * ssim.std(ddof=1) / 2, abs=1e-4) and lcb < ssim.mean()
+    assert Budget.parse("ssim_lcb>=0.7").value(np.full(5, 0.9)) == pytest.approx(0.9)  # no spread: the mean itself
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        Budget.parse("ssim_lcb>=0.7").value(np.array([0.9]))
     assert Budget.parse("psnr>=20").value(ssim, np.array([10.0, np.inf, 30.0, 20.0])) == pytest.approx(40.0)
 
 

@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="the cheapest schedule found that meets a quality budget (written as YAML)")
     _model_args(p)
     p.add_argument("--budget", default="ssim>=0.8", help="METRIC>=VALUE on the search samples; METRIC: ssim (mean), "
-                   "ssim_p5 (5th percentile), psnr (default ssim>=0.8)")
+                   "ssim_lcb (95%% lower confidence bound of the mean), ssim_p5 (5th percentile), psnr "
+                   "(default ssim>=0.8)")
     p.add_argument("--min-saving", type=float, default=0.0, help="fail unless the found schedule saves this FLOP share")
     p.add_argument("--per-class", type=int, default=4, help="search samples per class (builtin: 5 classes; default 4)")
     p.add_argument("--window", type=int, default=10, help="steps per window of the search space (default 10)")

@@ -42,7 +42,8 @@ from unetdyn.sampler import SamplerConfig
 
 __all__ = ["Budget", "Move", "SearchResult", "BudgetNotMet", "candidate_moves", "compose", "search", "search_samples"]
 
-METRICS = {"ssim": "mean SSIM", "ssim_p5": "5th percentile of SSIM", "psnr": "mean PSNR"}
+METRICS = {"ssim": "mean SSIM", "ssim_lcb": "95% lower confidence bound of the mean SSIM",
+           "ssim_p5": "5th percentile of SSIM", "psnr": "mean PSNR"}
 
 
 class BudgetNotMet(ValueError):
@@ -53,8 +54,10 @@ class BudgetNotMet(ValueError):
 class Budget:
     """A quality floor on the search samples: ``metric >= threshold``, and optionally a FLOP saving to reach.
 
-    ``metric``: ``ssim`` (mean SSIM to the full output), ``ssim_p5`` (its 5th percentile) or
-    ``psnr`` (mean PSNR, dB). ``min_saving``: the search fails (:class:`BudgetNotMet`) when its
+    ``metric``: ``ssim`` (mean SSIM to the full output), ``ssim_lcb`` (the one-sided 95% lower
+    confidence bound of that mean, ``mean - t_{0.95, n-1} sd / sqrt(n)``: a schedule passes only
+    if its mean on samples it was not chosen on is likely to pass too), ``ssim_p5`` (its 5th
+    percentile) or ``psnr`` (mean PSNR, dB). ``min_saving``: the search fails (:class:`BudgetNotMet`) when its
     best schedule saves less than this fraction of the full sampler's FLOPs.
 
     Example:
@@ -91,6 +94,13 @@ class Budget:
         """The budget's metric over per-sample SSIM (and PSNR) values."""
         if self.metric == "ssim":
             return float(np.mean(ssim))
+        if self.metric == "ssim_lcb":
+            from scipy.stats import t
+
+            v = np.asarray(ssim, dtype=float)
+            if v.size < 2:
+                raise ValueError(f"budget {self} needs at least 2 samples for a confidence bound, got {v.size}")
+            return float(v.mean() - t.ppf(0.95, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
         if self.metric == "ssim_p5":
             return float(np.percentile(ssim, 5))
         p = np.asarray(psnr, dtype=float)
