@@ -658,8 +658,12 @@ def search_path(r):
 def held_out_histograms(r, threshold: float = 0.8):
     """SSIM to the full output on the held-out samples, per compared schedule."""
     names = list(r.parts)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], names):
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
         t = r.result.table[r.result.table.schedule == name]
         held = t.prompt.isin(r.held_out_classes)
         bins = np.linspace(min(0.3, t.ssim.min()), 1, 25)
@@ -669,7 +673,8 @@ def held_out_histograms(r, threshold: float = 0.8):
         ax.axvline(m.value, color="k", lw=1.2, label=f"mean {m}")
         ax.axvline(threshold, color="crimson", ls=":", lw=1)
         ax.set(title=name, xlabel="SSIM to the full output")
-    axes[0][0].set_ylabel("samples")
+    for row in axes:
+        row[0].set_ylabel("samples")
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
@@ -692,7 +697,7 @@ def beyond_pareto(r, alternatives=None):
             t = alternatives.table.assign(flop_speedup=1 / (1 - alternatives.table.flop_saving))
             n = alternatives.fair.samples if alternatives.fair is not None else alternatives.meta.get("samples")
             ax.scatter(t.ssim_mean, t[y], color="0.7", s=18, label=f"chapter 7's methods ({n} samples)")
-        for name, marker in zip(r.parts, ("*", "P", "D", "s")):
+        for name, marker in zip(r.parts, ("*", "P", "D", "s", "X", "^")):
             x = r.ssim[name]["all held-out samples"]
             yv = tv.speedup[name] if y == "speedup" else r.costs["FLOP speed-up"][name]
             ax.errorbar(x.value, yv, xerr=[[x.value - x.lo], [x.hi - x.value]], fmt=marker, ms=15, mec="k", zorder=5, label=name)
