@@ -426,6 +426,32 @@ ADVANTAGE_FORMAT = {"ssim": "+.3f", "ssim_p5": "+.3f", "psnr": "+.1f", "ssim_own
 AXIS_NAMES = {"flop_speedup": "FLOPs", "speedup": "wall-clock"}
 
 
+def in_short(eq: pd.DataFrame) -> str:
+    """One sentence per cost axis: which families do better or worse than the shortcut on which qualities.
+
+    Example:
+        >>> eq = pd.DataFrame({"family": ["A", "A", "B", "B"], "quality": ["ssim", "agreement"] * 2,
+        ...                    "reached": [True] * 4, "verdict": ["family better"] * 2 + ["shortcut better", "inconclusive"]})
+        >>> in_short(eq)
+        'A does better on every quality (the shortcut is beaten at its own cost); B does worse on SSIM to the full output, and cannot be told apart on class agreement.'
+    """
+    words = {"family better": "better", "shortcut better": "worse", "inconclusive": "cannot be told apart"}
+    parts = []
+    for fam, d in eq[eq.reached].groupby("family", sort=False):
+        v = dict(zip(d.quality, d.verdict))
+        if set(v.values()) == {"family better"}:
+            parts.append(f"{fam} does better on every quality (the shortcut is beaten at its own cost)")
+            continue
+        said = []
+        for verdict, word in words.items():
+            qs = [QUALITY_NAMES.get(q, q) for q, x in v.items() if x == verdict]
+            if qs:
+                said.append(f"{'does ' if word != 'cannot be told apart' else ''}{word} on "
+                            f"{', '.join(qs[:-1]) + ' and ' + qs[-1] if len(qs) > 1 else qs[0]}")
+        parts.append(f"{fam} " + (", ".join(said[:-1]) + ", and " + said[-1] if len(said) > 1 else said[0]))
+    return "; ".join(parts) + "." if parts else "No family's settings span the shortcut's speed-up."
+
+
 def verdict_text(fair: Fair, tables: dict[str, pd.DataFrame], at: str = "paper shortcut") -> str:
     """The chapter's verdict, one sentence per cost axis and quality, from :func:`equal_cost`'s intervals."""
     t = fair.table.set_index("method")
@@ -436,8 +462,8 @@ def verdict_text(fair: Fair, tables: dict[str, pd.DataFrame], at: str = "paper s
            f"{s.agreement_hi:.1%}] and Fréchet distance {s.frechet:.2f} [{s.frechet_lo:.2f}, {s.frechet_hi:.2f}] "
            f"(the full sampler: {t.iloc[0].frechet:.2f}; two real sets: {fair.frechet_real:.2f})."]
     for axis, eq in tables.items():
-        out.append(f"\n\nAt the shortcut's {AXIS_NAMES.get(axis, axis)} speed-up ({eq['at'].iloc[0]:.2f}x), each family's "
-                   "curve read there against the shortcut (95% intervals):")
+        out.append(f"\n\n**At the shortcut's {AXIS_NAMES.get(axis, axis)} speed-up ({eq['at'].iloc[0]:.2f}x)**: "
+                   f"{in_short(eq)} Each family's curve read there against the shortcut (95% intervals):\n")
         missing = [f"{r.family} ({r.slowest:.2f}x..{r.fastest:.2f}x)" for r in eq[~eq.reached].drop_duplicates("family").itertuples()]
         for q, d in eq[eq.reached].groupby("quality", sort=False):
             f = ADVANTAGE_FORMAT.get(q, "+.3g")
