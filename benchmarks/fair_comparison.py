@@ -45,7 +45,7 @@ README_METHODS = ("full", "paper shortcut", "shortcut: blocks only", "shortcut: 
 def report(samples: int, chunk: int, cache_dir=None) -> str:
     """The README's chapter-7 tables in Markdown, read from the store (chapter 7's own readings)."""
     from unetdyn.paper.chapters import alternatives
-    from unetdyn.paper.fair import ADVANTAGE_FORMAT, AXIS_NAMES
+    from unetdyn.paper.fair import ADVANTAGE_FORMAT, AXIS_NAMES, in_short
 
     r = alternatives(samples=samples, chunk=chunk, cache_dir=cache_dir)
     t = r.table.set_index("method")
@@ -68,6 +68,7 @@ def report(samples: int, chunk: int, cache_dir=None) -> str:
                      f"{q.adv_hi:{ADVANTAGE_FORMAT[q.quality]}}]: {q.verdict}" if q.reached
                      else f"outside its range ({q.slowest:.2f}x..{q.fastest:.2f}x)" for q in d.itertuples()]
             out.append(f"| {fam} | " + " | ".join(cells) + " |")
+        out += ["", f"In short: {in_short(e)}"]
     return "\n".join(out + ["", r.ddim_fair])
 
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch, Rectangle
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
 from unetdyn.paper import readings as rd
@@ -380,18 +380,20 @@ def fig11(r, names: Sequence[str]):
     steps = r.spec.steps
     colors = {0: "#4c72b0", 6: "#dd8452", 8: "#c44e52"}
     fig, ax = plt.subplots(figsize=(12, 0.8 + 0.6 * len(names)))
+    seen = set()
     for row, name in enumerate(names):
         ran = {s.t: s for s in r.parts[name].compile(steps, 16, 16)}
         for t in range(steps, 0, -1):
             s = ran.get(t)
+            seen.add(None if s is None else s.drop_blocks if s.drop_blocks in colors else "other")
             ax.bar(t, 0.8, bottom=-row, width=0.9, color="lightgray" if s is None else colors.get(s.drop_blocks, "#8172b3"))
     ax.set_xlim(steps + 1, 0)
     ax.set_yticks([-k + 0.4 for k in range(len(names))], list(names))
     ax.set_xlabel("t (sampling runs from left to right)")
-    ax.legend(handles=[Patch(color="#4c72b0", label="full Unet"), Patch(color="#dd8452", label="nb = 6 removed"),
-                       Patch(color="#c44e52", label="nb = 8 removed"), Patch(color="#8172b3", label="other nb removed"),
-                       Patch(color="lightgray", label="not run")],
-              ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.0 + 0.9 / len(names)))
+    legend = {0: Patch(color="#4c72b0", label="full Unet"), 6: Patch(color="#dd8452", label="nb = 6 removed"),
+              8: Patch(color="#c44e52", label="nb = 8 removed"), "other": Patch(color="#8172b3", label="other nb removed"),
+              None: Patch(color="lightgray", label="not run")}
+    ax.legend(handles=[h for k, h in legend.items() if k in seen], ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.0 + 0.9 / len(names)))
     return fig
 
 
@@ -412,6 +414,7 @@ def fig13(r):
     ax.axvline(m.value, color="crimson", label=f"mean {m}")
     ax.axvspan(m.value - r.mad.value, m.value + r.mad.value, color="crimson", alpha=0.15, label=f"MAD {r.mad}")
     ax.set(xlabel="SSIM of shortcut to original", ylabel="samples")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     return fig
 
@@ -648,7 +651,10 @@ def search_path(r):
         ax.scatter([t.value for t in ts], [100 * t.saving for t in ts], s=18, alpha=0.7, label=f"{kind} alone")
     ax.plot([t.value for t in res.path], [100 * t.saving for t in res.path], "-o", color="k", ms=4, label="accepted, in order")
     ax.axvline(res.budget.threshold, color="crimson", ls=":", label=f"budget {res.budget}")
-    ax.set(xlabel=f"{res.budget.metric} to the full output (search samples)", ylabel="FLOPs saved (%)")
+    from unetdyn.paper.search import METRICS
+
+    ax.set(xlabel=f"{METRICS.get(res.budget.metric, res.budget.metric)} to the full output (search samples)",
+           ylabel="FLOPs saved (%)")
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
