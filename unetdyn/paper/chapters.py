@@ -972,7 +972,7 @@ def _architecture_savings(parts: dict[str, Schedule], cache_dir, compute: bool) 
 def beyond(
     spec: SweepSpec = SweepSpec(),
     *,
-    budget: str = "ssim>=0.8",
+    budget: str = "ssim_lcb>=0.8",
     per_class: int = 4,
     window: int = 10,
     references: Sequence[str] = ("paper-shortcut",),
@@ -981,7 +981,7 @@ def beyond(
     timing_repeats: int = 3,
     image_samples: int = 10,
     alternatives_samples: int = 1000,
-    other_budgets: Sequence[str] = (),
+    other_budgets: Sequence[str] = ("ssim>=0.8",),
     compute: bool = False,
     cache_dir=None,
     **runtime,
@@ -991,7 +991,7 @@ def beyond(
     presets to compare with; ``deepcache``: (nb, refresh interval) of a DeepCache-style schedule
     to compare with (None: none); ``alternatives_samples``: chapter 7's samples per method, whose
     methods are drawn beside the found schedule where the store has them; ``other_budgets``: budgets
-    searched too, whose found schedules are compared beside it (``found, BUDGET``)."""
+    searched too, whose found schedules are compared beside it (``found, METRIC at least THRESHOLD``)."""
     from unetdyn.cost import schedule_cost
     from unetdyn.interventions import preset
     from unetdyn.paper.alternatives import deepcache as deepcache_schedule
@@ -1004,8 +1004,11 @@ def beyond(
                                batch_size=runtime.get("batch_size", 16), progress=runtime.get("progress", True))
     moves = candidate_moves(spec.steps, len(ssweep.unet.skips_popped), window=window)
     res = sweep_search(ssweep, b, moves, progress=runtime.get("progress", True))
-    others = {f"found, {ob}": sweep_search(ssweep, Budget.parse(ob), moves, progress=runtime.get("progress", True))
-              for ob in other_budgets}
+    others = {}
+    for text in other_budgets:
+        ob = Budget.parse(text)
+        others[f"found, {ob.metric} at least {ob.threshold:g}"] = sweep_search(ssweep, ob, moves,
+                                                                               progress=runtime.get("progress", True))
     parts = {name: Schedule(preset(name).interventions, name=name) for name in references}
     if deepcache is not None:
         dc = deepcache_schedule(spec.steps, *deepcache)
