@@ -171,7 +171,7 @@ def test_book_and_figure_refuse_bad_parameters_before_running(argv, expect, caps
 
 @pytest.mark.parametrize("argv,expect", [
     (["search", "--budget", "ssim>0.8"], "must read METRIC>=VALUE"),
-    (["search", "--budget", "fid>=3"], "budget metric 'fid' is not one of ssim, ssim_p5, psnr"),
+    (["search", "--budget", "fid>=3"], "budget metric 'fid' is not one of ssim, ssim_lcb, ssim_p5, psnr"),
     (["search", "--min-saving", "1.5"], "min_saving=1.5 is out of range [0, 1)"),
     (["search", "--out", "found.txt"], "give a .yaml file"),
     (["search", "--model", "nonsense"], "not one of builtin, glide, diffusers:PATH"),
