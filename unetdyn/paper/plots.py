@@ -711,7 +711,7 @@ def beyond_pareto(r, alternatives=None):
         ax.axvline(0.8, color="crimson", ls=":", lw=0.8)
         ax.set(xlabel="mean SSIM to the full output (held-out samples; chapter 7: its own)",
                ylabel="wall-clock speed-up (x)" if y == "speedup" else "FLOP speed-up (x)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, markerscale=0.5)
     fig.tight_layout()
     return fig
 
