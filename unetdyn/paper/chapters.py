@@ -919,7 +919,7 @@ class Beyond:
 
         def against(name: str) -> str:
             flops, wall, m = self.costs["FLOP speed-up"][name], tv.speedup[name], self.ssim[name]["all held-out samples"]
-            where = "above" if m.lo >= g["ssim"] else "below" if m.hi < g["ssim"] else "around"
+            where = _side(m, g["ssim"])
             return (f"FLOP speed-up {flops:.2f}x ({'met' if flops >= g['flops'] else 'missed'}), wall-clock speed-up "
                     f"{wall:.2f}x ({'met' if wall >= g['wall'] else 'missed'}), held-out mean SSIM {m} "
                     f"({'met' if m.value >= g['ssim'] else 'missed'}; its 95% interval lies {where} {g['ssim']:g})")
@@ -938,6 +938,11 @@ class Beyond:
              "FLOPs saved": f"{self.costs['FLOPs saved'][name]:.1%}", "FLOP speed-up": f"{self.costs['FLOP speed-up'][name]:.2f}x"}
             for name, rs in self.ssim.items()
         ])
+
+
+def _side(r: Reading, threshold: float) -> str:
+    """Where a reading's 95% interval lies against a threshold: ``above``, ``below`` or ``around``."""
+    return "above" if r.lo >= threshold else "below" if r.hi < threshold else "around"
 
 
 def _architecture_savings(parts: dict[str, Schedule], cache_dir, compute: bool) -> pd.DataFrame:
@@ -1047,8 +1052,7 @@ def beyond(
 
     def held_out(name: str) -> str:
         m = ssim[name]["all held-out samples"]
-        where = "above" if m.lo >= g["ssim"] else "below" if m.hi < g["ssim"] else "around"
-        return f"{m} (interval {where} {g['ssim']:g})"
+        return f"{m} (interval {_side(m, g['ssim'])} {g['ssim']:g})"
 
     findings = [
         Finding("FLOP speed-up of the found schedule (this model)", f"1.3x (the paper's shortcut); goal >= {g['flops']:g}x",
