@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         same = 0
         for a, b in zip(f32, f16):
             same += a.verdict == b.verdict
-            print(f"  {a.claim[:70]:<72} {a.verdict:>12} / {b.verdict:<12} (bf16 reads {b.ours})")
+            print(f"  {(a.claim + ": " + a.setting)[:70]:<72} {a.verdict:>12} / {b.verdict:<12} (bf16 reads {b.ours})")
         print(f"  {same} of {len(f32)} verdicts the same")
 
     print("\ncurves: schedules whose bf16 mean lies inside the fp32 mean's 95% interval")

@@ -33,8 +33,11 @@ def test_phases_computes_once_then_reads(store):
     assert again.fig4.table.equals(r.fig4.table)
     assert r.fig4.image(SkipSteps(t_start=8, n=2)).shape == (2, 32, 32, 3)
     assert set(r.fig18.table.n) == {2, 3}
-    assert {f.verdict for f in r.findings} <= {"agrees", "differs", "inconclusive", "-"}
+    assert {f.verdict for f in r.findings} <= {"holds", "differs", "imprecise", "-"}
     assert all(f.ours for f in r.findings)
+    assert {s.parameter for s in r.sensitivities} >= {"x0_threshold", "rise_factor", "early", "late"}
+    own = {f.claim for f in r.findings if f.own}
+    assert {"phase-dip", "psnr-rise", "x0-accurate", "x0-at-25", "early-harms-late-benign"} <= own
     with pytest.raises(CacheMiss, match="not in the result store"):
         chapters.phases(SPEC, compute=False, **{**kw, "n": 3})
 
@@ -52,15 +55,21 @@ def test_block_sweep_and_the_chapters_that_reuse_it(store):
     assert lim.result.image(DropBlocks(8, 3, 2)).shape == (2, 32, 32, 3)
     rel = chapters.relaxation(SPEC, paper_t_starts={2: 9}, own_t_starts=False, n=2, relax=(0, 2), fig8_n=2,
                               fig8_t_stride=3, image_samples=2, compute=True)
-    assert set(rel.result.table.r) == {0, 2} and len(rel.findings) == 2
+    assert set(rel.result.table.r) == {0, 2}
+    # the relax grid (0, 2) holds no r of the paper's windows: only the smallest-r detail is read
+    assert [f.claim for f in rel.findings] == ["relax-smallest", "relax-smallest"]
 
 
 def test_skip_vs_blocks_readings_are_paired_differences(store):
     r = chapters.skip_vs_blocks(SPEC, n=2, t_stride=2, image_t_starts=(8,), image_samples=2, late=5, early=7, compute=True)
-    d = r.readings["ssim blocks - skips, late"]
+    d = r.readings["skips-cost-psnr"]
     sk, bl = r.skips.table, r.blocks.table
-    direct = (bl[bl.t_start <= 5].groupby("sample").ssim.mean() - sk[sk.t_start <= 5].groupby("sample").ssim.mean()).mean()
+    direct = (sk[sk.t_start <= 5].groupby("sample").psnr.mean() - bl[bl.t_start <= 5].groupby("sample").psnr.mean()).mean()
     assert d.value == pytest.approx(direct) and d.lo <= d.value <= d.hi
+    assert {f.claim for f in r.findings} == {"skips-cost-psnr", "blocks-redundant-late", "early-blocks-change",
+                                             "early-skips-change"}
+    early = next(s for s in r.sensitivities if s.claim == "early-skips-change")
+    assert early.parameter == "early" and len(early.verdicts) == len(early.values)
 
 
 def test_shortcut_from_a_schedule_file(store, tmp_path):

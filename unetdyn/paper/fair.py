@@ -42,11 +42,11 @@ from tqdm import tqdm
 from unetdyn.metrics import compare
 from unetdyn.paper.alternatives import FAMILIES, Method, timed_run
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
-from unetdyn.paper.readings import interval
+from unetdyn.paper.readings import interval, resample
 from unetdyn.sampler import SamplerConfig, sample, trajectory
 from unetdyn.unet import Unet
 
-__all__ = ["OUTCOME_FIELDS", "own_config", "outcomes", "shape_classifier", "time_methods", "Fair", "resample", "summarize",
+__all__ = ["OUTCOME_FIELDS", "own_config", "outcomes", "shape_classifier", "time_methods", "Fair", "summarize",
            "equal_cost", "equal_cost_verdict", "verdict_text", "ddim_text"]
 
 # per-sample arrays of one (method, chunk) entry; feat is [n, D]
@@ -258,23 +258,6 @@ def _read(estimate: float, reads: np.ndarray, pivotal: bool) -> tuple[float, flo
     if not pivotal:
         return float(estimate), lo, hi
     return 2 * estimate - float(r.mean()), 2 * estimate - hi, 2 * estimate - lo
-
-
-def resample(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap indices ``[n_boot, N]`` drawn with replacement within each stratum (each class
-    keeps its count in every resample, as in the design: the samples are class-balanced).
-
-    Example:
-        >>> idx = resample(np.array([0, 0, 1, 1, 1]), 4, np.random.default_rng(0))
-        >>> bool((idx[:, :2] < 2).all() and (idx[:, 2:] >= 2).all())
-        True
-    """
-    strata = np.asarray(strata)
-    idx = np.empty((n_boot, len(strata)), dtype=np.int64)
-    for s in np.unique(strata):
-        where = np.flatnonzero(strata == s)
-        idx[:, where] = where[rng.integers(0, len(where), size=(n_boot, len(where)))]
-    return idx
 
 
 def summarize(

@@ -24,7 +24,9 @@ How each reading renders the paper's words:
 * :func:`rise_start`: Fig. 16's "sharp rise in PSNR around t in [15, 18]" = the first ``t``
   from which the one-step PSNR gain of ``x_t`` stays above ``factor`` times its median gain.
 
-:func:`verdict` compares an interval with the paper's value or range.
+Resamples keep every class's count (:func:`resample`): the book's samples are ten seeds per
+class, so the interval covers the noise of the design it was drawn from. The verdicts that
+judge these intervals against the paper's claims live in :mod:`unetdyn.paper.verdicts`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ __all__ = [
     "valley_contrast",
     "x0_accurate_step",
     "rise_start",
-    "verdict",
+    "resample",
     "curve_matrix",
     "mean_sd",
     "mean_ci",
@@ -100,6 +102,7 @@ def bootstrap(
     top: float | None = None,
     digits: int = 0,
     beyond: str = ">= {top}",
+    strata: Sequence[int] | None = None,
 ) -> Reading:
     """Read ``read(*mean_curves)`` and its 95% bootstrap interval over samples.
 
@@ -108,6 +111,7 @@ def bootstrap(
         curves: arrays whose last axis is the samples (the same samples in each).
         n_boot: resamples.
         seed: the resampling seed (the interval is reproducible).
+        strata: the class of each sample; resamples draw within each class (None: one class).
 
     Example:
         >>> rng = np.random.default_rng(1)
@@ -122,14 +126,40 @@ def bootstrap(
     if n < 2:
         raise ValueError(f"a bootstrap needs at least 2 samples, got {n}")
     value = float(read(*[np.nanmean(a, axis=-1) for a in arrays]))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
+    idx = resample(_strata(strata, n), n_boot, np.random.default_rng(seed))
     reads = np.array([read(*[np.nanmean(a[..., i], axis=-1) for a in arrays]) for i in idx])
     return Reading(value, *interval(reads), top, digits, n, beyond)
 
 
+def resample(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap indices ``[n_boot, N]`` drawn with replacement within each stratum (each class
+    keeps its count in every resample, as in the design: the samples are class-balanced). With
+    one stratum the draws are those of ``rng.integers(0, N, (n_boot, N))``.
+
+    Example:
+        >>> idx = resample(np.array([0, 0, 1, 1, 1]), 4, np.random.default_rng(0))
+        >>> bool((idx[:, :2] < 2).all() and (idx[:, 2:] >= 2).all())
+        True
+    """
+    strata = np.asarray(strata)
+    idx = np.empty((n_boot, len(strata)), dtype=np.int64)
+    for s in np.unique(strata):
+        where = np.flatnonzero(strata == s)
+        idx[:, where] = where[rng.integers(0, len(where), size=(n_boot, len(where)))]
+    return idx
+
+
+def _strata(strata: Sequence[int] | None, n: int) -> np.ndarray:
+    if strata is None:
+        return np.zeros(n, dtype=np.int64)
+    st = np.asarray(strata)
+    if st.shape != (n,):
+        raise ValueError(f"strata has {st.size} entries for {n} samples")
+    return st
+
+
 def bootstrap_samples(stat: Callable[[np.ndarray], float], values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
-                      digits: int = 3) -> Reading:
+                      digits: int = 3, strata: Sequence[int] | None = None) -> Reading:
     """A statistic of the samples themselves (a spread, a share), with its 95% bootstrap interval.
 
     Example:
@@ -138,8 +168,8 @@ def bootstrap_samples(stat: Callable[[np.ndarray], float], values: np.ndarray, n
         True
     """
     v = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    reads = np.array([stat(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)])
+    idx = resample(_strata(strata, len(v)), n_boot, np.random.default_rng(seed))
+    reads = np.array([stat(v[i]) for i in idx])
     return Reading(float(stat(v)), *interval(reads), digits=digits, samples=len(v))
 
 
@@ -147,27 +177,6 @@ def interval(reads: np.ndarray) -> tuple[float, float]:
     """The 95% percentile interval, always at re-read values (no interpolation, so it stays on the grid)."""
     alpha = (1 - LEVEL) / 2
     return float(np.quantile(reads, alpha, method="lower")), float(np.quantile(reads, 1 - alpha, method="higher"))
-
-
-def verdict(reading: Reading, paper: float | tuple[float, float]) -> str:
-    """``agrees``, ``differs`` or ``inconclusive``: our 95% interval against the paper's value or range.
-
-    agrees: one of the two lies inside the other (the paper's value in our interval, or our
-    interval inside the paper's range); differs: they do not overlap; inconclusive: they
-    overlap only in part.
-
-    Example:
-        >>> r = Reading(60, 55, 65)
-        >>> verdict(r, 60), verdict(r, 70), verdict(r, (62, 70)), verdict(r, (50, 70))
-        ('agrees', 'differs', 'inconclusive', 'agrees')
-    """
-    a, b = (paper, paper) if np.isscalar(paper) else (float(paper[0]), float(paper[1]))
-    lo, hi = reading.lo, reading.hi
-    if b < lo or a > hi:
-        return "differs"
-    if (lo <= a and b <= hi) or (a <= lo and hi <= b):
-        return "agrees"
-    return "inconclusive"
 
 
 # -- read functions (mean curve -> number) ------------------------------------------------------
@@ -320,11 +329,11 @@ def mean_sd(table: pd.DataFrame, by: str | list[str], metric: str = "ssim") -> p
     return vals.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
 
 
-def mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+            strata: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per point, the 95% bootstrap interval of the mean over samples (``values[point, sample]``)."""
     v = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.shape[-1], size=(n_boot, v.shape[-1]))
+    idx = resample(_strata(strata, v.shape[-1]), n_boot, np.random.default_rng(seed))
     means = np.stack([np.nanmean(v[..., i], axis=-1) for i in idx])
     alpha = (1 - LEVEL) / 2
     return np.nanquantile(means, alpha, axis=0), np.nanquantile(means, 1 - alpha, axis=0)

@@ -1,8 +1,9 @@
-"""The book's front page: every quantitative claim of the paper beside ours, on one screen.
+"""The book's summary page: one row per claim of the paper, its verdict and why, every setting folded beneath.
 
 Each chapter displays its findings with a machine-readable copy
-(:data:`unetdyn.paper.plots.FINDINGS_MIME`); this module collects them from the executed
-notebooks, so the summary shows exactly what the chapters show and computes nothing.
+(:data:`unetdyn.paper.claimplots.FINDINGS_MIME`); this module collects them from the executed
+notebooks, groups them by claim (:mod:`unetdyn.paper.claims`) and takes each claim's verdict
+from its own setting, so the summary shows exactly what the chapters show and computes nothing.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from unetdyn.fileio import atomic_write
-from unetdyn.paper.plots import FINDINGS_MIME
+from unetdyn.paper.claimplots import FINDINGS_MIME
+from unetdyn.paper.claims import MARGINS
+from unetdyn.paper.verdicts import VERDICTS, Finding, claim_rows
 
-__all__ = ["collect_findings", "summary_markdown", "write_summary"]
+__all__ = ["collect_findings", "summary_markdown", "lead_markdown", "write_summary"]
 
-MARKS = {"agrees": "agrees", "differs": "**differs**", "inconclusive": "*inconclusive*"}
+MARKS = {"holds": "holds", "differs": "**differs**", "imprecise": "*imprecise*", "not run": "not run", "-": "-"}
 
 
 def _read(notebook: str | Path) -> dict:
     return json.loads(Path(notebook).read_text())
 
 
-def collect_findings(notebook: str | Path | dict) -> list[dict]:
+def collect_findings(notebook: str | Path | dict) -> list[Finding]:
     """The findings an executed notebook (a path, or the notebook already read) displayed: its last findings output."""
     nb = notebook if isinstance(notebook, dict) else _read(notebook)
     found: list[dict] = []
@@ -34,15 +37,7 @@ def collect_findings(notebook: str | Path | dict) -> list[dict]:
             if FINDINGS_MIME in data:
                 raw = data[FINDINGS_MIME]
                 found = json.loads(raw if isinstance(raw, str) else "".join(raw))
-    return found
-
-
-def _title(nb: dict, default: str) -> str:
-    for cell in nb.get("cells", []):
-        if cell["cell_type"] == "markdown":
-            first = "".join(cell["source"]).strip().splitlines()[0]
-            return first.lstrip("# ").strip()
-    return default
+    return [Finding.from_dict(d) for d in found]
 
 
 def _labels(nb: dict) -> list[str]:
@@ -56,43 +51,111 @@ def _cell(text: str) -> str:
     return re.sub(r"([|_*])", r"\\\1", str(text)).replace("\n", " ")
 
 
+def _gather(notebooks: Sequence[str | Path]) -> tuple[list[Finding], dict[str, tuple[str, str]]]:
+    """Every finding of every chapter, and where each chapter links (claim id -> (notebook, section))."""
+    findings, links = [], {}
+    for nb in map(Path, notebooks):
+        content = _read(nb)
+        labels = _labels(content)
+        for f in collect_findings(content):
+            findings.append(f)
+            target = f.section if f.section in labels else next((lab for lab in labels if lab.startswith("findings")), "")
+            if f.own or f.claim not in links:
+                links[f.claim] = (nb.stem, target)
+    return findings, links
+
+
+def _tally(rows: list[dict]) -> dict[str, int]:
+    judged = [r for r in rows if r["claim"].judged]
+    return {v: sum(r["verdict"] == v for r in judged) for v in (*VERDICTS, "not run")}
+
+
+def lead_markdown(notebooks: Sequence[str | Path]) -> str:
+    """Five lines for the front page: the claims' verdicts in brief."""
+    findings, _ = _gather(notebooks)
+    rows = claim_rows(findings)
+    t = _tally(rows)
+    n = sum(t.values())
+    names = lambda v: "; ".join(r["claim"].short for r in rows if r["claim"].judged and r["verdict"] == v)  # noqa: E731
+    lines = [f"**The paper's {n} claims, judged on the built-in model** with declared margins "
+             f"([the claims table](summary)): {t['holds']} hold, {t['differs']} differ, {t['imprecise']} are imprecise"
+             + (f", {t['not run']} were not run at their own setting" if t["not run"] else "") + ".", ""]
+    for v in VERDICTS:
+        if t[v]:
+            lines.append(f"- **{v.capitalize()}:** {names(v)}.")
+    apart = [r["claim"] for r in rows if r["claim"].kind == "inconsistency"]
+    if apart:
+        lines.append(f"- **Not a claim about the model:** {'; '.join(c.short for c in apart)} (the paper's own arithmetic).")
+    return "\n".join(lines) + "\n"
+
+
 def summary_markdown(notebooks: Sequence[str | Path]) -> str:
-    """A MyST page: per chapter, a table of claim, paper, ours and verdict, each claim linked to its section."""
+    """A MyST page: one row per claim (the paper's words, ours at its own setting, the verdict and why),
+    each claim's settings folded beneath, and the claims that take no verdict listed apart."""
+    findings, links = _gather(notebooks)
+    rows = claim_rows(findings)
+    t = _tally(rows)
+    n = sum(t.values())
     lines = [
         "# The paper's claims, and ours",
         "",
-        "Every quantitative claim the chapters check, with the paper's value, ours with its 95% bootstrap "
-        "interval over samples (100 per curve unless the chapter says otherwise), and the verdict that follows from the interval: *agrees* when the paper's value "
-        "lies in our interval (or our interval in the paper's range), **differs** when they do not overlap, "
-        "*inconclusive* otherwise; \"-\" where the paper gives no number to compare. Each claim links to the "
-        "section that shows it. The numbers are the built-in model's (see [What differs](differences)).",
+        f"Each of the paper's claims, read on the built-in model at the claim's own setting, and judged against the "
+        "paper's value with a declared margin of practical equivalence: **holds** when our 95% interval lies wholly "
+        "where the claim is true, **differs** when it lies wholly where the claim is false by more than the margin, "
+        "**imprecise** otherwise (an interval that straddles an edge, is wider than the margin allows, or is open at "
+        "the grid's edge). The margins, their reasons and the rule are in [What differs](differences); a threshold or "
+        "window the paper does not give is ours, and the chapter that reads it shows the verdict over a range of it.",
         "",
-        "",  # the tally, filled in below
+        f"**In all: {n} claims; {t['holds']} hold, {t['differs']} differ, {t['imprecise']} are imprecise"
+        + (f", {t['not run']} not run at their own setting" if t["not run"] else "") + ".** "
+        "The shortcut's mean SSIM is counted once, on chapter 7's samples; its other readings are settings of that claim.",
         "",
+        "| claim | paper | ours [95% interval], at its own setting | verdict | why |",
+        "|---|---|---|---|---|",
     ]
-    counts = {"agrees": 0, "differs": 0, "inconclusive": 0}
-    for nb in map(Path, notebooks):
-        content = _read(nb)
-        found = collect_findings(content)
-        if not found:
+    for r in rows:
+        c = r["claim"]
+        if not c.judged:
             continue
-        labels = _labels(content)
-        fallback = next((lab for lab in labels if lab.startswith("findings")), None)
-        lines += [f"## [{_title(content, nb.stem)}]({nb.stem})", "", "| claim | paper | ours [95% interval] | verdict |", "|---|---|---|---|"]
-        for f in found:
-            claim = _cell(f["claim"])
-            target = f.get("section") if f.get("section") in labels else fallback
-            link = f"[{claim}]({target})" if target else claim
-            lines.append(f"| {link} | {_cell(f['paper'])} | {_cell(f['ours'])} | {MARKS.get(f['verdict'], f['verdict'])} |")
-            if f["verdict"] in counts:
-                counts[f["verdict"]] += 1
+        nb, target = links.get(c.id, ("", ""))
+        own = r["own"]
+        label = f"{c.short} ({c.where})"
+        link = f"[{_cell(label)}]({target})" if target else _cell(label)
+        ours = f"{own.ours} ({own.setting})" if own else "-"
+        why = own.why if own else "its own setting was not run"
+        if r["judged"] > 1:
+            why += f"; holds at {r['held']} of {r['judged']} settings"
+        lines.append(f"| {link} <br> *\u201c{_cell(c.words)}\u201d* | {_cell(c.paper_value)} | {_cell(ours)} | "
+                     f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |")
+    lines += ["", "<details><summary>Every setting of every claim</summary>", "",
+              "| claim | setting | paper | ours | verdict | why |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for f in r["detail"]:
+            own = " (own)" if f.own and r["claim"].judged else ""
+            lines.append(f"| {_cell(r['claim'].short)} | {_cell(f.setting + own)} | {_cell(f.paper)} | {_cell(f.ours)} | "
+                         f"{MARKS.get(f.verdict, f.verdict)} | {_cell(f.why)} |")
+    lines += ["", "</details>", ""]
+    apart = [r for r in rows if not r["claim"].judged]
+    if apart:
+        lines += ["## Listed apart: no verdict on the model", "",
+                  "Statements of the paper that its own numbers contradict, facts shared with GLIDE by construction, "
+                  "and our own checks. None is counted above.", "",
+                  "| what | kind | the paper | ours |", "|---|---|---|---|"]
+        kinds = {"inconsistency": "the paper's arithmetic", "construction": "shared by construction", "ours": "our check"}
+        for r in apart:
+            c = r["claim"]
+            ours = "; ".join(f"{f.setting}: {f.ours}" + (f" ({f.why})" if f.why else "") for f in r["detail"])
+            lines.append(f"| {_cell(c.short)} ({c.where}) | {kinds[c.kind]} | {_cell(c.paper_value)} | {_cell(ours)} |")
         lines.append("")
-    lines[4] = (f"In all: {counts['agrees']} agree, {counts['differs']} differ, {counts['inconclusive']} are "
-                "inconclusive.")
-    return "\n".join(lines)
+    lines += ["## The margins", "", "| quantity | margin | why |", "|---|---|---|"]
+    lines += [f"| {q} | {m:g} | {_cell(why)} |" for q, (m, _, why) in MARGINS.items()]
+    return "\n".join(lines) + "\n"
 
 
 def write_summary(notebooks: Sequence[str | Path], path: str | Path) -> Path:
-    """Write the summary page (atomically) from the executed notebooks."""
-    text = summary_markdown(notebooks)
-    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+    """Write the summary page and, beside it, the front page's five lines (``summary_lead.md``), atomically."""
+    path = Path(path)
+    text, lead = summary_markdown(notebooks), lead_markdown(notebooks)
+    atomic_write(path.with_name("summary_lead.md"), lambda tmp: tmp.write_text(lead))
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+

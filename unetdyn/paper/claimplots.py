@@ -1,0 +1,102 @@
+"""How a chapter shows its verdicts: the findings table, the sensitivity plot, "what holds".
+
+Each chapter's findings are displayed with a machine-readable copy (:data:`FINDINGS_MIME`)
+that the summary page collects (:mod:`unetdyn.paper.summary`), so the summary shows exactly
+what the chapters show and computes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from unetdyn.paper.claims import CLAIMS
+from unetdyn.paper.verdicts import Finding, Sensitivity, known, what_holds
+
+__all__ = ["FINDINGS_MIME", "VERDICT_COLORS", "show_findings", "show_what_holds", "sensitivity_plot"]
+
+FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
+VERDICT_COLORS = {"holds": "#d9f0d3", "differs": "#f4cccc", "imprecise": "#fff2cc"}
+
+
+def findings_frame(findings: Sequence[Finding]) -> pd.DataFrame:
+    """One row per finding: the claim, the setting (its own setting marked), the paper's value, ours, the verdict, why."""
+    return pd.DataFrame([{
+        "claim": f"{CLAIMS[f.claim].short} ({CLAIMS[f.claim].where})",
+        "setting": f.setting + (" (its own setting)" if f.own and CLAIMS[f.claim].judged else ""),
+        "paper": f.paper,
+        "ours [95% interval]": f.ours,
+        "verdict": f.verdict,
+        "why": f.why,
+    } for f in findings])
+
+
+def show_findings(findings: Sequence[Finding]) -> None:
+    """Display a chapter's findings in full, verdicts coloured (and tagged for the summary page)."""
+    from IPython.display import display
+
+    df = findings_frame(findings)
+    html = (df.style.hide(axis="index")
+            .map(lambda v: f"background-color: {VERDICT_COLORS.get(v, 'white')}", subset=["verdict"])
+            .set_properties(**{"text-align": "left", "white-space": "normal"})
+            .to_html())
+    records = [f.to_dict() for f in findings]
+    display({"text/html": html, "text/plain": df.to_string(index=False), FINDINGS_MIME: json.dumps(records)}, raw=True)
+
+
+def show_what_holds(findings: Sequence[Finding]) -> None:
+    """The chapter's closing paragraph, computed from its verdicts."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(what_holds(findings)))
+
+
+def _finite(v: float, top: float) -> float:
+    return top if v == np.inf else v
+
+
+def sensitivity_plot(sens: Sequence[Sensitivity], cols: int = 2):
+    """Each reading redone over its declared range: the reading with its 95% interval at each value
+    of the choice, coloured by verdict, the claim's region shaded, the book's value marked."""
+    if not sens:
+        return None
+    rows = math.ceil(len(sens) / cols)
+    fig, axes = plt.subplots(rows, min(cols, len(sens)), figsize=(3.7 * min(cols, len(sens)), 3.0 * rows),
+                             squeeze=False)
+    edge = {"holds": "#1b7837", "differs": "#b2182b", "imprecise": "#bf812d"}
+    for ax, s in zip(axes.flat, sens):
+        c = CLAIMS[s.claim]
+        inner, outer = c.regions()
+        ks = [known(r) for r in s.readings]
+        finite = [v for r, k in zip(s.readings, ks) for v in (r.value, *k) if np.isfinite(v)]
+        lo_y, hi_y = (min(finite), max(finite)) if finite else (0.0, 1.0)
+        for a, b in (inner, outer):
+            lo_y, hi_y = min(lo_y, a) if np.isfinite(a) else lo_y, max(hi_y, b) if np.isfinite(b) else hi_y
+        pad = 0.08 * (hi_y - lo_y or 1.0)
+        top, bottom = hi_y + pad, lo_y - pad
+        ax.axhspan(max(inner[0], bottom), min(inner[1], top), color="#d9f0d3", alpha=0.7, lw=0, label="holds if inside")
+        xs = np.arange(len(s.values))
+        for x, r, k, v in zip(xs, s.readings, ks, s.verdicts):
+            lo, hi = _finite(k[0], top), _finite(k[1], top)
+            y = _finite(r.value, top) if np.isfinite(r.value) or r.value == np.inf else bottom
+            ax.plot([x, x], [lo, hi], color=edge[v], lw=2.2)
+            ax.plot(x, y, "o", color=edge[v], ms=6, mfc=edge[v] if np.isfinite(r.value) else "white")
+        ax.set_xticks(xs, [f"{v:g}" for v in s.values], fontsize=11, rotation=45 if len(xs) > 8 else 0)
+        if np.isfinite(s.default) and s.default in s.values:
+            ax.axvline(s.values.index(s.default), color="0.4", ls=":", lw=1)
+        ax.set_ylim(bottom, top)
+        ax.set_xlabel(s.parameter, fontsize=11)
+        ax.set_title(f"{c.short}", fontsize=11, wrap=True)
+        ax.tick_params(labelsize=11)
+    for ax in list(axes.flat)[len(sens):]:
+        ax.set_visible(False)
+    handles = [plt.Line2D([], [], color=col, lw=2.2, marker="o", label=v) for v, col in edge.items()]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="#d9f0d3", label="where the claim holds"))
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=11, frameon=False)
+    fig.tight_layout(rect=(0, 0.14 / rows, 1, 1))
+    return fig
