@@ -27,6 +27,7 @@ import torch
 from unetdyn.paper.alternatives import benchmark_key, glide_costs, measure, methods
 from unetdyn.paper.cache import Cache
 from unetdyn.paper.sweeps import default_samples, model_id
+from unetdyn.paths import is_builtin
 from unetdyn.backends import load_unet
 from unetdyn.paths import CACHE_DIR
 
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
         prompts, seeds = default_samples(unet, args.model, args.samples)
         meta.update(kind="measured", samples=args.samples, timing_samples=args.timing_samples)
         judge = None
-        if args.model == "builtin":
+        if is_builtin(args.model):
             from unetdyn.builtin_model.quality import class_judge
 
             judge = class_judge(prompts)

@@ -10,7 +10,7 @@ as it is done, so an interrupted run continues where it stopped. Then every meth
     python benchmarks/fair_comparison.py --samples 1000                # what chapter 7 shows
     python benchmarks/fair_comparison.py --samples 1000 --no-timing    # quality only
     python benchmarks/fair_comparison.py --timing-only                 # the timings only (on a quiet machine)
-    python benchmarks/fair_comparison.py --samples 1000 --report       # the README's tables, from the store only
+    python benchmarks/fair_comparison.py --samples 1000 --report       # the README's tables, from the stored samples
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from unetdyn.backends import load_unet
 from unetdyn.cost import CallCost
 from unetdyn.paper.alternatives import benchmark_key, methods
 from unetdyn.paper.cache import Cache, model_id
-from unetdyn.paper.fair import equal_cost, outcomes, shape_classifier, summarize, time_methods
+from unetdyn.paper.fair import equal_cost, outcomes, shape_classifier, summarize_stored, time_methods
 from unetdyn.paper.sweeps import default_samples
 from unetdyn.paths import CACHE_DIR
 
@@ -42,12 +42,13 @@ README_METHODS = ("full", "paper shortcut", "shortcut: blocks only", "shortcut: 
                   "guidance truncated last 40")
 
 
-def report(samples: int, chunk: int, cache_dir=None) -> str:
-    """The README's chapter-7 tables in Markdown, read from the store (chapter 7's own readings)."""
+def report(samples: int, chunk: int, cache_dir=None, store: bool = True) -> str:
+    """The README's chapter-7 tables in Markdown, read from the store (chapter 7's own readings);
+    ``store``: store chapter 7's bootstrap summary where the store lacks it."""
     from unetdyn.paper.chapters import alternatives
     from unetdyn.paper.fair import ADVANTAGE_FORMAT, AXIS_NAMES, in_short
 
-    r = alternatives(samples=samples, chunk=chunk, cache_dir=cache_dir)
+    r = alternatives(samples=samples, chunk=chunk, cache_dir=cache_dir, store_summary=store)
     t = r.table.set_index("method")
     out = [f"{samples} samples per method; the Fréchet distance between two real sets: {r.fair.frechet_real:.2f}.", "",
            "| method | FLOPs | wall-clock (range over rounds) | SSIM to full [95%] | SSIM to own family's full "
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timing rounds after one warm-up (default 3)")
     ap.add_argument("--no-timing", action="store_true", help="compute the qualities only")
     ap.add_argument("--timing-only", action="store_true", help="measure and store the timings only")
-    ap.add_argument("--report", action="store_true", help="print the README's tables from the store; compute nothing")
+    ap.add_argument("--report", action="store_true", help="print the README's tables from the store; samples are only read (a missing bootstrap summary is computed and stored)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--cache-dir", default=None, help="the result store (default data/cache)")
@@ -120,8 +121,8 @@ def main(argv=None) -> int:
             return 0
     classify, cid, real_a, real_b, real_labels, frechet = shape_classifier(args.samples)
     outs = outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=args.chunk, batch_size=args.batch_size)
-    fair = summarize(outs, ms, flops, secs, real_a, real_b, frechet, strata=[unet.class_index(p) for p in prompts],
-                     real_strata=real_labels)
+    fair = summarize_stored(cache, outs, ms, flops, secs, real_a, real_b, frechet,
+                            strata=[unet.class_index(p) for p in prompts], real_strata=real_labels, store=True)
     cols = ["method", "flop_speedup", "speedup", "ssim", "ssim_lo", "ssim_hi", "ssim_own", "agreement", "agreement_lo",
             "agreement_hi", "frechet", "frechet_lo", "frechet_hi"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):

@@ -31,3 +31,40 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+TINY_CONFIG = BuiltinConfig(model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_ds=(2,), head_channels=8,
+                            norm_groups=4)
+
+
+def write_weights(path, tensors=None, config=None, metadata=None):
+    """A weights file as ``export_weights`` writes one, with its ``.sha256`` computed for it.
+
+    ``tensors``: the state dict (default: a random ``TINY_CONFIG`` model's); ``config``: the
+    metadata's ``config`` text (default: ``TINY_CONFIG`` as JSON); ``metadata``: all of it.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from unetdyn.builtin_model.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
+
+    if tensors is None:
+        tensors = tiny_state()
+    if metadata is None:
+        metadata = {"format": WEIGHTS_FORMAT, "config": json.dumps(TINY_CONFIG.to_dict()) if config is None else config}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    checksum_path(path).write_text(f"{sha256_file(path)}  {path.name}\n")
+    return path
+
+
+def tiny_state() -> dict[str, torch.Tensor]:
+    """The state dict of a ``TINY_CONFIG`` model with random weights (the same on every call)."""
+    torch.manual_seed(0)
+    return BuiltinUnet(TINY_CONFIG).state_dict()
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path):
+    """A valid weights file of a ``TINY_CONFIG`` model."""
+    return write_weights(tmp_path / "tiny.safetensors")

@@ -1,5 +1,6 @@
-"""The book as a reader's browser sees it: headless Chromium loads every page and finds math
-typeset, every image loaded, no request to another host and no console error.
+"""The book as a reader's browser sees it: headless Chromium loads every page (1400 px wide) and
+finds math typeset, every image loaded, every figure's smallest text at least ``MIN_TEXT_PX``
+high on screen, no request to another host and no console error.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) and the
 ``websocket-client`` package; elsewhere the tests skip, saying so. The first test builds a
@@ -11,17 +12,20 @@ small book (a markdown page and a tiny notebook, both with math) through the sam
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from unetdyn.paper.canvas import MIN_TEXT_PX
 from unetdyn.paths import REPO_ROOT
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
@@ -79,7 +83,7 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="chromium-")
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
-             "--remote-allow-origins=*", f"--user-data-dir={self.profile}", "--window-size=1200,1600", "about:blank"],
+             "--remote-allow-origins=*", f"--user-data-dir={self.profile}", "--window-size=1400,1600", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         port = None
@@ -190,6 +194,42 @@ PAGE_STATE = r"""(() => {
 })()"""
 
 
+# every image as laid out at the page's width, the folded ones unfolded: where it comes from, its
+# width on screen and its width in pixels of its own
+IMAGE_SIZES = r"""(() => {
+    document.querySelectorAll('details').forEach(d => { d.open = true; });
+    return Array.from(document.images).map(i => ({
+        src: i.currentSrc || i.src, shown: i.getBoundingClientRect().width, natural: i.naturalWidth}));
+})()"""
+
+
+def _png_bytes(src: str) -> bytes | None:
+    if src.startswith("data:image/png;base64,"):
+        return base64.b64decode(src.split(",", 1)[1])
+    if src.startswith("file://") and src.lower().endswith(".png"):
+        return Path(urllib.parse.unquote(src[len("file://"):])).read_bytes()
+    return None
+
+
+def text_on_screen(images: list[dict]) -> list[tuple[str, float | None]]:
+    """For each PNG a page shows: its name and the height on screen, in CSS px, of its smallest
+    text (the height its figure recorded in the PNG, scaled as the browser scales the image), or
+    None for a PNG that recorded none."""
+    from PIL import Image
+
+    from unetdyn.paper.canvas import TEXT_PX_KEY
+
+    found = []
+    for im in images:
+        data = _png_bytes(im["src"])
+        if data is None or not im["natural"]:
+            continue
+        recorded = Image.open(io.BytesIO(data)).text.get(TEXT_PX_KEY)
+        name = im["src"].rsplit("/", 1)[-1][:60]
+        found.append((name, None if recorded is None else float(recorded) * im["shown"] / im["natural"]))
+    return found
+
+
 def check_pages(html_dir: Path) -> dict[str, dict]:
     """Open every page of a built book; return each page's state, after asserting it is sound."""
     if CHROMIUM is None:
@@ -213,6 +253,9 @@ def check_pages(html_dir: Path) -> dict[str, dict]:
             remote = [u for u in browser.requests() if not u.startswith(("file:", "data:", "blob:", "about:"))]
             assert not remote, f"{name}: requests that leave the machine: {remote}"
             assert not browser.errors(), f"{name}: console errors: {browser.errors()}"
+            state["text_px"] = text_on_screen(browser.js(IMAGE_SIZES))
+            small = [(img, round(px, 1)) for img, px in state["text_px"] if px is not None and px < MIN_TEXT_PX - 0.05]
+            assert not small, f"{name}: figures whose smallest text is under {MIN_TEXT_PX} px on screen: {small}"
             seen[name] = state
     finally:
         browser.close()
@@ -244,3 +287,10 @@ def test_the_repository_book_renders_in_the_browser():
     chapters = [p for p in seen if p.startswith("book/0")]
     assert chapters, "no chapter page in _build/html"
     assert all(seen[p]["images"] > 0 for p in chapters), {p: seen[p]["images"] for p in chapters}
+    check_chapter_figures(seen)
+
+
+def check_chapter_figures(seen: dict[str, dict]) -> None:
+    """Every figure of every chapter recorded its smallest text (so ``check_pages`` measured it)."""
+    unmeasured = {p: [img for img, px in s["text_px"] if px is None] for p, s in seen.items() if p.startswith("book/")}
+    assert not any(unmeasured.values()), f"figures that recorded no text size: { {p: v for p, v in unmeasured.items() if v} }"

@@ -6,9 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unetdyn.cli import main, parse_seeds
+
+from .conftest import tiny_state, write_weights
 
 TINY = ["--width", "8", "--norm-groups", "4", "--head-channels", "8", "--batch-size", "4", "--no-progress", "--threads", "1"]
 
@@ -119,6 +122,9 @@ def test_a_bad_out_is_found_before_sampling(weights, tmp_path, capsys, monkeypat
 @pytest.mark.parametrize("argv_tail,expect", [
     (["--guidance", "inf"], "guidance=inf must be a finite number"),
     (["--device", "tpu"], "only cpu and cuda"),
+    (["--device", "cuda:first"], "device='cuda:first': only cpu and cuda (cuda:N)"),
+    (["--device", "meta"], "device='meta': only cpu and cuda (cuda:N) are supported; meta holds no data"),
+    (["--device", "Cuda"], "only cpu and cuda"),
 ])
 def test_bad_input_is_one_line(weights, tmp_path, capsys, argv_tail, expect):
     assert main(["sample", "--weights", str(weights), "--out", str(tmp_path / "o"), *argv_tail]) == 2
@@ -153,7 +159,7 @@ def test_ctrl_c_is_one_line_and_exit_130(weights, tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(sampler_module, "sample", interrupted)
     assert main(["sample", "--weights", str(weights), "--seeds", "0", "--out", str(tmp_path / "o")]) == 130
-    assert capsys.readouterr().err.strip() == "unetdyn sample: interrupted"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "unetdyn sample: interrupted"  # after the progress bar
 
 
 @pytest.mark.parametrize("argv,expect", [
@@ -161,6 +167,10 @@ def test_ctrl_c_is_one_line_and_exit_130(weights, tmp_path, capsys, monkeypatch)
     (["figure", "02_skip_vs_deconv", "-p", "n_samples", "abc"], "n_samples of 02_skip_vs_deconv must be an integer"),
     (["figure", "03_nb_sweep", "-p", "nbs", "[2, 4"], "-p nbs: '[2, 4' is not valid YAML"),
     (["figure", "03_nb_sweep", "--params", "/nonexistent/p.yaml"], "no such file"),
+    (["figure", "04_n_limit", "-p", "n_values", "[]"], "-p n_values: parameter n_values of 04_n_limit must be a non-empty list"),
+    (["figure", "05_relaxation", "-p", "thresholds", "[0.8, 2]"], "thresholds of 05_relaxation entry 1 (2) must be a finite number in 0..1"),
+    (["figure", "01_phases", "-p", "image_t_starts", "[0, 50]"], "image_t_starts of 01_phases entry 0 (0) must be an integer in 1..100"),
+    (["figure", "02_skip_vs_deconv", "-p", "device", "meta"], "parameter device of 02_skip_vs_deconv must name a device"),
     (["book", "--params", "/nonexistent/p.yaml"], "no such file"),
 ])
 def test_book_and_figure_refuse_bad_parameters_before_running(argv, expect, capsys):
@@ -174,7 +184,7 @@ def test_book_and_figure_refuse_bad_parameters_before_running(argv, expect, caps
     (["search", "--budget", "fid>=3"], "budget metric 'fid' is not one of ssim, ssim_lcb, ssim_p5, psnr"),
     (["search", "--min-saving", "1.5"], "min_saving=1.5 is out of range [0, 1)"),
     (["search", "--out", "found.txt"], "give a .yaml file"),
-    (["search", "--model", "nonsense"], "not one of builtin, glide, diffusers:PATH"),
+    (["search", "--model", "nonsense"], "not one of builtin, builtin:NAME (a member of its family), glide, diffusers:PATH"),
     (["cost", "--arch", "sd15"], "arch='sd15' applies to model='diffusers' only"),
 ])
 def test_search_and_cost_refuse_bad_arguments_before_running(argv, expect, capsys):
@@ -196,3 +206,90 @@ def test_sample_in_bf16(weights, tmp_path):
         runs[precision] = np.load(out / "samples.npz")["images"]
     assert runs["bf16"].dtype == np.float32 and runs["bf16"].shape == runs["fp32"].shape
     assert not np.array_equal(runs["bf16"], runs["fp32"])
+
+
+def test_meta_is_a_device_for_counting_flops_only(tmp_path, capsys):
+    assert main(["cost", "--random-weights", "--device", "meta", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unet_calls"] > 0
+    assert main(["search", "--device", "meta", "--out", str(tmp_path / "s.yaml")]) == 2
+    assert "meta holds no data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["", "   "])
+def test_an_empty_out_is_refused_and_nothing_is_written(weights, tmp_path, capsys, monkeypatch, out):
+    import unetdyn.sampler as sampler_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sampler_module, "sample", lambda *a, **k: pytest.fail("sampled with an empty --out"))
+    assert main(["sample", "--weights", str(weights), "--seeds", "0", "--out", out]) == 2
+    assert capsys.readouterr().err.strip() == "unetdyn sample: error: --out is empty; give a folder (e.g. --out out/sample)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_shows_what_it_runs_and_its_progress(weights, tmp_path, capsys):
+    argv = ["sample", "--weights", str(weights), "--schedule", "full", "--seeds", "0-1", "--steps", "4"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("sampling 2 sample(s) under 1 schedule(s) (full) on cpu: 8 sample-steps, batches of 16\n")
+    assert "8/8" in err.splitlines()[-1]  # the bar stays, full
+    assert main([*argv, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_sample_that_goes_non_finite_is_an_error_and_writes_nothing(weights, tmp_path, capsys, monkeypatch):
+    import unetdyn.sampler as sampler_module
+
+    real = sampler_module.step_noise
+    monkeypatch.setattr(sampler_module, "step_noise",
+                        lambda seed, t, shape, kind="step": real(seed, t, shape, kind) * (float("inf") if t == 3 else 1))
+    plain = _schedule(tmp_path, "plain.yaml", "name: plain\ninterventions: []")
+    out = tmp_path / "o"
+    assert main(["sample", "--weights", str(weights), "--schedule", plain, "--seeds", "4", "--steps", "5",
+                 "--out", str(out)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("unetdyn sample: error: sampling went NaN or infinite at step t=3 under schedule(s) 'plain' (seed(s) 4)")
+    assert not (out / "samples.npz").exists()
+
+
+@pytest.mark.parametrize("change", ["int16", "config"])
+def test_weights_with_a_right_checksum_and_bad_content_are_one_line(tmp_path, capsys, change):
+    if change == "int16":
+        path = write_weights(tmp_path / "w.safetensors", tensors={k: v.to(torch.int16) for k, v in tiny_state().items()})
+        expect = "tensor class_embed.weight is I16; weights must be floating point"
+    else:
+        path = write_weights(tmp_path / "w.safetensors", config='{"image_size": 32, "width": 8}')
+        expect = "unknown field(s) ['width']"
+    assert main(["sample", "--weights", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and expect in err and str(path) in err
+
+
+def test_any_failure_reading_a_users_file_is_one_line_naming_it(weights, tmp_path, capsys, monkeypatch):
+    import unetdyn.interventions as interventions
+
+    def broken(spec):
+        raise KeyError("interventions")
+
+    monkeypatch.setattr(interventions, "load_schedule", broken)
+    path = _schedule(tmp_path, "s.yaml", "interventions: []")
+    argv = ["sample", "--weights", str(weights), "--schedule", path, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"unetdyn sample: error: cannot read schedule file {path}: KeyError: 'interventions'"
+    with pytest.raises(ValueError, match="cannot read schedule file") as e:  # the traceback shows where
+        main(["--debug", *argv])
+    assert isinstance(e.value.__cause__, KeyError)
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(weights, tmp_path, capsys, monkeypatch):
+    import unetdyn.viz as viz
+
+    def broken(*a, **k):
+        raise RuntimeError("a bug in the metrics\nover two lines")
+
+    monkeypatch.setattr(viz, "save_grid", broken)
+    argv = ["sample", "--weights", str(weights), "--seeds", "0", "--steps", "2", "--quiet", "--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == ("unetdyn sample: error: RuntimeError: a bug in the metrics over two lines "
+                                       "(rerun with --debug for the traceback)\n")
+    with pytest.raises(RuntimeError, match="a bug in the metrics"):
+        main(["--debug", *argv])

@@ -160,6 +160,33 @@ def _summary(ms, outs, flops, secs, real, real_b, **kw):
     return fr.summarize(outs, ms, flops, secs, real, real_b, frechet_distance, **{"n_boot": 500, "n_boot_frechet": 50, **kw})
 
 
+def test_the_summary_is_stored_under_a_digest_of_its_inputs(tmp_path, monkeypatch):
+    from unetdyn.builtin_model.quality import frechet_distance
+
+    ms, outs, flops, secs, real, real_b = _synthetic(n=60)
+    cache, kw = Cache(tmp_path), {"n_boot": 200, "n_boot_frechet": 20}
+    first = fr.summarize_stored(cache, outs, ms, flops, secs, real, real_b, frechet_distance, store=True, **kw)
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+
+    def no_bootstrap(*a, **k):
+        raise AssertionError("the stored summary should have been read")
+
+    monkeypatch.setattr(fr, "summarize", no_bootstrap)
+    again = fr.summarize_stored(cache, outs, ms, flops, secs, real, real_b, frechet_distance, **kw)
+    pd.testing.assert_frame_equal(again.table, first.table)
+    assert (again.samples, again.frechet_real) == (first.samples, first.frechet_real)
+    for m, qs in first.boot.items():
+        for q, reads in qs.items():
+            np.testing.assert_array_equal(again.boot[m][q], reads)
+    # one changed outcome, other timings or other bootstrap settings: another summary
+    outs["K=75"]["ssim"] = outs["K=75"]["ssim"].copy()
+    outs["K=75"]["ssim"][7] += 1e-6
+    for args, options in (((outs, ms, flops, secs), kw), ((_synthetic(n=60)[1], ms, flops, {**secs, "K=50": [9.0, 9.0]}), kw),
+                          ((_synthetic(n=60)[1], ms, flops, secs), {**kw, "seed": 1})):
+        with pytest.raises(AssertionError, match="should have been read"):
+            fr.summarize_stored(cache, *args, real, real_b, frechet_distance, **options)
+
+
 def test_summarize_gives_intervals_around_the_known_means():
     f = _summary(*_synthetic())
     t = f.table.set_index("method")
@@ -265,7 +292,7 @@ def test_the_readme_report_prints_chapter_7s_readings_from_the_committed_store()
     spec = importlib.util.spec_from_file_location("fair_comparison", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    text = bench.report(100, 100)
+    text = bench.report(100, 100, store=False)  # the committed store is only read
     t = alternatives(samples=100).table.set_index("method")
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
     for m in bench.README_METHODS:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
-from unetdyn.sampler import SamplerConfig, sample, step_noise, trajectory
+from unetdyn.sampler import NonFiniteError, SamplerConfig, sample, step_noise, trajectory
 from unetdyn.noise import NoiseSchedule
 from unetdyn.unet import Surgery, forward
 
@@ -239,3 +239,30 @@ def test_bf16_one_step_is_close_to_fp32(unet, base):
 def test_precision_must_be_known(unet):
     with pytest.raises(ValueError, match="precision='fp16' is not one of fp32, bf16"):
         sample(unet, PROMPTS, SEEDS, "full", CFG, progress=False, precision="fp16")
+
+
+def test_a_sample_that_goes_non_finite_names_its_schedule_seed_and_step(unet, monkeypatch):
+    import unetdyn.sampler as sampler_module
+
+    real = sampler_module.step_noise
+
+    def noise(seed, t, shape, kind="step"):
+        n = real(seed, t, shape, kind)
+        return n.fill_(float("nan")) if (kind, seed, t) == ("step", 2, 5) else n
+
+    monkeypatch.setattr(sampler_module, "step_noise", noise)
+    scheds = [Schedule((EarlyStop(t=8),), name="stops at 8"), Schedule((DropBlocks(t_start=9, n=3, nb=4),), name="nb4 at 9")]
+    with pytest.raises(NonFiniteError, match=r"at step t=5 under schedule\(s\) 'nb4 at 9' \(seed\(s\) 2\)"):
+        sample(unet, PROMPTS, SEEDS, scheds, CFG, progress=False)
+    res = sample(unet, PROMPTS, SEEDS, scheds[0], CFG, progress=False)  # stopped before t=5: untouched
+    assert torch.isfinite(res.images).all()
+
+
+def test_a_model_whose_output_overflows_is_an_error_at_the_first_step(unet):
+    import copy
+
+    net = copy.deepcopy(unet)
+    with torch.no_grad():
+        net.out[-1].bias[1] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"at step t=12 under schedule\(s\) 'full' \(seed\(s\) 0, 1\)"):
+        sample(net, PROMPTS[:2], SEEDS[:2], "full", CFG, progress=False)

@@ -335,3 +335,13 @@ def test_bad_training_options_are_one_line_errors(tmp_path, flag, value, capsys)
     assert main(["train", "--out", str(tmp_path / "run"), flag, value, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("unetdyn train: error:") and flag in err and len(err.splitlines()) == 1
+
+
+def test_an_empty_run_folder_is_refused(tmp_path, capsys, monkeypatch):
+    from unetdyn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--out", "", "--steps", "1", "--no-progress"])
+    assert e.value.code == 2 and "argument --out: is empty" in capsys.readouterr().err.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []

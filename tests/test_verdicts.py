@@ -90,6 +90,23 @@ def test_sensitivity_says_where_the_verdict_turns():
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 2
 
 
+def test_a_verdict_set_by_a_choice_of_ours_is_imprecise():
+    reads = {0.7: Reading(60, 58, 62), 0.8: Reading(41, 39, 43), 0.9: Reading(19, 18, 20)}
+    turns = sensitivity("x0-accurate", "x0_threshold", list(reads), 0.8, reads.__getitem__)
+    f = finding("x0-accurate", "x0_threshold = 0.8", reads[0.8], choices=[turns], own=True)
+    assert f.verdict == "imprecise"
+    assert f.why.startswith("the verdict turns over a choice of ours that the paper does not make (x0_threshold); "
+                            "at the book's value it differs: [39, 43] lies wholly outside")
+    assert "holds at 0.9" in f.why
+    # a choice over whose range the verdict does not turn leaves it alone, and says so
+    steady = sensitivity("x0-accurate", "x0_threshold", [0.7, 0.8], 0.8, lambda v: Reading(41, 39, 43))
+    f = finding("x0-accurate", "x0_threshold = 0.8", reads[0.8], choices=[steady], own=True)
+    assert f.verdict == "differs" and f.why.endswith("Robust over x0_threshold 0.7 to 0.8: differs at every value")
+    # a value the paper gives (its 0.8 threshold) varied for context never changes the verdict
+    f = finding("x0-accurate", "x0_threshold = 0.8", reads[0.8], context=[turns], own=True)
+    assert f.verdict == "differs" and "Turns over x0_threshold" in f.why
+
+
 def _findings() -> list[Finding]:
     return [
         finding("shortcut-ssim", "fair", Reading(0.800, 0.795, 0.805, digits=3), own=True),

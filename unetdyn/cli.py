@@ -7,15 +7,20 @@
     unetdyn book
     unetdyn figure 03_nb_sweep -p n_samples 16 -p nbs "[2, 4]"
     unetdyn search --budget "ssim>=0.8" --out found.yaml
+    unetdyn models
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+from unetdyn.paths import is_builtin
 
 __all__ = ["main", "parse_seeds"]
 
@@ -50,11 +55,11 @@ def parse_seeds(spec: str) -> list[int]:
     return seeds
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def _model_args(p: argparse.ArgumentParser, meta: bool = False) -> None:
     p.add_argument("--model", type=_model_name, default="builtin",
-                   help="Unet backend: builtin (default), glide, diffusers:PATH (a diffusers pipeline folder)")
+                   help="Unet backend: builtin (default), builtin:NAME (a member of its family: `unetdyn models`), glide, diffusers:PATH (a diffusers pipeline folder)")
     p.add_argument("--weights", help="weights file (builtin: safetensors; glide: base.pt); default: shipped/auto")
-    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--device", help="cpu (default), cuda or cuda:N, mps (where torch has it)" + (", meta" if meta else ""))
     p.add_argument("--steps", type=int, default=100, help="sampling steps K (default 100)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3.0)")
 
@@ -68,6 +73,34 @@ def _model_name(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _check_device(value: str | None, meta: bool = False) -> None:
+    """A ValueError unless ``--device`` names a device the command can run on (meta, shapes
+    without data, only where ``meta``: ``cost``); whether it is present is checked when the
+    model is loaded."""
+    from unetdyn.backends.registry import check_device
+
+    check_device(value, allow_meta=meta)
+
+
+@contextlib.contextmanager
+def _reading(what: str, path) -> Iterator[None]:
+    """Turn any failure while reading a user's file into one ValueError naming the file.
+
+    Errors that already name it (schedule and weights errors, the checks' ValueErrors) pass
+    unchanged; anything else (a TypeError or KeyError deep in a reader) is wrapped.
+    """
+    from unetdyn.builtin_model.weights import WeightsError
+    from unetdyn.interventions import ScheduleError
+
+    try:
+        yield
+    except (ScheduleError, WeightsError, ValueError, OSError, ImportError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a user's file can break a reader in any way
+        text = " ".join(str(exc).split())[:300] or "no message"
+        raise ValueError(f"cannot read {what} {path}: {type(exc).__name__}: {text}") from exc
+
+
 def _sampler_config(args):
     from unetdyn.sampler import SamplerConfig
 
@@ -76,6 +109,8 @@ def _sampler_config(args):
 
 def _writable_folder(path: str) -> Path:
     """``path`` as an output folder that exists and takes files (checked before long work)."""
+    if not str(path).strip():
+        raise ValueError("--out is empty; give a folder (e.g. --out out/sample)")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
@@ -92,22 +127,27 @@ def _writable_folder(path: str) -> Path:
 def cmd_sample(args) -> int:
     import numpy as np
 
+    _check_device(args.device)
+
     from unetdyn.interventions import ScheduleError
     from unetdyn.metrics import compare
     from unetdyn.backends import load_unet
     from unetdyn.interventions import load_schedule
-    from unetdyn.sampler import sample
     from unetdyn.viz import save_grid
 
-    schedules = [load_schedule(s) for s in args.schedule]
+    schedules = []
+    for spec in args.schedule:
+        with _reading("schedule file", spec):
+            schedules.append(load_schedule(spec))
     config = _sampler_config(args)
-    unet = load_unet(args.model, args.weights, args.device)
+    with _reading("weights", args.weights or f"of --model {args.model}"):
+        unet = load_unet(args.model, args.weights, args.device)
     seeds = args.seeds
     if args.prompts:
         base = args.prompts
     elif args.classes:
         base = [int(c) if c.isdigit() else c for c in args.classes]
-    elif args.model == "builtin":
+    elif is_builtin(args.model):
         base = list(unet.config.class_names)
     elif not unet.conditional:
         base = [None]
@@ -128,8 +168,7 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--batch-size {args.batch_size} must be >= 1")
     out = _writable_folder(args.out)
 
-    res = sample(unet, prompts, seeds, schedules, config, batch_size=args.batch_size, progress=True,
-                 precision=args.precision)
+    res = _sample_with_progress(unet, prompts, seeds, schedules, names, config, args)
     for name, row in zip(names, res.images):
         for seed, prompt, img in zip(seeds, prompts, row):
             save_grid(img[None], out / name / f"seed{seed:04d}_{str(prompt).replace(' ', '_')[:40]}.png", nrow=1, scale=1, pad=0)
@@ -159,15 +198,39 @@ def cmd_sample(args) -> int:
     print("\n".join(lines))
 
 
+def _sample_with_progress(unet, prompts, seeds, schedules, names, config, args):
+    """``sample`` with a progress bar that stays on the terminal (stderr), after a line saying what runs."""
+    from tqdm import tqdm
+
+    from unetdyn.sampler import sample
+
+    n_blocks, n_skips = len(unet.skips_popped), sum(unet.skips_pushed)
+    calls = [len(s.compile(config.steps, n_blocks, n_skips)) for s in schedules]
+    total = sum(calls) * len(seeds)
+    quiet = getattr(args, "quiet", False)
+    if not quiet:
+        print(f"sampling {len(seeds)} sample(s) under {len(schedules)} schedule(s) ({', '.join(names)[:200]}) on "
+              f"{unet.device}: {total} sample-steps, batches of {args.batch_size}", file=sys.stderr, flush=True)
+    # a terminal gets a live bar; a log file (make's output piped, CI) a line every 30 s
+    interval = 0.5 if sys.stderr.isatty() else 30.0
+    with tqdm(total=total, desc="sampling", unit="step", disable=quiet, mininterval=interval, file=sys.stderr) as bar:
+        return sample(unet, prompts, seeds, schedules, config, batch_size=args.batch_size, progress=False,
+                      precision=args.precision, callback=lambda t, jobs, x, x0: bar.update(len(jobs)))
+
+
 def cmd_cost(args) -> int:
     from unetdyn.cost import schedule_cost
     from unetdyn.backends import load_unet
     from unetdyn.interventions import load_schedule
 
+    _check_device(args.device, meta=True)
     # random weights are counted on the meta device: FLOPs depend on shapes only
     device = args.device or ("meta" if args.random_weights else None)
-    unet = load_unet(args.model, args.weights, device, random_weights=args.random_weights, arch=args.arch)
-    cost = schedule_cost(unet, load_schedule(args.schedule), _sampler_config(args))
+    with _reading("weights", args.weights or f"of --model {args.model}"):
+        unet = load_unet(args.model, args.weights, device, random_weights=args.random_weights, arch=args.arch)
+    with _reading("schedule file", args.schedule):
+        schedule = load_schedule(args.schedule)
+    cost = schedule_cost(unet, schedule, _sampler_config(args))
     d = cost.to_dict()
     if args.json:
         print(json.dumps(d))
@@ -184,6 +247,7 @@ def cmd_search(args) -> None:
     from unetdyn.interventions import Schedule
     from unetdyn.paper.search import Budget, BudgetNotMet, candidate_moves, open_search_sweep, sweep_search
 
+    _check_device(args.device)
     budget = Budget.parse(args.budget, args.min_saving)
     out = Path(args.out)
     if out.suffix not in (".yaml", ".yml"):
@@ -232,6 +296,15 @@ def cmd_figure(args) -> None:
         print(f"the book is at {build()}")
 
 
+def cmd_models(args) -> None:
+    from unetdyn.builtin_model.family import members
+
+    found = members()
+    print(f"{len(found)} built-in model(s); select one with --model (or -p model) as named in the first column:")
+    for m in found:
+        print(f"  {m.summary()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetdyn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -248,10 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="the Unet in float32, or under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--out", default="out/sample", help="output folder (default out/sample)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("cost", help="FLOPs of a schedule, counted under torch's FLOP counter")
-    _model_args(p)
+    _model_args(p, meta=True)
     p.add_argument("--schedule", default="paper-shortcut", help="a preset (full, paper-shortcut) or a JSON/YAML schedule file")
     p.add_argument("--random-weights", action="store_true",
                    help="random weights (no checkpoint needed; counted on the meta device unless --device is given)")
@@ -298,12 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a training run's EMA weights as the shipped safetensors")
     add_export_args(p)
     p.set_defaults(func=run_export)
+    p = sub.add_parser("models", help="the family of built-in models: builtin and builtin:NAME, with their cards' numbers")
+    p.set_defaults(func=cmd_models)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from unetdyn.interventions import ScheduleError
     from unetdyn.builtin_model.weights import WeightsError
+    from unetdyn.interventions import ScheduleError
+    from unetdyn.sampler import NonFiniteError
 
     args = build_parser().parse_args(argv)
     debug = args.debug
@@ -315,12 +392,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"unetdyn {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
-    except (ScheduleError, ValueError, OSError, ImportError, WeightsError, MemoryError) as exc:
+    except (ScheduleError, ValueError, OSError, ImportError, WeightsError, MemoryError, NonFiniteError) as exc:
         if debug:
             raise
         text = " ".join(str(exc).split()) or type(exc).__name__
         print(f"unetdyn {args.command}: error: {text[:500]}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - anything else is one line too; --debug shows where it came from
+        if debug:
+            raise
+        text = " ".join(str(exc).split())[:400] or "no message"
+        print(f"unetdyn {args.command}: error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

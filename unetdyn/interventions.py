@@ -41,8 +41,6 @@ FILL_MODES = ("zeros", "cache")
 VARIANCES = ("jump", "one-step")
 MAX_INTERVENTIONS = 1000  # K <= 1000 steps: more cannot all fit without overlapping
 MAX_NAME = 80
-MAX_FILE_BYTES = 1_000_000
-MAX_ALIASES = 100
 # a name is also a folder name (``unetdyn sample --out``): no separators, no leading dot
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.,:=@+()-]*")
 _repr = reprlib.Repr()
@@ -432,7 +430,8 @@ def preset(name: str) -> Schedule:
 
 
 def load_schedule(spec: str | Path) -> Schedule:
-    """A preset name, or a path to a JSON/YAML schedule file.
+    """A preset name, or a path to a JSON/YAML schedule file (read by :mod:`unetdyn.schedule_files`:
+    regular files only, parsed once under bounds on size, nesting and nodes, duplicate keys refused).
 
     Example file (YAML)::
 
@@ -441,36 +440,6 @@ def load_schedule(spec: str | Path) -> Schedule:
           - {kind: drop_blocks, t_start: 60, n: 5, nb: 8}
           - {kind: early_stop, t: 18}
     """
-    text_spec = str(spec)
-    if text_spec in PRESETS:
-        return PRESETS[text_spec]
-    path = Path(text_spec)
-    if not path.exists():
-        raise ScheduleError(f"{_short(text_spec)} is neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    if not path.is_file():
-        raise ScheduleError(f"{path} is not a schedule file (a directory?)")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ScheduleError(f"{path}: {path.stat().st_size} bytes; a schedule file holds at most {MAX_FILE_BYTES}")
-    try:
-        raw = path.read_text()
-    except UnicodeDecodeError as exc:
-        raise ScheduleError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    try:
-        if path.suffix == ".json":
-            data = json.loads(raw)
-        else:
-            import yaml
+    from unetdyn.schedule_files import load_schedule as load  # it imports this module
 
-            # aliases can expand a small file into gigabytes: count them before building anything
-            aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(raw, Loader=yaml.SafeLoader))
-            if aliases > MAX_ALIASES:
-                raise ScheduleError(f"{path}: {aliases} YAML aliases; a schedule file may use at most {MAX_ALIASES}")
-            data = yaml.safe_load(raw)
-    except ScheduleError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any parser error becomes a schedule error
-        raise ScheduleError(f"cannot parse schedule file {path}: {' '.join(str(exc).split())[:300]}") from None
-    try:
-        return Schedule.from_dict(data)
-    except ScheduleError as exc:
-        raise ScheduleError(f"{path}: {exc}") from exc
+    return load(spec)

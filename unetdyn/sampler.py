@@ -33,10 +33,22 @@ from unetdyn.noise import NoiseSchedule
 from unetdyn.unet import PREDICTIONS, Surgery, Unet, forward
 
 __all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "advance", "sample", "trajectory", "step_noise",
-           "PRECISIONS"]
+           "PRECISIONS", "NonFiniteError"]
 
 METHODS = ("ancestral", "ddim")
 PRECISIONS = ("fp32", "bf16")
+
+
+class NonFiniteError(FloatingPointError):
+    """A sample became NaN or infinite; the message names the schedule, the seed and the step."""
+
+
+class _NonFinite(Exception):
+    """Raised inside the loop with the jobs that went non-finite at step ``t`` (named by :func:`sample`)."""
+
+    def __init__(self, t: int, jobs: list):
+        super().__init__(t)
+        self.t, self.jobs = t, jobs
 
 
 @dataclass(frozen=True)
@@ -258,22 +270,37 @@ def sample(
     todo = sum(sum(1 for st in j.steps.values() if st.t <= j.t) for j in jobs)
     bar = tqdm(total=todo, desc="sampling", unit="step", disable=not progress, leave=False)
     # one autocast region for the whole loop: the bf16 copies of the weights are made once
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        for t in range(K, 0, -1):
-            due = [j for j in jobs if j.out is None and j.t == t]
-            groups: dict[Surgery, list[_Job]] = defaultdict(list)
-            for j in due:
-                groups[Surgery(*j.steps[t].surgery)].append(j)
-            for surgery, group in groups.items():
-                for i in range(0, len(group), batch_size):
-                    chunk = group[i : i + batch_size]
-                    stats.add(_run_step(unet, ns, config, t, chunk, surgery, cond, uncond, callback))
-                    bar.update(len(chunk))
-    bar.close()
+    try:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            for t in range(K, 0, -1):
+                due = [j for j in jobs if j.out is None and j.t == t]
+                groups: dict[Surgery, list[_Job]] = defaultdict(list)
+                for j in due:
+                    groups[Surgery(*j.steps[t].surgery)].append(j)
+                for surgery, group in groups.items():
+                    for i in range(0, len(group), batch_size):
+                        chunk = group[i : i + batch_size]
+                        stats.add(_run_step(unet, ns, config, t, chunk, surgery, cond, uncond, callback))
+                        bar.update(len(chunk))
+    except _NonFinite as exc:
+        raise NonFiniteError(_non_finite_message(scheds, exc.jobs, f"at step t={exc.t}")) from None
+    finally:
+        bar.close()
 
     latents = torch.stack([torch.stack([j.out for j in jobs if j.row == r]) for r in range(len(scheds))])
     images = _decode(unet, latents.flatten(0, 1), batch_size).unflatten(0, latents.shape[:2])
+    if not torch.isfinite(images).all():  # a latent model's decoder can overflow where the sampler did not
+        bad = [j for j in jobs if not torch.isfinite(images[j.row, j.col]).all()]
+        raise NonFiniteError(_non_finite_message(scheds, bad, "when its latents were decoded"))
     return SampleResult(images=images.cpu(), schedules=scheds, stats=stats, latents=latents.cpu())
+
+
+def _non_finite_message(scheds: Sequence[Schedule], jobs: list[_Job], when: str) -> str:
+    names = sorted({scheds[j.row].name or scheds[j.row].describe() for j in jobs})
+    seeds = sorted({j.seed for j in jobs})
+    return (f"sampling went NaN or infinite {when} under schedule(s) {', '.join(map(repr, names))[:200]} "
+            f"(seed(s) {', '.join(map(str, seeds[:8]))}{', ...' if len(seeds) > 8 else ''}): the model's weights or "
+            "its output overflow float32; no image was written")
 
 
 def check_parameterization(unet: Unet) -> None:
@@ -378,6 +405,10 @@ def _run_step(
                            variance_s=[t - 1 if s.one_step_variance else s.next_t for s in steps])
     noise = torch.stack([step_noise(j.seed, t, x.shape[1:]) for j in chunk]).to(dev)
     x0, x_next = advance(ns, unet.prediction, config, coef, x, pred, v, noise)
+    # one reduction per batch (the arithmetic above is untouched); rows are located only on failure
+    if not bool(torch.isfinite(x_next).all() & torch.isfinite(x0).all()):
+        rows = [k for k in range(b) if not bool(torch.isfinite(x_next[k]).all() & torch.isfinite(x0[k]).all())]
+        raise _NonFinite(t, [chunk[k] for k in rows])
 
     for k, (j, s) in enumerate(zip(chunk, steps)):
         for blk, h in kept.items():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -29,7 +29,7 @@ from torch import nn
 
 from unetdyn.noise import Diffusion
 
-__all__ = ["BuiltinConfig", "BuiltinUnet", "DEFAULT_CLASSES"]
+__all__ = ["BuiltinConfig", "BuiltinUnet", "DEFAULT_CLASSES", "MAX_PARAMETERS", "parameter_shapes"]
 
 DEFAULT_CLASSES = ("circle", "square", "triangle", "ring", "cross", "star", "heart", "crescent", "diamond", "arrow")
 
@@ -50,24 +50,124 @@ class BuiltinConfig:
     class_names: tuple[str, ...] = field(default=DEFAULT_CLASSES)
 
     def __post_init__(self):
+        for k in ("channel_mult", "attention_ds", "class_names"):
+            value = getattr(self, k)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, k, tuple(value))
+        for name, (kind, low, high) in _FIELD_RULES.items():
+            _check_field(name, getattr(self, name), kind, low, high)
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"config.class_names={_short(self.class_names)} holds a name twice; names must be unique")
         if self.image_size % (2 ** (len(self.channel_mult) - 1)):
             raise ValueError(
-                f"image_size={self.image_size} must be divisible by {2 ** (len(self.channel_mult) - 1)} "
+                f"config.image_size={self.image_size} must be divisible by {2 ** (len(self.channel_mult) - 1)} "
                 f"for {len(self.channel_mult)} resolutions"
             )
-        for k in ("channel_mult", "attention_ds", "class_names"):
-            object.__setattr__(self, k, tuple(getattr(self, k)))
+        ch0 = self.model_channels
+        if ch0 % 2:
+            raise ValueError(f"config.model_channels={ch0} must be even (the time embedding holds a cosine and a sine per frequency)")
+        widths = sorted({ch0} | {m * ch0 for m in self.channel_mult})
+        odd = [w for w in widths if w % self.norm_groups]
+        if odd:
+            raise ValueError(
+                f"config.norm_groups={self.norm_groups} must divide model_channels and every width model_channels * "
+                f"channel_mult ({', '.join(map(str, widths))}); {odd[0]} is not divisible by it"
+            )
+        # attention splits a width into max(1, width // head_channels) heads of equal size
+        attended = {m * ch0 for level, m in enumerate(self.channel_mult) if 2**level in self.attention_ds}
+        uneven = [w for w in sorted(attended | {self.channel_mult[-1] * ch0}) if w % max(1, w // self.head_channels)]
+        if uneven:
+            w = uneven[0]
+            raise ValueError(
+                f"config.head_channels={self.head_channels} splits the attention width {w} into {w // self.head_channels} "
+                f"unequal heads; give a head_channels that divides it, or one of at least {w}"
+            )
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def num_parameters(self) -> int:
+        """The model's parameter count, from the config alone (nothing is allocated)."""
+        return sum(math.prod(shape) for shape in parameter_shapes(self).values())
+
+    def check_size(self) -> None:
+        """A ValueError if the model would hold more than ``MAX_PARAMETERS`` parameters."""
+        n = self.num_parameters()
+        if n > MAX_PARAMETERS:
+            raise ValueError(
+                f"config (model_channels={self.model_channels}, channel_mult={list(self.channel_mult)}, "
+                f"num_res_blocks={self.num_res_blocks}) makes {n:,} parameters; the built-in Unet holds at most "
+                f"{MAX_PARAMETERS:,} ({4 * MAX_PARAMETERS // 10**9} GB in float32)"
+            )
+
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> BuiltinConfig:
+    def from_dict(cls, d: Any) -> BuiltinConfig:
+        """The config recorded as ``d``; a ValueError naming the field for unknown keys, bad
+        types or values out of range (a weights file's metadata is user input)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"config must be a mapping of field: value, got {type(d).__name__} {_short(d)}")
+        names = [f.name for f in fields(cls)]
+        extra = sorted(map(str, set(d) - set(names)))
+        if extra:
+            raise ValueError(f"config has unknown field(s) {_short(extra)}; its fields are {', '.join(names)}")
         return cls(**d)
+
+
+# field -> (kind, low, high): the ranges a config may take. The block structure fixes little;
+# the bounds keep a config to what a CPU or one GPU can hold and what the topology can build
+# (GroupNorm, attention heads, down-sampling), so that a bad value is refused before allocation.
+MAX_PARAMETERS = 500_000_000  # 2 GB in float32
+_FIELD_RULES: dict[str, tuple[str, float, float]] = {
+    "image_size": ("int", 1, 4096),
+    "in_channels": ("int", 1, 64),
+    "model_channels": ("int", 1, 4096),
+    "channel_mult": ("ints", 1, 64),  # each entry; 1..8 entries (resolutions)
+    "num_res_blocks": ("int", 1, 32),
+    "attention_ds": ("ints", 1, 4096),  # each entry; may be empty
+    "head_channels": ("int", 1, 4096),
+    "norm_groups": ("int", 1, 4096),
+    "dropout": ("float", 0.0, 1.0),  # [0, 1)
+    "class_names": ("strs", 1, 80),  # each name's length; 1..10000 classes
+}
+_LENGTHS = {"channel_mult": (1, 8), "attention_ds": (0, 16), "class_names": (1, 10_000)}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _check_field(name: str, value: Any, kind: str, low: float, high: float) -> None:
+    where = f"config.{name}"
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer in {low}..{high}, got {_short(value)}")
+        if not low <= value <= high:
+            raise ValueError(f"{where}={value} is out of range {low}..{high}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+            raise ValueError(f"{where}={_short(value)} must be a number in [{low}, {high})")
+    else:
+        lo_n, hi_n = _LENGTHS[name]
+        if not isinstance(value, tuple) or not lo_n <= len(value) <= hi_n:
+            raise ValueError(f"{where} must be a list of {lo_n}..{hi_n} entries, got {_short(value)}")
+        for k, item in enumerate(value):
+            if kind == "strs":
+                if not isinstance(item, str) or not low <= len(item) <= high:
+                    raise ValueError(f"{where}[{k}]={_short(item)} must be a string of {low}..{high} characters")
+            else:
+                _check_field(f"{name}[{k}]", item, "int", low, high)
+
+
+def parameter_shapes(cfg: BuiltinConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in the state dict of ``BuiltinUnet(cfg)``, without allocating it."""
+    with torch.device("meta"):
+        net = BuiltinUnet(cfg)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
@@ -159,8 +259,11 @@ class BuiltinUnet(nn.Module):
         torch.Size([2, 6, 32, 32])
     """
 
-    def __init__(self, config: BuiltinConfig = BuiltinConfig()):
+    def __init__(self, config: BuiltinConfig | None = None):
         super().__init__()
+        config = BuiltinConfig() if config is None else config
+        if torch.get_default_device().type != "meta":  # on meta nothing is allocated: no bound needed
+            config.check_size()
         self.config = cfg = config
         ch0 = cfg.model_channels
         emb_dim = 4 * ch0

@@ -610,10 +610,17 @@ def _parse_ints(s: str) -> tuple[int, ...]:
     return tuple(int(v) for v in s.replace(" ", "").split(",") if v)
 
 
+def _run_folder(value: str) -> Path:
+    """``--out``: a run folder; an empty one would put the run into the current directory."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty; give a run folder (e.g. --out runs/builtin)")
+    return Path(value)
+
+
 def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``unetdyn train``; unset options come from the checkpoint or the defaults."""
     a = parser.add_argument
-    a("--out", required=True, type=Path, help="run folder (resumed if it holds a checkpoint)")
+    a("--out", required=True, type=_run_folder, help="run folder (resumed if it holds a checkpoint)")
     a("--steps", type=int, help=f"total training steps (default {TrainConfig.steps})")
     a("--max-steps", type=int, help="stop after this many steps in all, as if interrupted")
     a("--batch-size", type=int, help=f"default {TrainConfig.batch_size}")

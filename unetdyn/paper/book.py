@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from unetdyn.paper.param_checks import check_values
 from unetdyn.paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
 
 __all__ = [
@@ -187,6 +188,10 @@ def check_params(name: str, params: dict[str, Any], declared: dict[str, Any], so
         if not _type_ok(default, value):
             kind = _KIND.get(type(default), type(default).__name__)
             raise BookError(f"{where}: parameter {key} of {name} must be {kind} like its default {_short(default)}, not {_short(value)}")
+    # then each value's range and emptiness (unetdyn.paper.param_checks.RULES), before anything runs
+    problem = check_values(name, params, declared, sources)
+    if problem:
+        raise BookError(problem)
 
 
 def parse_value(key: str, text: str) -> Any:
@@ -386,6 +391,9 @@ def execute(
 # --------------------------------------------------------------------------------- build
 
 
+CSS_FILE = "unetdyn.css"  # book/_static/: the book's layout rules beside the theme's
+
+
 def _copy_sources(root: Path) -> None:
     """Give a scratch ``root`` the book's sources (TOC, chapters' markdown)."""
     if root.resolve() == REPO_ROOT.resolve():
@@ -394,6 +402,14 @@ def _copy_sources(root: Path) -> None:
     shutil.copy2(REPO_ROOT / "_toc.yml", root / "_toc.yml")
     for md in BOOK_DIR.glob("*.md"):
         shutil.copy2(md, root / "book" / md.name)
+
+
+def _stylesheet(root: Path) -> None:
+    """Give a scratch ``root`` the book's stylesheet (the repository's is in place)."""
+    dst = root / "book" / "_static" / CSS_FILE
+    if dst.resolve() != (BOOK_DIR / "_static" / CSS_FILE).resolve():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(BOOK_DIR / "_static" / CSS_FILE, dst)
 
 
 def _mathjax(root: Path) -> None:
@@ -504,6 +520,7 @@ def build(root: str | Path = REPO_ROOT, strict: bool = True) -> Path:
     if root.resolve() != REPO_ROOT.resolve():
         shutil.copy2(REPO_ROOT / "_config.yml", root / "_config.yml")
     _mathjax(root)
+    _stylesheet(root)
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root), "--path-output", str(root)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
@@ -568,6 +585,7 @@ def _drop_remote_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app) -> dict:
-    """Sphinx entry point: keep every page free of scripts from other hosts."""
+    """Sphinx entry point: keep every page free of scripts from other hosts; add the book's stylesheet."""
     app.connect("html-page-context", _drop_remote_scripts, priority=900)
+    app.add_css_file(CSS_FILE)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

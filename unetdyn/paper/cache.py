@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,13 +27,27 @@ import numpy as np
 
 from unetdyn.fileio import atomic_write
 
-__all__ = ["SCHEMA_VERSION", "Cache", "CacheMiss", "content_key", "model_id"]
+__all__ = ["SCHEMA_VERSION", "Cache", "CacheMiss", "content_key", "model_id", "array_digest"]
 
 SCHEMA_VERSION = 1
 
 
 class CacheMiss(LookupError):
-    """A result the caller needs is not in the store (and the caller may not compute it)."""
+    """A result the caller needs is not in the store (and the caller may not compute it).
+
+    In IPython (a notebook run by hand, by nbconvert or by papermill) it shows as one line
+    that says how to compute the result, instead of a traceback through the sweep code.
+    """
+
+    def hint(self) -> str:
+        """How to compute what is missing, from a notebook."""
+        session = Path(os.environ.get("JPY_SESSION_NAME", "")).stem  # Jupyter's name of the running notebook
+        figure = f"`unetdyn figure {session}`" if session else "`unetdyn figure NAME` (NAME: the notebook's name)"
+        return f"set `compute = True` in the parameters cell and run the notebook again, or run {figure}"
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook for showing an exception: one line, the message and the fix, no traceback."""
+        return [f"CacheMiss: {self}; to compute it, {self.hint()}"]
 
 
 def content_key(description: Mapping[str, Any]) -> str:
@@ -57,7 +73,8 @@ def model_id(unet) -> str:
     return h.hexdigest()
 
 
-def _digest(arrays: Mapping[str, np.ndarray]) -> str:
+def array_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """The sha256 of named arrays: their names, dtypes, shapes and bytes."""
     h = hashlib.sha256()
     for k in sorted(arrays):
         a = np.ascontiguousarray(arrays[k])
@@ -94,7 +111,15 @@ class Cache:
                 any size). An entry with other names or shapes is treated like a corrupt one.
         """
         p = self.path(key)
-        if not p.exists():
+        try:
+            mode = os.stat(p).st_mode
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            warnings.warn(f"cache entry {p} is unusable ({exc.strerror or exc}); it will be recomputed", stacklevel=2)
+            return None
+        if not stat.S_ISREG(mode):  # np.load would block on a FIFO or read a device forever
+            warnings.warn(f"cache entry {p} is unusable (not a regular file); it will be recomputed", stacklevel=2)
             return None
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -104,7 +129,7 @@ class Cache:
                 raise ValueError(f"schema {meta.get('schema')} is not {SCHEMA_VERSION}")
             if meta.get("key") != key:
                 raise ValueError("it was stored under another key")
-            if meta.get("digest") != _digest(arrays):
+            if meta.get("digest") != array_digest(arrays):
                 raise ValueError("checksum mismatch")
             if expect is not None:
                 if set(expect) != set(arrays):
@@ -139,7 +164,7 @@ class Cache:
         """Store ``arrays`` under ``key`` atomically (temporary file, then rename)."""
         if self.read_only:
             raise CacheMiss(f"the result store {self.root} is read-only here; refusing to write {key[:12]}")
-        meta = {"schema": SCHEMA_VERSION, "key": key, "layout": _layout(arrays), "digest": _digest(arrays),
+        meta = {"schema": SCHEMA_VERSION, "key": key, "layout": _layout(arrays), "digest": array_digest(arrays),
                 "info": info or {}}
         buf = io.BytesIO()
         np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)

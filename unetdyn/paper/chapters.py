@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips, load_schedule
+from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, load_schedule
 from unetdyn.noise import NoiseSchedule
 from unetdyn.paper import readings as rd
+from unetdyn.paper.claims import MARGINS
+from unetdyn.paths import is_builtin
 from unetdyn.paper.readings import Reading, bootstrap
-from unetdyn.paper.verdicts import Finding, Sensitivity, finding, note, sensitivity
 from unetdyn.paper.sweeps import (
     Sweep,
     SweepResult,
@@ -37,6 +38,7 @@ from unetdyn.paper.sweeps import (
     skip_steps_family,
     zero_skips_family,
 )
+from unetdyn.paper.verdicts import Finding, Sensitivity, finding, note, sensitivity
 
 __all__ = [
     "SweepSpec",
@@ -146,9 +148,16 @@ class Phases:
         else:
             where = (f"is not there on all samples; some bootstrap resamples show one, starting at "
                      f"$t_{{start}} \\le$ {p.fmt(p.hi)} (the 95% interval runs from none to there)")
+        margin = MARGINS["ssim"][0]
+        if depth.hi < margin:
+            reading = (f"an interval wholly below the margin of {margin:g} SSIM: a dip that matters is absent, "
+                       "not merely unproven")
+        elif depth.lo >= margin:
+            reading = f"an interval wholly above the margin of {margin:g} SSIM: a dip that matters"
+        else:
+            reading = f"an interval that reaches across the margin of {margin:g} SSIM: too wide to tell"
         return (f"Coming from pure noise the curve's deepest dip {where}. Measured on held-out samples (found on the "
-                f"first half, measured on the second) the dip is {depth} deep: an interval that contains 0 means the "
-                "dip may be noise.")
+                f"first half, measured on the second) the dip is {depth} deep: {reading}.")
 
 
 def phases(
@@ -248,7 +257,7 @@ def phases(
             sens.append(sensitivity(cid, f"t_start (n = {jump}, one at a time)", ts[order], np.nan,
                                     lambda t, ts=ts, v=v: bootstrap(lambda m: float(m[0]), v[ts == t], digits=2, strata=st)))
     by = {(s_.claim, s_.parameter): s_ for s_ in sens}
-    robust = lambda cid, par: by[(cid, par)].text() if (cid, par) in by else ""  # noqa: E731
+    chosen = lambda cid, *pars: [by[(cid, p)] for p in pars if (cid, p) in by]  # noqa: E731
 
     findings = [
         finding("phase-dip", "held-out contrast", dip["depth (held out)"], "fig-4", own=True),
@@ -256,15 +265,15 @@ def phases(
         note("phase-boundaries", "phase 2 / 3 boundary: the dip's bottom (t_start)", str(dip["bottom"]), "fig-4"),
         finding("early-harms-late-benign", f"late minus early window: t_start <= {late} minus t_start > {early}",
                 late_minus_early(early, late), "fig-4", own=True,
-                robust=f"{robust('early-harms-late-benign', 'early')}. {robust('early-harms-late-benign', 'late')}"),
+                choices=chosen("early-harms-late-benign", "early", "late")),
         note("beta-pickup", f"GLIDE's own schedule (cosine, respaced to {spec.steps} steps)",
              f"beta grows {bt[k85 - 1] / bt[k85 // 2 - 1]:.1f}x from t = {k85 // 2} to {k85}, then {bt[-1] / bt[k85 - 1]:.0f}x "
              f"from t = {k85} to {spec.steps}; above twice its median from t = {noise_pickup:.0f}", "figs-15-17",
              why="the built-in model samples with GLIDE's schedule: nothing to reproduce", own=True),
         finding("psnr-rise", f"rise_factor = {rise_factor:g} (ours)", rise, "figs-15-17", own=True,
-                robust=robust("psnr-rise", "rise_factor")),
+                choices=chosen("psnr-rise", "rise_factor")),
         finding("x0-accurate", f"x0_threshold = {x0_threshold:g} (ours; the paper gives none)", x0_step, "figs-15-17",
-                own=True, robust=robust("x0-accurate", "x0_threshold")),
+                own=True, choices=chosen("x0-accurate", "x0_threshold")),
         finding("x0-at-25", f"t = {t25}", x0_at_25, "figs-15-17", own=True),
     ]
     # "n steps removed": Eq. 4 jumps from t to t - n; Fig. 1b counts a jump to t - 3 as two steps
@@ -274,7 +283,7 @@ def phases(
                                     (2, "one-step-benign", "n = 1 (Fig. 1b: a jump of 2)", True)):
         if jump in below:
             findings.append(finding(cid, f"{setting}, pooled over t_start", below[jump], "fig-18", own=own,
-                                    robust=robust(cid, f"t_start (n = {jump}, one at a time)") if own else ""))
+                                    choices=chosen(cid, f"t_start (n = {jump}, one at a time)") if own else ()))
     if fig4_eq4 is not None:
         _, v1 = rd.curve_matrix(fig4_eq4.table, "t_start")
         change = boot(lambda m: float(np.mean(m)), v1 - vals, digits=3)  # paired: same samples, same t_start
@@ -382,7 +391,7 @@ def block_sweep(
                 own = k == 0 and nb == own_nb
                 findings.append(finding("fig8-crossing", f"nb = {nb} (reading: {which}), threshold {threshold:g}",
                                         cross[nb], "fig-8", own=own, paper=t,
-                                        robust=sens[0].text() if own and sens else ""))
+                                        context=sens[:1] if own else ()))
     pairs = max(len(nbs) - 1, 0)
     findings.append(finding("bottom-up-order", f"nb = {', '.join(map(str, nbs))}", viol, "fig-8", own=True,
                             untested=f"{ties} of {pairs} adjacent pairs tie at the grid's first t_start" if ties else ""))
@@ -451,7 +460,7 @@ def skip_vs_blocks(
             "blocks-redundant-late": f"t_start <= {late}: bottom {nb} blocks removed",
             "early-blocks-change": f"t_start > {early}: bottom {nb} blocks removed",
             "early-skips-change": f"t_start > {early}: top {ns} skips zeroed"}
-    findings = tuple(finding(cid, what[cid], r[cid], "fig-7", own=True, robust=s_.text()) for cid, s_ in zip(r, sens))
+    findings = tuple(finding(cid, what[cid], r[cid], "fig-7", own=True, choices=[s_]) for cid, s_ in zip(r, sens))
     return SkipVsBlocks(spec, n, ns, nb, base, skips, blocks, r, findings, sens)
 
 
@@ -518,7 +527,7 @@ def n_limit(
     for (which, nb), r in sorted(limits.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         own = (which, nb, settings[which][nb]) == OWN_SETTING
         findings.append(finding("n-limit", f"nb = {nb}, t_start = {settings[which][nb]} ({which}), threshold {threshold:g}",
-                                r, "fig-9", own=own, robust=sens[0].text() if own and sens else ""))
+                                r, "fig-9", own=own, context=sens[:1] if own else ()))
     return NLimit(spec, settings, base, SweepResult.concat(parts), limits, tuple(findings), tuple(sens))
 
 
@@ -802,12 +811,14 @@ def alternatives(
     efficiency: dict | None = None,
     ddim: dict | None = None,
     cache_dir=None,
+    store_summary: bool = False,
 ) -> Alternatives:
     """Chapter 7. ``samples``/``chunk``: the fair comparison's samples per method and per stored entry;
     ``timing_samples``/``repeats``/``batch_size``: its timing record's parameters (all as
     ``benchmarks/fair_comparison.py`` ran them; for another model, ``benchmarks/alternatives.py``'s).
     ``efficiency``, ``ddim``: the sampler-efficiency and DDIM-diagnosis benchmarks' parameters
-    (None: their defaults)."""
+    (None: their defaults). ``store_summary``: store the bootstrap summary it computes on a miss
+    (``benchmarks/fair_comparison.py`` does; the book only reads)."""
     from unetdyn.backends import load_unet
     from unetdyn.cost import CallCost
     from unetdyn.paper import fair as fr
@@ -820,7 +831,7 @@ def alternatives(
     unet = load_unet(model, weights)
     mid = model_id(unet)
     timing = {"timing_samples": timing_samples, "repeats": repeats, "batch_size": batch_size}
-    if model == "builtin":
+    if is_builtin(model):
         ms = methods()
         rec = load_benchmark(cache, "fair", mid, timing)
         secs = dict(zip(rec["methods"], rec["seconds"]))  # per method, seconds per sample in each round
@@ -831,8 +842,9 @@ def alternatives(
         classify, cid, real_a, real_b, real_labels, frechet = fr.shape_classifier(samples)
         outs = fr.outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=chunk, batch_size=batch_size, progress=False)
         costs = CallCost(unet, prompts[0])
-        fair = fr.summarize(outs, ms, {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}, secs,
-                            real_a, real_b, frechet, strata=[unet.class_index(p) for p in prompts], real_strata=real_labels)
+        fair = fr.summarize_stored(Cache(cache.root, read_only=not store_summary), outs, ms, {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms},
+                                   secs, real_a, real_b, frechet, strata=[unet.class_index(p) for p in prompts],
+                                   real_strata=real_labels, store=store_summary)
         table = fair.table.assign(flop_saving=1 - 1 / fair.table.flop_speedup, ssim_mean=fair.table.ssim,
                                   psnr_mean=fair.table.psnr)
         eq = {axis: fr.equal_cost(fair, axis) for axis in ("flop_speedup", "speedup")}

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from unetdyn.paper.canvas import subplots
 from unetdyn.paper.claims import CLAIMS
 from unetdyn.paper.verdicts import Finding, Sensitivity, known, what_holds
 
@@ -66,8 +67,7 @@ def sensitivity_plot(sens: Sequence[Sensitivity], cols: int = 2):
     if not sens:
         return None
     rows = math.ceil(len(sens) / cols)
-    fig, axes = plt.subplots(rows, min(cols, len(sens)), figsize=(3.7 * min(cols, len(sens)), 3.0 * rows),
-                             squeeze=False)
+    fig, axes = subplots(rows, min(cols, len(sens)), figsize=(3.7 * min(cols, len(sens)), 3.0 * rows), squeeze=False)
     edge = {"holds": "#1b7837", "differs": "#b2182b", "imprecise": "#bf812d"}
     for ax, s in zip(axes.flat, sens):
         c = CLAIMS[s.claim]

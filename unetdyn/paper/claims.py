@@ -255,7 +255,7 @@ CLAIMS: dict[str, Claim] = _claims(
           "first t_start from which the mean SSIM with the bottom nb blocks removed for 5 steps stays >= 0.8 "
           "(readings.crossing); the sentence fits either block count to each number, both are read",
           "value", 68, "t", "03_nb_sweep", "nb = 2 (reading: 68 -> nb = 2, 65 -> nb = 4)",
-          "where removing nb blocks becomes harmless", "~68 (nb = 2)", choices="threshold"),
+          "where removing nb blocks becomes harmless", "~68 (nb = 2)"),
     Claim("bottom-up-order", "This pattern suggests a gradual reduction in the significance of these blocks bottom-up "
           "over time", "Figs. 8, 19", "adjacent nb pairs whose larger nb crosses 0.8 earlier (readings.crossing); pairs "
           "tied at the grid's first t_start do not test the order", "value", 0, "count", "03_nb_sweep",
@@ -263,7 +263,7 @@ CLAIMS: dict[str, Claim] = _claims(
     # -- chapter 4: the n limit -----------------------------------------------------------------
     Claim("n-limit", "no more than n = 7 time steps can be removed without compromising the output", "Figs. 9, 20",
           "largest n such that every n' <= n keeps the mean SSIM >= 0.8 (readings.run_limit)", "value", 7, "n",
-          "04_n_limit", SHORTCUT_SETTING, "blocks can be removed for at most ~7 steps", "7", choices="threshold"),
+          "04_n_limit", SHORTCUT_SETTING, "blocks can be removed for at most ~7 steps", "7"),
     # -- chapter 5: relaxation ------------------------------------------------------------------
     Claim("relax-0.8", "with r in [15, 20], we can indeed intervene for another n steps without significantly "
           "impacting the output (maintaining SSIM >= 0.8)", "Fig. 10",

@@ -2,12 +2,12 @@
 
 They only draw what a chapter function returned; nothing here samples or reads the cache.
 Bands are the paper's (mean +- k sd over samples); the shaded inner band, where drawn, is
-the 95% bootstrap interval of the mean.
+the 95% bootstrap interval of the mean. Every figure is sized for the book's content column
+(:mod:`unetdyn.paper.canvas`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -16,14 +16,14 @@ import pandas as pd
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
+from unetdyn.interventions import DropBlocks, Schedule, SkipSteps, ZeroSkips
 from unetdyn.paper import readings as rd
+from unetdyn.paper.canvas import WIDTH_IN, subplots
+from unetdyn.paper.galleries import fig19, fig20, fig21, image_rows, sample_prompts
 
 __all__ = [
-    "FINDINGS_MIME",
     "band",
     "image_rows",
-    "show_findings",
     "fig1",
     "fig2",
     "fig3",
@@ -44,7 +44,6 @@ __all__ = [
     "fig22",
     "time_saved",
     "pareto",
-    "agreement",
     "methods_table",
     "glide_table",
     "efficiency",
@@ -56,10 +55,6 @@ __all__ = [
     "beyond_pareto",
     "ddim_diagnosis",
 ]
-
-FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
-VERDICT_COLORS = {"agrees": "#d9f0d3", "differs": "#f4cccc", "inconclusive": "#fff2cc"}
-
 
 def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, label: str | None = None,
          color=None, marker: str = "", ci: bool = True):
@@ -73,52 +68,6 @@ def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, 
         lo, hi = rd.mean_ci(vals)
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.35, lw=0)
     return line
-
-
-def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels: Sequence[str] | None = None,
-               title: str | None = None, size: float = 1.1, frames: np.ndarray | None = None):
-    """A grid of uint8 images ``[N, H, W, C]`` per row, labelled; ``frames[i, j]`` draws a green frame."""
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols + 1.2, size * n_rows + 0.4), squeeze=False)
-    for i, row in enumerate(rows):
-        for j in range(n_cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            framed = frames is not None and j < frames.shape[1] and bool(frames[i, j])
-            for s in ax.spines.values():
-                s.set_visible(framed)
-                s.set_color("#2ca02c")
-                s.set_linewidth(2.5)
-            if j < len(row):
-                ax.imshow(row[j], interpolation="nearest")
-            if j == 0:
-                ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
-            if i == 0 and col_labels is not None and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
-    if title:  # placed after the layout, in the strip it left free above the grid
-        fig.suptitle(title, fontsize=10, y=1 - 0.05 / fig.get_figheight(), va="top")
-    return fig
-
-
-def show_findings(findings) -> None:
-    """Display a chapter's paper-vs-ours table in full, verdicts coloured (and tagged for the summary page)."""
-    from IPython.display import display
-
-    df = pd.DataFrame([(f.claim, f.paper, f.ours, f.verdict) for f in findings],
-                      columns=["claim", "paper (GLIDE)", "ours [95% interval]", "verdict"])
-    html = (df.style.hide(axis="index")
-            .map(lambda v: f"background-color: {VERDICT_COLORS.get(v, 'white')}", subset=["verdict"])
-            .set_properties(**{"text-align": "left", "white-space": "normal"})
-            .to_html())
-    records = [f.__dict__ for f in findings]
-    display({"text/html": html, "text/plain": df.to_string(index=False), FINDINGS_MIME: json.dumps(records)}, raw=True)
-
-
-def _prompts(table: pd.DataFrame) -> list[str]:
-    """The prompt of each sample, in sample order."""
-    return list(table.drop_duplicates("sample").sort_values("sample").prompt)
 
 
 def _mark_phases(ax, bounds: tuple[float, float], x_max: float) -> None:
@@ -138,7 +87,7 @@ def _mark_phases(ax, bounds: tuple[float, float], x_max: float) -> None:
 def fig1(steps: int = 10, schedule: Schedule | None = None):
     """Fig. 1: a regular inference (a) against one with time steps removed (b), drawn from a compiled schedule."""
     schedule = schedule or Schedule((SkipSteps(t_start=steps - 3, n=3),))
-    fig, axes = plt.subplots(2, 1, figsize=(10, 2.6))
+    fig, axes = subplots(2, 1, figsize=(WIDTH_IN, 2.4))
     for ax, sched, title in ((axes[0], Schedule(()), "(a) regular: every step runs"),
                              (axes[1], schedule, f"(b) {schedule.describe()}")):
         ran = {s.t: s for s in sched.compile(steps, 1, 1)}
@@ -165,7 +114,7 @@ def fig2(unet, nb: int = 2, ns: int = 2):
     from unetdyn.unet import encoder_blocks_needed
 
     n_enc, n_dec = len(unet.skips_pushed), len(unet.skips_popped)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    fig, axes = subplots(1, 3, figsize=(WIDTH_IN, 3.4), sharey=True, layout="constrained")
     for ax, (title, drop, zero) in zip(axes, (("(a) regular", 0, 0), (f"(b) nb = {nb} removed", nb, 0),
                                               (f"(c) ns = {ns} zeroed", 0, ns))):
         enc_run = encoder_blocks_needed(unet, drop) if drop else n_enc
@@ -176,7 +125,7 @@ def fig2(unet, nb: int = 2, ns: int = 2):
         for k in range(n_enc):
             ax.add_patch(Rectangle((0, y_enc[k]), 1, 0.7, color="#4c72b0" if k < enc_run else "#dddddd"))
         ax.add_patch(Rectangle((1.5, 0), 1, 0.7, color="#8172b3" if not drop else "#dddddd"))
-        ax.text(2.0, 0.35, "mid", ha="center", va="center", fontsize=7, color="white")
+        ax.text(2.0, 0.35, "mid", ha="center", va="center", fontsize=8, color="white")
         stack = list(range(len(pushed)))
         for j in range(n_dec):
             y = j + 1
@@ -192,10 +141,9 @@ def fig2(unet, nb: int = 2, ns: int = 2):
         ax.set_title(title, fontsize=9)
         ax.set_xlim(-0.5, 4.5)
         ax.axis("off")
-    axes[0].legend(handles=[Patch(color="#4c72b0", label="encoder"), Patch(color="#dd8452", label="decoder"),
-                            Patch(color="#dddddd", label="not run"), Patch(color="crimson", label="skip zeroed")],
-                   fontsize=7, loc="lower left", ncol=2)
-    fig.tight_layout()
+    fig.legend(handles=[Patch(color="#4c72b0", label="encoder"), Patch(color="#dd8452", label="decoder"),
+                        Patch(color="#dddddd", label="not run"), Patch(color="crimson", label="skip zeroed")],
+               fontsize=8, loc="outside lower center", ncol=4)
     return fig
 
 
@@ -203,35 +151,36 @@ def fig2(unet, nb: int = 2, ns: int = 2):
 
 
 def fig3(r, image_t_starts: Sequence[int]):
-    prompts = _prompts(r.fig4.table)
+    prompts = sample_prompts(r.fig4.table)
     k = r.fig4.images[next(iter(r.fig4.images))].shape[0]
     rows = [r.baseline["x0"][:k]] + [r.fig4.image(SkipSteps(t_start=t, n=r.n)) for t in image_t_starts]
     return image_rows(rows, ["original"] + [f"t_start={t}" for t in image_t_starts], list(prompts[:k]))
 
 
 def fig4(r):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = subplots(1, 2, figsize=(WIDTH_IN, 3.4), layout="constrained")
     for ax, metric, name in zip(axes, ("ssim", "psnr"), ("SSIM", "PSNR (dB)")):
         _mark_phases(ax, r.phase_bounds, r.spec.steps)
         band(ax, r.fig4.table, "t_start", metric, k=1, label="jump adds the stride's variance")
         if r.fig4_eq4 is not None:
             band(ax, r.fig4_eq4.table, "t_start", metric, k=0, label="jump adds the one-step sigma_t (Eq. 4)", ci=False)
-            ax.legend(fontsize=7, loc="lower right")
-        ax.set(xlabel="t_start (sampling runs from right to left)", ylabel=f"{name} of w'_0 to x_0", xlim=(0, r.spec.steps))
-    fig.tight_layout()
+        ax.set(xlabel="t_start", ylabel=f"{name} of w'_0 to x_0", xlim=(0, r.spec.steps))
+    if r.fig4_eq4 is not None:
+        fig.legend(handles=axes[0].get_lines(), fontsize=8, loc="outside lower center", ncol=2)
+    fig.suptitle("sampling runs from right to left (t_start = 100 first)", fontsize=9)
     return fig
 
 
 def figs15_17(r, x0_threshold: float):
     steps = r.spec.steps
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    fig, axes = subplots(1, 3, figsize=(WIDTH_IN, 3.0))
     axes[0].plot(np.arange(1, steps + 1), r.betas, ".-", ms=3)
     axes[0].axvline(r.noise_pickup, color="crimson", ls=":", lw=1)
-    axes[0].set(yscale="log", xlabel="t", ylabel="beta of step t", title="Fig. 15: respaced beta schedule")
+    axes[0].set(yscale="log", xlabel="t", ylabel="beta of step t", title="Fig. 15: respaced\nbeta schedule")
     psnr = np.where(np.isinf(r.baseline["psnr_xt"]), np.nan, r.baseline["psnr_xt"])
     for ax, vals, title, ylab, mark in (
-        (axes[1], psnr, "Fig. 16: PSNR of x_t to x_0", "PSNR (dB)", r.rise.value),
-        (axes[2], r.baseline["ssim_x0hat"], "Fig. 17: SSIM of the x0 estimate to x_0", "SSIM", r.x0_step.value),
+        (axes[1], psnr, "Fig. 16: PSNR\nof x_t to x_0", "PSNR (dB)", r.rise.value),
+        (axes[2], r.baseline["ssim_x0hat"], "Fig. 17: SSIM of the\nx0 estimate to x_0", "SSIM", r.x0_step.value),
     ):
         t = np.arange(1, steps + 1)
         m, s = np.nanmean(vals[1:], axis=1), np.nanstd(vals[1:], axis=1)
@@ -241,12 +190,15 @@ def figs15_17(r, x0_threshold: float):
             ax.axvline(mark, color="crimson", ls=":", lw=1)
         ax.set(xlabel="t", ylabel=ylab, title=title)
     axes[2].axhline(x0_threshold, color="crimson", ls="--", lw=1)
+    for ax in axes:
+        ax.tick_params(labelsize=8)
+        ax.title.set_fontsize(9)
     fig.tight_layout()
     return fig
 
 
 def fig18(r, threshold: float = 0.8):
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     for nn, part in r.fig18.table.groupby("n"):
         band(ax, part, "t_start", label=f"n={nn}", ci=False)
     ax.axhline(threshold, color="crimson", ls="--", lw=1)
@@ -259,7 +211,7 @@ def fig18(r, threshold: float = 0.8):
 
 
 def figs5_6(r, image_t_starts: Sequence[int]):
-    prompts = _prompts(r.skips.table)
+    prompts = sample_prompts(r.skips.table)
     k = r.skips.images[next(iter(r.skips.images))].shape[0]
     labels = ["original"] + [f"t_start={t}" for t in image_t_starts]
     for res, iv, title in ((r.skips, lambda t: ZeroSkips(t, r.n, r.ns), f"Fig. 5: top {r.ns} skips zeroed for {r.n} steps"),
@@ -268,7 +220,7 @@ def figs5_6(r, image_t_starts: Sequence[int]):
 
 
 def fig7(r):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = subplots(1, 2, figsize=(WIDTH_IN, 3.2))
     for ax, metric in zip(axes, ("psnr", "ssim")):
         band(ax, r.skips.table, "t_start", metric, label=f"top {r.ns} skips zeroed (s'_0)")
         band(ax, r.blocks.table, "t_start", metric, label=f"bottom {r.nb} blocks removed (b'_0)")
@@ -284,7 +236,7 @@ def fig7(r):
 def fig8(r, threshold: float = 0.8):
     cols = 3
     rows = int(np.ceil(len(r.nbs) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.2 * rows), squeeze=False, sharey=True)
+    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, 2.4 * rows), squeeze=False, sharey=True)
     for ax, nb in zip(axes.flat, r.nbs):
         band(ax, r.result.table[r.result.table.nb == nb], "t_start", k=2)
         ax.axhline(threshold, color="crimson", ls="--", lw=1)
@@ -293,36 +245,37 @@ def fig8(r, threshold: float = 0.8):
             ax.axvline(c.value, color="gray", ls=":", lw=1)
             if np.isfinite(c.lo) and np.isfinite(c.hi):
                 ax.axvspan(c.lo, c.hi, color="gray", alpha=0.12, lw=0)
-        ax.set(title=f"nb = {nb}: from t_start {c}", xlabel="t_start", ylabel="SSIM", xlim=(0, r.spec.steps), ylim=(0, 1.05))
+        ax.set(xlabel="t_start", ylabel="SSIM", xlim=(0, r.spec.steps), ylim=(0, 1.05))
+        ax.set_title(f"nb = {nb}: from t_start {c}", fontsize=8)
+        ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(r.nbs):]:
         ax.axis("off")
     fig.tight_layout()
     return fig
 
 
-def fig19(r, image_t_starts: Sequence[int], samples: int = 4, threshold: float = 0.8):
-    t = r.result.table
-    prompts = _prompts(t)
-    for k in range(samples):
-        rows = [[r.baseline["x0"][k]] + [r.result.image(DropBlocks(ts, r.n, nb))[k] for ts in image_t_starts] for nb in r.nbs]
-        frames = np.array([[False] + [t[(t.nb == nb) & (t.t_start == ts) & (t["sample"] == k)].ssim.iloc[0] >= threshold
-                                      for ts in image_t_starts] for nb in r.nbs])
-        image_rows(rows, [f"nb={nb}" for nb in r.nbs], ["original"] + [f"t={ts}" for ts in image_t_starts],
-                   title=f"sample {k}: {prompts[k]}", frames=frames)
-
-
 # -- chapters 4 and 5 -------------------------------------------------------------------------------
+
+
+def _panels(n: int, height: float):
+    """``n`` panels sharing their y axis, two to a row across the column; the spare one hidden."""
+    cols = min(2, n)
+    rows = -(-n // cols)
+    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, height * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
 
 
 def _per_nb(r, x: str, lines, xlabel: str):
     nbs = sorted({nb for s in r.settings.values() for nb in s})
-    fig, axes = plt.subplots(1, len(nbs), figsize=(3.4 * len(nbs), 3.2), sharey=True, squeeze=False)
-    for ax, nb in zip(axes[0], nbs):
+    fig, axes = _panels(len(nbs), 2.9)
+    for ax, nb in zip(axes, nbs):
         for which, part in r.result.table[r.result.table.nb == nb].groupby("setting"):
             band(ax, part, x, k=2, label=f"{which} = {r.settings[which][nb]}", marker="o")
         lines(ax, nb)
         ax.set(title=f"nb = {nb}", xlabel=xlabel, ylabel="SSIM", ylim=(0, 1.05))
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -339,47 +292,13 @@ def fig10(r, thresholds: Sequence[float] = (0.8, 0.75)):
     return _per_nb(r, "r", lines, f"r (relaxation steps), n = {r.n}")
 
 
-def _spread(values: Sequence, k: int) -> list:
-    """At most ``k`` of ``values``, evenly spread, the first and the last among them.
-
-    Example:
-        >>> _spread(list(range(26)), 6), _spread([1, 2], 6)
-        ([0, 5, 10, 15, 20, 25], [1, 2])
-    """
-    if len(values) <= k:
-        return list(values)
-    return [values[i] for i in sorted({round(j * (len(values) - 1) / (k - 1)) for j in range(k)})]
-
-
-def _image_series(r, x: str, setting: str, iv_of, labels_of, shown: int = 6):
-    t = r.result.table
-    for nb, ts in r.settings[setting].items():
-        values = _spread(sorted(t[(t.nb == nb) & (t.setting == setting)][x].unique()), shown)
-        rows = [r.baseline["x0"][: r.result.images[next(iter(r.result.images))].shape[0]]]
-        rows += [r.result.images[iv_of(nb, ts, v)] for v in values]
-        image_rows(rows, ["original"] + [labels_of(v) for v in values], title=f"nb = {nb}, t_start = {ts} ({setting})")
-
-
-def fig20(r, setting: str = "paper t_start", shown: int = 6):
-    """Outputs as n grows: ``shown`` values of the n grid, evenly spread."""
-    _image_series(r, "n", setting, lambda nb, ts, n: (DropBlocks(ts, int(n), nb),), lambda n: f"n={n}", shown)
-
-
-def fig21(r, setting: str = "paper t_start", shown: int = 6):
-    """Outputs as r grows: ``shown`` values of the r grid, evenly spread."""
-    def iv(nb, ts, rr):
-        return (DropBlocks(ts, r.n, nb), DropBlocks(ts - r.n - int(rr), r.n, nb))
-
-    _image_series(r, "r", setting, iv, lambda rr: f"r={rr}", shown)
-
-
 # -- chapter 6 --------------------------------------------------------------------------------------
 
 
 def fig11(r, names: Sequence[str]):
     steps = r.spec.steps
     colors = {0: "#4c72b0", 6: "#dd8452", 8: "#c44e52"}
-    fig, ax = plt.subplots(figsize=(12, 0.8 + 0.6 * len(names)))
+    fig, ax = subplots(figsize=(WIDTH_IN, 1.2 + 0.5 * len(names)))
     seen = set()
     for row, name in enumerate(names):
         ran = {s.t: s for s in r.parts[name].compile(steps, 16, 16)}
@@ -393,7 +312,9 @@ def fig11(r, names: Sequence[str]):
     legend = {0: Patch(color="#4c72b0", label="full Unet"), 6: Patch(color="#dd8452", label="nb = 6 removed"),
               8: Patch(color="#c44e52", label="nb = 8 removed"), "other": Patch(color="#8172b3", label="other nb removed"),
               None: Patch(color="lightgray", label="not run")}
-    ax.legend(handles=[h for k, h in legend.items() if k in seen], ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.0 + 0.9 / len(names)))
+    ax.legend(handles=[h for k, h in legend.items() if k in seen], ncol=3, fontsize=8, loc="lower center",
+              bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
     return fig
 
 
@@ -408,7 +329,7 @@ def fig12(r, pairs: int = 10, seed: int = 0):
 
 def fig13(r):
     v = r.per_sample("shortcut").ssim
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = subplots(figsize=(6, 3.2))
     ax.hist(v, bins=20, range=(min(0.5, v.min()), 1), color="#4c72b0")
     m = r.ssim["shortcut"]
     ax.axvline(m.value, color="crimson", label=f"mean {m}")
@@ -431,7 +352,7 @@ def fig22(r, k: int = 5):
 
 def time_saved(r):
     t = r.timings.iloc[1:]
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * len(t)))
+    fig, ax = subplots(figsize=(7, 0.6 + 0.45 * len(t)))
     y = np.arange(len(t))
     ax.barh(y, 100 * t.saved, xerr=[100 * (t.saved - t.saved_low), 100 * (t.saved_high - t.saved)], color="#4c72b0",
             label="wall-clock (median, range over rounds)")
@@ -459,12 +380,13 @@ def family_colors() -> dict[str, tuple]:
 
 def pareto(r):
     """Speed-up (wall-clock and FLOPs) against SSIM to the full output, per family, with the Pareto front."""
-    from unetdyn.paper.alternatives import FAMILIES, pareto as front_of
+    from unetdyn.paper.alternatives import FAMILIES
+    from unetdyn.paper.alternatives import pareto as front_of
 
     t = r.table.assign(flop_speedup=1 / (1 - r.table.flop_saving))
     families = [f for f in FAMILIES if f in set(t.family)]
     palette = family_colors()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
+    fig, axes = subplots(1, 2, figsize=(WIDTH_IN, 4.6), sharex=True, layout="constrained")
     for ax, y, label in ((axes[0], "speedup", "wall-clock speed-up (x)"), (axes[1], "flop_speedup", "FLOP speed-up (x)")):
         for fam in families:
             d = t[t.family == fam].sort_values("strength")
@@ -481,10 +403,9 @@ def pareto(r):
         ax.step(front.ssim_mean, front[y], where="post", color="k", lw=0.8, alpha=0.6)
         ax.axhline(1, color="gray", lw=0.5)
         ax.axvline(0.795, color="gray", ls=":", lw=0.8)
-        ax.set(xlabel="mean SSIM to the full 100-step output", ylabel=label)
-    axes[0].legend(fontsize=7, ncol=2)
-    axes[0].set_title("dotted: the paper's SSIM 0.795", fontsize=9)
-    fig.tight_layout()
+        ax.set(ylabel=label)
+    fig.supxlabel("mean SSIM to the full 100-step output (dotted: the paper's SSIM 0.795)", fontsize=10)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncol=3, loc="outside upper center", markerscale=0.7)
     return fig
 
 
@@ -498,7 +419,7 @@ def equal_cost(r):
     palette = family_colors()
     sc = t[t.method == "paper shortcut"].iloc[0]
     qualities = ("ssim", "agreement", "frechet")
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), sharex="row")
+    fig, axes = subplots(2, 3, figsize=(WIDTH_IN, 6.8), sharex="row", layout="constrained")
     for row, axis in enumerate(("flop_speedup", "speedup")):
         for col, q in enumerate(qualities):
             ax = axes[row, col]
@@ -510,13 +431,14 @@ def equal_cost(r):
             ax.vlines(sc[axis], sc[f"{q}_lo"], sc[f"{q}_hi"], color="k", lw=1.5, zorder=5)
             ax.plot(sc[axis], sc[q], "*", ms=16, color="k", zorder=6, label="paper shortcut")
             ax.axvline(sc[axis], color="gray", ls=":", lw=0.8)
-            ax.set(xlabel=f"{AXIS_NAMES[axis]} speed-up (x)", ylabel=QUALITY_NAMES[q])
+            ax.set_xlabel(f"{AXIS_NAMES[axis]} speed-up (x)", fontsize=9)
+            ax.set_ylabel(QUALITY_NAMES[q], fontsize=9)
+            ax.tick_params(labelsize=8)
             if q == "agreement":
                 ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{r.fair.samples} samples per method; bands and bars: 95% intervals; dotted: the shortcut's speed-up. "
-                 "Fréchet distance: lower is better.", fontsize=10)
-    fig.tight_layout()
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), fontsize=8, ncol=3, loc="outside lower center")
+    fig.suptitle(f"{r.fair.samples} samples per method; bands and bars: 95% intervals;\n"
+                 "dotted: the shortcut's speed-up. Fréchet distance: lower is better.", fontsize=9)
     return fig
 
 
@@ -581,7 +503,7 @@ def glide_table(r):
 
 def efficiency(r):
     th = pd.DataFrame(r.efficiency["throughput"])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = subplots(figsize=(6, 3.2))
     ax.plot(th.batch, th.sample_steps_per_s, "-o")
     ax.set(xscale="log", xlabel="samples per batch (x2 rows with guidance)", ylabel="guided sample-steps / s")
     ax2 = ax.twinx()
@@ -593,7 +515,7 @@ def efficiency(r):
 
 def other_unets(r):
     """FLOPs saved per guided call against the bottom decoder blocks removed, one line per architecture."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(WIDTH_IN, 3.4), sharey=True)
     for arch, d in r.per_nb.groupby("arch", sort=False):
         for ax, x in zip(axes, ("nb", "share")):
             ax.plot(d[x], 100 * d.saved, marker="o", ms=3, label=arch)
@@ -601,7 +523,7 @@ def other_unets(r):
     axes[1].set(xlabel="nb as a share of the decoder blocks")
     for nb in (6, 8):  # the paper's shortcut removes these
         axes[0].axvline(nb, color="0.8", lw=0.8, zorder=0)
-    axes[0].legend(frameon=False)
+    axes[0].legend(frameon=False, fontsize=9)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -619,7 +541,7 @@ def timelines(schedules: dict, steps: int, n_blocks: int, n_skips: int):
     step is not run (a jump passes over it, or the early stop came before it).
     """
     cmap = plt.get_cmap("OrRd")
-    fig, ax = plt.subplots(figsize=(12, 0.9 + 0.55 * len(schedules)))
+    fig, ax = subplots(figsize=(WIDTH_IN, 1.6 + 0.45 * len(schedules)))
     for row, (name, s) in enumerate(schedules.items()):
         for st in s.compile(steps, n_blocks, n_skips):
             color = "#4c72b0" if not st.drop_blocks else cmap(0.35 + 0.6 * st.drop_blocks / n_blocks)
@@ -633,7 +555,7 @@ def timelines(schedules: dict, steps: int, n_blocks: int, n_skips: int):
     handles = [Patch(color="#4c72b0", label="full Unet"), Patch(color=cmap(0.65), label="bottom nb blocks removed (darker: more)"),
                Patch(facecolor=cmap(0.65), hatch="////", edgecolor="white", label="... reused from the cache"),
                Patch(color="#4c72b0", alpha=0.45, label="no unconditional branch"), Patch(color="white", label="gap: not run")]
-    ax.legend(handles=handles, ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.0 + 1.1 / (1 + len(schedules))))
+    ax.legend(handles=handles, ncol=2, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.spines[["top", "right", "left"]].set_visible(False)
     fig.tight_layout()
     return fig
@@ -642,7 +564,7 @@ def timelines(schedules: dict, steps: int, n_blocks: int, n_skips: int):
 def search_path(r):
     """Each candidate move alone (FLOPs saved against SSIM on the search samples) and the accepted path."""
     res = r.search
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = subplots(figsize=(WIDTH_IN, 4.0))
     kinds = {}
     for t in res.singles:
         (slot, iv), = t.state.items()
@@ -655,7 +577,7 @@ def search_path(r):
 
     ax.set(xlabel=f"{METRICS.get(res.budget.metric, res.budget.metric)} to the full output (search samples)",
            ylabel="FLOPs saved (%)")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -664,12 +586,8 @@ def search_path(r):
 def held_out_histograms(r, threshold: float = 0.8):
     """SSIM to the full output on the held-out samples, per compared schedule."""
     names = list(r.parts)
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), sharey=True, squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
-    for ax, name in zip(axes.flat, names):
+    fig, axes = _panels(len(names), 2.8)
+    for ax, name in zip(axes, names):
         t = r.result.table[r.result.table.schedule == name]
         held = t.prompt.isin(r.held_out_classes)
         bins = np.linspace(min(0.3, t.ssim.min()), 1, 25)
@@ -679,9 +597,9 @@ def held_out_histograms(r, threshold: float = 0.8):
         ax.axvline(m.value, color="k", lw=1.2, label=f"mean {m}")
         ax.axvline(threshold, color="crimson", ls=":", lw=1)
         ax.set(title=name, xlabel="SSIM to the full output")
-    for row in axes:
-        row[0].set_ylabel("samples")
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    for ax in axes[::2]:  # the first of each row
+        ax.set_ylabel("samples")
+    axes[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -696,7 +614,7 @@ def found_pairs(r, name: str = "found", k: int = 10):
 
 def beyond_pareto(r, alternatives=None):
     """FLOP and wall-clock speed-up against held-out mean SSIM: the compared schedules over chapter 7's methods."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
+    fig, axes = subplots(1, 2, figsize=(WIDTH_IN, 4.2), sharex=True, layout="constrained")
     tv = r.timings.set_index("schedule")
     for ax, y in ((axes[0], "speedup"), (axes[1], "flop_speedup")):
         if alternatives is not None:
@@ -709,23 +627,22 @@ def beyond_pareto(r, alternatives=None):
             ax.errorbar(x.value, yv, xerr=[[x.value - x.lo], [x.hi - x.value]], fmt=marker, ms=15, mec="k", zorder=5, label=name)
         ax.axhline(1, color="gray", lw=0.5)
         ax.axvline(0.8, color="crimson", ls=":", lw=0.8)
-        ax.set(xlabel="mean SSIM to the full output (held-out samples; chapter 7: its own)",
-               ylabel="wall-clock speed-up (x)" if y == "speedup" else "FLOP speed-up (x)")
-    axes[0].legend(fontsize=7, markerscale=0.5)
-    fig.tight_layout()
+        ax.set(ylabel="wall-clock speed-up (x)" if y == "speedup" else "FLOP speed-up (x)")
+    fig.supxlabel("mean SSIM to the full output (held-out samples; chapter 7: its own)", fontsize=10)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncol=3, markerscale=0.5, loc="outside lower center")
     return fig
 
 
 def ddim_diagnosis(r):
     """Class agreement and saturated pixels against the guidance scale, per sampler (chapter 7's DDIM question)."""
     t = r.ddim
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = subplots(1, 2, figsize=(WIDTH_IN, 3.4))
     for (sampler, k), d in t.groupby(["sampler", "steps"], sort=False):
         label = f"{'DDIM' if sampler == 'ddim' else 'ancestral'} K={k}"
         line = axes[0].plot(d.guidance, 100 * d.agreement, "-o", ms=4, label=label)[0]
         axes[0].fill_between(d.guidance, 100 * d.agreement_lo, 100 * d.agreement_hi, color=line.get_color(), alpha=0.2, lw=0)
         axes[1].plot(d.guidance, 100 * d.saturated, "-o", ms=4, color=line.get_color(), label=label)
-    axes[0].set(xlabel="guidance scale", ylabel="class agreement (%)", title="the classifier sees the prompted class")
+    axes[0].set(xlabel="guidance scale", ylabel="class agreement (%)", title="the classifier sees\nthe prompted class")
     axes[1].set(xlabel="guidance scale", ylabel="saturated pixels (%)", title="|x| >= 0.98")
     axes[0].legend(fontsize=8)
     for ax in axes:

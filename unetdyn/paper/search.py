@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from unetdyn.cost import CallCost
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Intervention, Schedule, ScheduleError, SkipSteps
+from unetdyn.paths import is_builtin
 from unetdyn.sampler import SamplerConfig
 
 __all__ = ["Budget", "Move", "SearchResult", "BudgetNotMet", "candidate_moves", "compose", "search", "search_samples"]
@@ -350,7 +351,7 @@ def open_search_sweep(model: str = "builtin", weights: str | None = None, per_cl
     if isinstance(per_class, bool) or not isinstance(per_class, int) or not 1 <= per_class <= 1000:
         raise ValueError(f"per_class={per_class!r} is out of range 1..1000")
     unet = load_unet(model, weights, device)
-    if model == "builtin":
+    if is_builtin(model):
         prompts, seeds = search_samples(unet.config.class_names, per_class)
     else:
         prompts, _ = default_samples(unet, model, 5 * per_class)

@@ -29,6 +29,7 @@ from unetdyn.backends.registry import check_model
 from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
 from unetdyn.metrics import compare, psnr, ssim, to_uint8
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
+from unetdyn.paths import is_builtin
 from unetdyn.sampler import PRECISIONS, SamplerConfig, Trajectory, sample, trajectory
 from unetdyn.unet import Unet
 
@@ -458,7 +459,7 @@ def default_samples(unet: Unet, model: str, n_samples: int) -> tuple[list[Any], 
     models: ImageNet class names (the paper's prompts were randomly chosen ImageNet classes;
     ours are a fixed list of 100); unconditional models: no prompt (``None``).
     """
-    if model == "builtin":
+    if is_builtin(model):
         names = list(unet.config.class_names)  # type: ignore[attr-defined]
     elif unet.conditional:
         names = [f"a photo of a {p}" for p in IMAGENET_PROMPTS]

@@ -153,10 +153,18 @@ def known(r: Reading) -> tuple[float, float]:
 
 
 def finding(claim_id: str, setting: str, reading: Reading | tuple[float, float, str], section: str = "",
-            untested: str = "", robust: str = "", own: bool = False, paper: float | None = None) -> Finding:
+            untested: str = "", choices: Sequence[Sensitivity] = (), context: Sequence[Sensitivity] = (),
+            own: bool = False, paper: float | None = None) -> Finding:
     """The :class:`Finding` of ``reading`` (a :class:`Reading`, or ``(lo, hi, printed)`` for an
     interval that is not a bootstrap one, such as a range over timing rounds). ``paper``: the
-    paper's value at this setting where it differs from the claim's (its other number)."""
+    paper's value at this setting where it differs from the claim's (its other number).
+
+    ``choices``: the reading redone over the declared range of each choice of ours it rests on
+    (a threshold or window the paper does not give). Where the verdict turns inside that range,
+    the choice sets it, not the paper: the finding is ``imprecise``, and says what it would be at
+    the book's value and where it turns. ``context``: the same for a value the paper gives (its
+    0.8 threshold), shown beside the verdict without changing it.
+    """
     c = claim(claim_id)
     if paper is not None:
         c = replace(c, paper=paper, paper_text="")
@@ -164,7 +172,13 @@ def finding(claim_id: str, setting: str, reading: Reading | tuple[float, float, 
     if c.kind in ("ours", "construction", "inconsistency"):
         raise ValueError(f"claim {claim_id!r} is {c.kind}: it takes no verdict (use note())")
     v = judge(lo, hi, c, untested)
-    why = explain(lo, hi, c, v, untested) + (f". {robust}" if robust else "")
+    why = explain(lo, hi, c, v, untested)
+    turning = [s for s in choices if len(set(s.verdicts)) > 1]
+    if turning and v != "imprecise":
+        names = " and ".join(s.parameter for s in turning)
+        why = f"the verdict turns over a choice of ours that the paper does not make ({names}); at the book's value it {v}: {why}"
+        v = "imprecise"
+    why += "".join(f". {s.text()}" for s in (*choices, *context))
     return Finding(claim_id, setting, ours, v, why, float(lo), float(hi), section, own, c.paper_value)
 
 

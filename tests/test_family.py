@@ -1,0 +1,74 @@
+"""The family of built-in models: names, folders, the listing, and loading a member by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import TINY_CONFIG, write_weights
+from unetdyn.backends import load_unet
+from unetdyn.backends import registry
+from unetdyn.builtin_model.family import WEIGHTS_NAME, members, member_weights
+from unetdyn.builtin_model.weights import WEIGHTS_FORMAT, sha256_file
+from unetdyn.cli import main
+from unetdyn.paths import BUILTIN_DIR, is_builtin, member_dir, member_name
+
+
+def _member(family, name, steps=1200, seed=3, quality=None):
+    d = family / name
+    d.mkdir(parents=True)
+    meta = {"format": WEIGHTS_FORMAT, "config": json.dumps(TINY_CONFIG.to_dict()), "steps": str(steps),
+            "data_seed": str(seed), "train_config": json.dumps({"seed": seed})}
+    w = write_weights(d / WEIGHTS_NAME, metadata=meta)
+    if quality is not None:
+        (d / "quality.json").write_text(json.dumps({**quality, "model": {"sha256": sha256_file(w)}}))
+    return w
+
+
+@pytest.mark.parametrize("model,name", [("builtin", None), ("builtin:seed1", "seed1"), ("builtin:w8-12k", "w8-12k")])
+def test_a_member_is_named_builtin_colon_name(model, name):
+    assert is_builtin(model) and member_name(model) == name
+    assert member_dir(model) == (BUILTIN_DIR if name is None else BUILTIN_DIR.parent / "family" / name)
+
+
+@pytest.mark.parametrize("model", ["builtin:", "builtin:../data", "builtin:Seed1", "builtin:a/b", "builtin:" + "x" * 41])
+def test_a_name_that_is_not_a_members_is_refused(model):
+    with pytest.raises(ValueError, match="a member's name is 1..40"):
+        member_name(model)
+    with pytest.raises(ValueError, match="a member's name"):
+        registry.check_model(model)
+
+
+def test_the_listing_reads_each_members_files(tmp_path):
+    _member(tmp_path, "seed2", steps=12000, seed=2, quality={"agreement": 0.925, "frechet_gen_real": 1.5})
+    w = _member(tmp_path, "narrow")
+    (tmp_path / "notes").mkdir()  # a folder without weights is no member
+    (tmp_path / "Bad Name").mkdir()
+    found = {m.model: m for m in members(tmp_path)}
+    assert list(found) == ["builtin", "builtin:narrow", "builtin:seed2"]
+    s2 = found["builtin:seed2"]
+    assert (s2.steps, s2.seed, s2.data_seed, s2.width, s2.agreement) == (12000, 2, 2, TINY_CONFIG.model_channels, 0.925)
+    assert "class agreement 92.5%" in s2.summary()
+    assert found["builtin:narrow"].agreement is None and "quality not checked" in found["builtin:narrow"].summary()
+    # a quality record of other weights says nothing about these
+    (tmp_path / "narrow" / "quality.json").write_text(json.dumps({"agreement": 0.99, "model": {"sha256": "0" * 64}}))
+    assert {m.model: m for m in members(tmp_path)}["builtin:narrow"].agreement is None
+    assert member_weights("builtin:narrow", tmp_path) == w
+    with pytest.raises(ValueError, match=r"no weights at .*; the family holds builtin, builtin:narrow, builtin:seed2"):
+        member_weights("builtin:seed9", tmp_path)
+
+
+def test_load_unet_takes_a_member_by_name(tmp_path, monkeypatch):
+    _member(tmp_path, "tiny")
+    monkeypatch.setattr(registry, "member_dir", lambda model: tmp_path / member_name(model))
+    unet = load_unet("builtin:tiny")
+    assert unet.config == TINY_CONFIG and unet.weights_sha256 == sha256_file(tmp_path / "tiny" / WEIGHTS_NAME)
+    with pytest.raises(ValueError, match="no weights at .*unetdyn models"):
+        load_unet("builtin:other")
+
+
+def test_unetdyn_models_lists_the_shipped_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "builtin " in out and "10000 steps" in out and "class agreement" in out
