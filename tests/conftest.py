@@ -47,7 +47,7 @@ def write_weights(path, tensors=None, config=None, metadata=None):
 
     from safetensors.torch import save_file
 
-    from unetdyn.builtin_model.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
+    from unetdyn.backends.builtin_weights import WEIGHTS_FORMAT, checksum_path, sha256_file
 
     if tensors is None:
         tensors = tiny_state()

@@ -46,6 +46,10 @@ def test_block_sweep_and_the_chapters_that_reuse_it(store):
     grid = dict(n=2, nbs=(2, 4, 6, 8), t_stride=3, image_t_starts=(7,), image_samples=2)
     b = chapters.block_sweep(SPEC, compute=True, **grid)
     assert set(b.crossings) == {2, 4, 6, 8}
+    # the block-usage map: every bottom nb of the model, every other step from K down
+    assert b.usage_nbs == tuple(range(1, 17)) and b.usage_steps[0] == SPEC.steps
+    assert b.usage.shape == (16, len(b.usage_steps)) and (b.usage > 0).all()
+    assert "the bottom 8, by" in b.usage_text()
     # chapters 4 and 5 ask for the same Fig. 8 sweep by the same spec: read-only works for it
     cross = chapters.fig8_crossings(SPEC, [2, 4], 2, 3, compute=False)
     assert {k: str(v) for k, v in cross.items()} == {k: str(b.crossings[k]) for k in (2, 4)}

@@ -36,6 +36,7 @@ def imports() -> list[tuple[str, str]]:
 FORBIDDEN = [
     ("core", "paper"), ("core", "backends"), ("core", "builtin_model"), ("core", "cli"),
     ("builtin_model", "paper"), ("builtin_model", "cli"), ("backends", "paper"), ("backends", "cli"),
+    ("backends", "builtin_model"),
 ]
 
 

@@ -213,3 +213,19 @@ def test_bf16_sweep_samples_in_bf16_and_never_reads_fp32_entries(unet, tmp_path,
     res = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False, precision="bf16").run(SCHEDS[:1])
     assert seen and set(seen) == {"bf16"}
     assert len(res.table) == len(SEEDS)
+
+
+def test_block_usage_is_computed_once_then_read(sweep, tmp_path, monkeypatch):
+    import unetdyn.paper.sweeps as sweeps_module
+
+    first = sweep.block_usage((1, 4), (10, 5), samples=2)["change"]
+    assert first.shape == (2, 2) and np.all(first > 0)
+
+    def no_compute(*a, **k):
+        raise AssertionError("the stored block usage should have been read")
+
+    monkeypatch.setattr(sweeps_module, "prediction_change", no_compute)
+    np.testing.assert_array_equal(sweep.block_usage((1, 4), (10, 5), samples=2)["change"], first)
+    read_only = Sweep(sweep.unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False)
+    with pytest.raises(CacheMiss, match="block usage on 3 samples"):
+        read_only.block_usage((1, 4), (10, 5), samples=3)  # other samples: another result

@@ -16,7 +16,7 @@ from unetdyn.backends.builtin import BuiltinConfig
 from unetdyn.builtin_model.data import make_batch
 from unetdyn.noise import NoiseSchedule
 from unetdyn.builtin_model.train import DiffusionTables, TrainConfig, export_weights, hybrid_loss, train
-from unetdyn.builtin_model.weights import WeightsError, load_builtin
+from unetdyn.backends.builtin_weights import WeightsError, load_builtin
 
 TINY = BuiltinConfig(
     model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_ds=(2,), head_channels=8, norm_groups=4

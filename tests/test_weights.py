@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unetdyn.backends.builtin import MAX_PARAMETERS, BuiltinConfig, BuiltinUnet
-from unetdyn.builtin_model.weights import (
+from unetdyn.backends.builtin_weights import (
     WEIGHTS_FORMAT,
     WeightsError,
     config_from_metadata,

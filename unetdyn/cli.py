@@ -89,7 +89,7 @@ def _reading(what: str, path) -> Iterator[None]:
     Errors that already name it (schedule and weights errors, the checks' ValueErrors) pass
     unchanged; anything else (a TypeError or KeyError deep in a reader) is wrapped.
     """
-    from unetdyn.builtin_model.weights import WeightsError
+    from unetdyn.backends.builtin_weights import WeightsError
     from unetdyn.interventions import ScheduleError
 
     try:
@@ -124,7 +124,7 @@ def _writable_folder(path: str) -> Path:
     return out
 
 
-def cmd_sample(args) -> int:
+def cmd_sample(args) -> None:
     import numpy as np
 
     _check_device(args.device)
@@ -218,7 +218,7 @@ def _sample_with_progress(unet, prompts, seeds, schedules, names, config, args):
                       precision=args.precision, callback=lambda t, jobs, x, x0: bar.update(len(jobs)))
 
 
-def cmd_cost(args) -> int:
+def cmd_cost(args) -> None:
     from unetdyn.cost import schedule_cost
     from unetdyn.backends import load_unet
     from unetdyn.interventions import load_schedule
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from unetdyn.builtin_model.weights import WeightsError
+    from unetdyn.backends.builtin_weights import WeightsError
     from unetdyn.interventions import ScheduleError
     from unetdyn.sampler import NonFiniteError
 

@@ -33,7 +33,7 @@ from unetdyn.noise import NoiseSchedule
 from unetdyn.unet import PREDICTIONS, Surgery, Unet, forward
 
 __all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "advance", "sample", "trajectory", "step_noise",
-           "PRECISIONS", "NonFiniteError"]
+           "PRECISIONS", "NonFiniteError", "prediction_change"]
 
 METHODS = ("ancestral", "ddim")
 PRECISIONS = ("fp32", "bf16")
@@ -301,6 +301,32 @@ def _non_finite_message(scheds: Sequence[Schedule], jobs: list[_Job], when: str)
     return (f"sampling went NaN or infinite {when} under schedule(s) {', '.join(map(repr, names))[:200]} "
             f"(seed(s) {', '.join(map(str, seeds[:8]))}{', ...' if len(seeds) > 8 else ''}): the model's weights or "
             "its output overflow float32; no image was written")
+
+
+def prediction_change(unet: Unet, baseline: Trajectory, nbs: Sequence[int], steps: Sequence[int],
+                      batch_size: int = 16) -> torch.Tensor:
+    """How far the guided prediction at ``x_t`` of ``baseline`` moves when the bottom ``nb``
+    decoder blocks are removed from that one call: ``[len(nbs), len(steps)]``, the mean over
+    samples of ``||pred_nb - pred|| / ||pred||``. It shows what the blocks contribute at each
+    step before any later step can correct it (the final output's change is what sweeps measure).
+    """
+    config, K = baseline.config, baseline.config.steps
+    ns, dev, n = NoiseSchedule(K, unet.diffusion), unet.device, len(baseline.seeds)
+    change = torch.zeros(len(nbs), len(steps))
+    with torch.no_grad():
+        cond = unet.condition(list(baseline.prompts))
+        uncond = unet.condition([None]) if config.guidance != 1.0 and unet.conditional else None
+        for j, t in enumerate(tqdm(steps, desc="block usage", unit="step", leave=False, disable=len(steps) < 10)):
+            for i in range(0, n, batch_size):
+                cols = list(range(i, min(n, i + batch_size)))
+                x = baseline.xs[t, cols].to(dev, torch.float32)
+                timesteps = torch.full((len(cols),), ns.timestep(t), dtype=torch.long, device=dev)
+                c = _gather(cond, cols)
+                full = _model_output(unet, config, x, timesteps, c, uncond, Surgery(), None, ())[0].flatten(1)
+                for k, nb in enumerate(nbs):
+                    cut = _model_output(unet, config, x, timesteps, c, uncond, Surgery(drop_blocks=nb), None, ())[0]
+                    change[k, j] += ((cut.flatten(1) - full).norm(dim=1) / full.norm(dim=1)).sum().cpu()
+    return change / n
 
 
 def check_parameterization(unet: Unet) -> None:

@@ -313,7 +313,7 @@ class BuiltinUnet(nn.Module):
         self.prediction = "eps_var"  # eps, then the learned variance interpolation (improved DDPM)
         self.diffusion = Diffusion()  # GLIDE's: cosine, learned variance, x0 clipped
         self.conditional = True
-        self.weights_sha256: str | None = None  # set by unetdyn.builtin_model.weights.load_builtin
+        self.weights_sha256: str | None = None  # set by unetdyn.backends.builtin_weights.load_builtin
 
     # -- plain forward (training, reference) ---------------------------------------------
 

@@ -126,7 +126,7 @@ def load_unet(
         raise ValueError(f"arch={arch!r} applies to model='diffusers' only")
     if is_builtin(model):
         from unetdyn.backends.builtin import BuiltinUnet
-        from unetdyn.builtin_model.weights import load_builtin, shipped_config
+        from unetdyn.backends.builtin_weights import load_builtin, shipped_config
 
         if weights is None and member_name(model) is not None:
             weights = member_dir(model) / "unet.safetensors"

@@ -1,5 +1,5 @@
-"""The built-in model's lifecycle: procedural dataset, training, weights, quality check, model card.
+"""The built-in model's lifecycle: procedural dataset, training, quality check, model card, family.
 
-Nothing here is needed to sample: :func:`unetdyn.load_unet` reads the shipped weights through
-:mod:`unetdyn.builtin_model.weights`.
+Nothing here is needed to sample: :func:`unetdyn.load_unet` reads the weights through
+:mod:`unetdyn.backends.builtin_weights`, which this package also writes through.
 """

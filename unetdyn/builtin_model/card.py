@@ -16,7 +16,7 @@ from pathlib import Path
 
 from unetdyn.fileio import atomic_write
 from unetdyn.paths import BUILTIN_DIR, BUILTIN_WEIGHTS
-from unetdyn.builtin_model.weights import read_metadata, verify_checksum
+from unetdyn.backends.builtin_weights import read_metadata, verify_checksum
 
 __all__ = ["write_model_card"]
 
@@ -54,7 +54,8 @@ def write_model_card(weights: Path = BUILTIN_WEIGHTS, run_dir: Path | None = Non
         quality = None  # a check of other weights says nothing about these
     hours = float(meta["train_seconds"]) / 3600
     lines = [
-        "# The built-in model",
+        "# The built-in model" if out_dir.resolve() == BUILTIN_DIR.resolve() else
+        f"# `builtin:{out_dir.name}`, a member of the built-in model's family",
         "",
         "A class-conditional Unet with GLIDE's base-model topology (16 encoder blocks, a middle block,",
         "16 decoder blocks, attention at the lower resolutions, scale-shift norm, learned variance),",

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from unetdyn.builtin_model.weights import read_metadata
+from unetdyn.backends.builtin_weights import read_metadata
 from unetdyn.paths import BUILTIN_DIR, FAMILY_DIR, member_dir, member_name
 
 __all__ = ["Member", "WEIGHTS_NAME", "member_weights", "members"]

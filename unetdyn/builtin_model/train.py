@@ -54,7 +54,7 @@ from unetdyn.builtin_model.data import make_batch
 from unetdyn.fileio import atomic_write
 from unetdyn.noise import TRAIN_STEPS, Diffusion, NoiseSchedule
 from unetdyn.viz import save_grid
-from unetdyn.builtin_model.weights import WEIGHTS_FORMAT, checksum_path, sha256_file
+from unetdyn.backends.builtin_weights import WEIGHTS_FORMAT, checksum_path, sha256_file
 
 __all__ = [
     "TrainConfig",
@@ -566,7 +566,7 @@ def export_weights(out_dir: str | Path, path: str | Path, dtype: str = "float16"
 
     The model config (``config``), training config, step count, data seed and training time
     go into the safetensors metadata; the file's SHA-256 goes into ``<path>.sha256``
-    (``sha256sum -c`` format), which :func:`unetdyn.builtin_model.weights.load_builtin` verifies.
+    (``sha256sum -c`` format), which :func:`unetdyn.backends.builtin_weights.load_builtin` verifies.
     float16 halves the size (2 bytes/parameter, e.g. 3.4 MB for 1.7M parameters) and
     changes the weights by at most a relative 2^-11; load_builtin casts back to float32.
 

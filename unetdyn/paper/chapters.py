@@ -309,6 +309,23 @@ class BlockSweep:
     order_violations: Reading
     findings: tuple[Finding, ...]
     sensitivities: tuple[Sensitivity, ...] = ()
+    usage_nbs: tuple[int, ...] = ()
+    usage_steps: tuple[int, ...] = ()
+    usage: np.ndarray | None = field(default=None, repr=False)  # [nb, t]: the prediction's relative change
+    usage_samples: int = 0
+
+    def usage_text(self) -> str:
+        """The block-usage heatmap in words: where each group of bottom blocks starts to matter."""
+        if self.usage is None:
+            return ""
+        parts = []
+        for i, nb in enumerate(self.usage_nbs):
+            if nb in (1, 2, 4, 8, 12):
+                row = self.usage[i]
+                parts.append(f"the bottom {nb}, by {row.min():.1%} to {row.max():.1%} "
+                             f"(most at t = {self.usage_steps[int(np.argmax(row))]})")
+        return (f"Removing blocks from one call moves the guided prediction (on the first {self.usage_samples} samples, "
+                "at the steps shown): " + "; ".join(parts) + ".")
 
 
 def _fig8(sweep: Sweep, nbs: Sequence[int], n: int, t_stride: int, extra: Sequence[int] = (), images: int = 0) -> SweepResult:
@@ -367,12 +384,18 @@ def block_sweep(
     image_t_starts: Sequence[int] = (90, 70, 50, 30, 10),
     image_samples: int = IMAGE_SAMPLES,
     threshold: float = THRESHOLD,
+    usage_samples: int = 20,
+    usage_stride: int = 2,
     compute: bool = False,
     **runtime,
 ) -> BlockSweep:
-    """Chapter 3."""
+    """Chapter 3. ``usage_samples``, ``usage_stride``: the block-usage heatmap's samples (the
+    first of the sweep's) and its step spacing."""
     sweep = _sweep(spec, compute, runtime)
     base = sweep.baseline()
+    usage_nbs = tuple(range(1, len(sweep.unet.skips_popped) + 1))
+    usage_steps = tuple(range(spec.steps, 0, -usage_stride))
+    usage = sweep.block_usage(usage_nbs, usage_steps, usage_samples)["change"]
     res = _fig8(sweep, nbs, n, t_stride, image_t_starts, image_samples)
     # the crossings are read on the regular grid only (the image t_starts may sit between)
     regular = set(t_grid(spec.steps, t_stride, n))
@@ -395,7 +418,8 @@ def block_sweep(
     pairs = max(len(nbs) - 1, 0)
     findings.append(finding("bottom-up-order", f"nb = {', '.join(map(str, nbs))}", viol, "fig-8", own=True,
                             untested=f"{ties} of {pairs} adjacent pairs tie at the grid's first t_start" if ties else ""))
-    return BlockSweep(spec, n, tuple(nbs), base, res, cross, viol, tuple(findings), tuple(sens))
+    return BlockSweep(spec, n, tuple(nbs), base, res, cross, viol, tuple(findings), tuple(sens), usage_nbs, usage_steps,
+                      usage, min(usage_samples, spec.n_samples))
 
 
 # -- chapter 2: skip connections or deconvolution blocks? ------------------------------------

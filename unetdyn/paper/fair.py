@@ -238,7 +238,6 @@ class Fair:
     frechet_real: float
 
 
-QUALITIES = ("ssim", "ssim_p5", "psnr", "ssim_own", "agreement", "frechet")
 PIVOTAL = ("frechet",)  # bias-corrected, with the basic bootstrap interval (see _read)
 HIGHER_IS_BETTER = {"ssim": True, "ssim_p5": True, "psnr": True, "ssim_own": True, "agreement": True, "frechet": False}
 

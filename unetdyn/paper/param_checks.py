@@ -47,7 +47,7 @@ RULES: dict[str, Rule] = {
     "image_samples": _COUNT, "samples_shown": _COUNT, "pairs_shown": _COUNT, "alternatives_samples": _COUNT,
     "timing_samples": _COUNT, "timing_repeats": _COUNT, "repeats": _COUNT, "glide_repeats": _COUNT,
     "n": _T, "fig8_n": _T, "t_stride": _T, "t_stride_fig18": _T, "fig8_t_stride": _T, "window": _T,
-    "late": _T, "early": _T,
+    "late": _T, "early": _T, "usage_stride": _T, "usage_samples": _COUNT,
     "ns": _COUNT, "nb": _COUNT,
     "n_values": Rule("ints", 1, "steps"),
     "image_t_starts": Rule("ints", 1, "steps"),

@@ -33,6 +33,7 @@ __all__ = [
     "figs5_6",
     "fig7",
     "fig8",
+    "block_usage",
     "fig19",
     "fig9",
     "fig20",
@@ -55,6 +56,11 @@ __all__ = [
     "beyond_pareto",
     "ddim_diagnosis",
 ]
+
+# the colours every figure shares: a block or step that runs, one that does not, a second series
+# beside the first, and a threshold or reference line
+RUN, IDLE, SECOND, THRESHOLD_COLOR = "#4c72b0", "#dddddd", "#dd8452", "crimson"
+
 
 def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, label: str | None = None,
          color=None, marker: str = "", ci: bool = True):
@@ -93,7 +99,7 @@ def fig1(steps: int = 10, schedule: Schedule | None = None):
         ran = {s.t: s for s in sched.compile(steps, 1, 1)}
         for t in range(steps, 0, -1):
             on = t in ran
-            ax.add_patch(Rectangle((steps - t, 0), 0.8, 0.8, color="#4c72b0" if on else "#dddddd"))
+            ax.add_patch(Rectangle((steps - t, 0), 0.8, 0.8, color=RUN if on else IDLE))
             ax.text(steps - t + 0.4, 0.4, f"x{t}", ha="center", va="center", fontsize=8, color="white" if on else "gray")
             if on:
                 nxt = ran[t].next_t
@@ -123,26 +129,26 @@ def fig2(unet, nb: int = 2, ns: int = 2):
         pushed = [k for k in range(n_enc) for _ in range(unet.skips_pushed[k])]
         top_skips = set(range(zero))
         for k in range(n_enc):
-            ax.add_patch(Rectangle((0, y_enc[k]), 1, 0.7, color="#4c72b0" if k < enc_run else "#dddddd"))
-        ax.add_patch(Rectangle((1.5, 0), 1, 0.7, color="#8172b3" if not drop else "#dddddd"))
+            ax.add_patch(Rectangle((0, y_enc[k]), 1, 0.7, color=RUN if k < enc_run else IDLE))
+        ax.add_patch(Rectangle((1.5, 0), 1, 0.7, color="#8172b3" if not drop else IDLE))
         ax.text(2.0, 0.35, "mid", ha="center", va="center", fontsize=8, color="white")
         stack = list(range(len(pushed)))
         for j in range(n_dec):
             y = j + 1
             ran = j >= drop
-            ax.add_patch(Rectangle((3, y), 1, 0.7, color="#dd8452" if ran else "#dddddd"))
+            ax.add_patch(Rectangle((3, y), 1, 0.7, color=SECOND if ran else IDLE))
             for _ in range(unet.skips_popped[j]):
                 s = stack.pop()
                 k = pushed[s]
                 zeroed = s in top_skips
                 if ran:
-                    ax.plot([1, 3], [y_enc[k] + 0.35, y + 0.35], color="crimson" if zeroed else "gray",
+                    ax.plot([1, 3], [y_enc[k] + 0.35, y + 0.35], color=THRESHOLD_COLOR if zeroed else "gray",
                             ls=":" if zeroed else "-", lw=1.2 if zeroed else 0.6)
         ax.set_title(title, fontsize=9)
         ax.set_xlim(-0.5, 4.5)
         ax.axis("off")
-    fig.legend(handles=[Patch(color="#4c72b0", label="encoder"), Patch(color="#dd8452", label="decoder"),
-                        Patch(color="#dddddd", label="not run"), Patch(color="crimson", label="skip zeroed")],
+    fig.legend(handles=[Patch(color=RUN, label="encoder"), Patch(color=SECOND, label="decoder"),
+                        Patch(color=IDLE, label="not run"), Patch(color=THRESHOLD_COLOR, label="skip zeroed")],
                fontsize=8, loc="outside lower center", ncol=4)
     return fig
 
@@ -175,7 +181,7 @@ def figs15_17(r, x0_threshold: float):
     steps = r.spec.steps
     fig, axes = subplots(1, 3, figsize=(WIDTH_IN, 3.0))
     axes[0].plot(np.arange(1, steps + 1), r.betas, ".-", ms=3)
-    axes[0].axvline(r.noise_pickup, color="crimson", ls=":", lw=1)
+    axes[0].axvline(r.noise_pickup, color=THRESHOLD_COLOR, ls=":", lw=1)
     axes[0].set(yscale="log", xlabel="t", ylabel="beta of step t", title="Fig. 15: respaced\nbeta schedule")
     psnr = np.where(np.isinf(r.baseline["psnr_xt"]), np.nan, r.baseline["psnr_xt"])
     for ax, vals, title, ylab, mark in (
@@ -187,9 +193,9 @@ def figs15_17(r, x0_threshold: float):
         ax.plot(t, m)
         ax.fill_between(t, m - 2 * s, m + 2 * s, alpha=0.2)
         if np.isfinite(mark):
-            ax.axvline(mark, color="crimson", ls=":", lw=1)
+            ax.axvline(mark, color=THRESHOLD_COLOR, ls=":", lw=1)
         ax.set(xlabel="t", ylabel=ylab, title=title)
-    axes[2].axhline(x0_threshold, color="crimson", ls="--", lw=1)
+    axes[2].axhline(x0_threshold, color=THRESHOLD_COLOR, ls="--", lw=1)
     for ax in axes:
         ax.tick_params(labelsize=8)
         ax.title.set_fontsize(9)
@@ -201,7 +207,7 @@ def fig18(r, threshold: float = 0.8):
     fig, ax = subplots(figsize=(7, 3.6))
     for nn, part in r.fig18.table.groupby("n"):
         band(ax, part, "t_start", label=f"n={nn}", ci=False)
-    ax.axhline(threshold, color="crimson", ls="--", lw=1)
+    ax.axhline(threshold, color=THRESHOLD_COLOR, ls="--", lw=1)
     ax.set(xlabel="t_start", ylabel="SSIM of w'_0 to x_0", xlim=(0, r.spec.steps))
     ax.legend(fontsize=8)
     return fig
@@ -239,7 +245,7 @@ def fig8(r, threshold: float = 0.8):
     fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, 2.4 * rows), squeeze=False, sharey=True)
     for ax, nb in zip(axes.flat, r.nbs):
         band(ax, r.result.table[r.result.table.nb == nb], "t_start", k=2)
-        ax.axhline(threshold, color="crimson", ls="--", lw=1)
+        ax.axhline(threshold, color=THRESHOLD_COLOR, ls="--", lw=1)
         c = r.crossings[nb]
         if np.isfinite(c.value):
             ax.axvline(c.value, color="gray", ls=":", lw=1)
@@ -251,6 +257,40 @@ def fig8(r, threshold: float = 0.8):
     for ax in list(axes.flat)[len(r.nbs):]:
         ax.axis("off")
     fig.tight_layout()
+    return fig
+
+
+def block_usage(r, threshold: float = 0.8):
+    """What the bottom decoder blocks do at each step, as heatmaps (t increasing to the right;
+    sampling runs from right to left): (a) the final output's loss, 1 - mean SSIM to x0, with the
+    bottom nb blocks removed for n steps from t_start (Fig. 8's curves, the threshold as a contour);
+    (b) the guided prediction's relative change at x_t when they are removed from that one call."""
+    from matplotlib.colors import LogNorm
+
+    fig, (a, b) = subplots(2, 1, figsize=(WIDTH_IN, 6.4), layout="constrained")
+    mean = r.result.table.groupby(["nb", "t_start"]).ssim.mean().unstack("t_start")
+    mean = mean.loc[list(r.nbs)]
+    loss = np.clip(1 - mean.to_numpy(), 1e-4, 1)
+    ts, nbs = mean.columns.to_numpy(), np.arange(len(mean.index))
+    im = a.pcolormesh(ts, nbs, loss, norm=LogNorm(1e-3, 1), cmap="magma_r", shading="nearest")
+    if loss.max() > 1 - threshold:
+        a.contour(ts, nbs, loss, levels=[1 - threshold], colors="deepskyblue", linewidths=1.5)
+    a.set_yticks(nbs, [str(nb) for nb in mean.index])
+    a.set(xlabel="t_start", ylabel="bottom nb removed",
+          title=f"(a) the output: 1 - mean SSIM to x0, removed for n = {r.n} steps (blue: SSIM {threshold:g})")
+    fig.colorbar(im, ax=a, label="1 - SSIM")
+    steps = np.asarray(r.usage_steps)
+    order = np.argsort(steps)
+    change = np.clip(np.asarray(r.usage)[:, order], 1e-5, None)
+    im = b.pcolormesh(steps[order], np.arange(len(r.usage_nbs)), change, norm=LogNorm(1e-4, 1), cmap="viridis",
+                      shading="nearest")
+    b.set_yticks(np.arange(len(r.usage_nbs))[::2], [str(nb) for nb in r.usage_nbs][::2])
+    b.set(xlabel="t", ylabel="bottom nb removed",
+          title=f"(b) the prediction at x_t: relative change, removed from that one call ({r.usage_samples} samples)")
+    fig.colorbar(im, ax=b, label="||change|| / ||prediction||")
+    for ax in (a, b):
+        ax.set_xlim(0, r.spec.steps + 1)
+        ax.title.set_fontsize(9)
     return fig
 
 
@@ -281,13 +321,13 @@ def _per_nb(r, x: str, lines, xlabel: str):
 
 
 def fig9(r, threshold: float = 0.8):
-    return _per_nb(r, "n", lambda ax, nb: ax.axhline(threshold, color="crimson", ls="--", lw=1), "n (steps intervened)")
+    return _per_nb(r, "n", lambda ax, nb: ax.axhline(threshold, color=THRESHOLD_COLOR, ls="--", lw=1), "n (steps intervened)")
 
 
 def fig10(r, thresholds: Sequence[float] = (0.8, 0.75)):
     def lines(ax, nb):
         for th, style in zip(thresholds, ("--", ":")):
-            ax.axhline(th, color="crimson", ls=style, lw=1)
+            ax.axhline(th, color=THRESHOLD_COLOR, ls=style, lw=1)
 
     return _per_nb(r, "r", lines, f"r (relaxation steps), n = {r.n}")
 
@@ -297,7 +337,7 @@ def fig10(r, thresholds: Sequence[float] = (0.8, 0.75)):
 
 def fig11(r, names: Sequence[str]):
     steps = r.spec.steps
-    colors = {0: "#4c72b0", 6: "#dd8452", 8: "#c44e52"}
+    colors = {0: RUN, 6: SECOND, 8: "#c44e52"}
     fig, ax = subplots(figsize=(WIDTH_IN, 1.2 + 0.5 * len(names)))
     seen = set()
     for row, name in enumerate(names):
@@ -309,7 +349,7 @@ def fig11(r, names: Sequence[str]):
     ax.set_xlim(steps + 1, 0)
     ax.set_yticks([-k + 0.4 for k in range(len(names))], list(names))
     ax.set_xlabel("t (sampling runs from left to right)")
-    legend = {0: Patch(color="#4c72b0", label="full Unet"), 6: Patch(color="#dd8452", label="nb = 6 removed"),
+    legend = {0: Patch(color=RUN, label="full Unet"), 6: Patch(color=SECOND, label="nb = 6 removed"),
               8: Patch(color="#c44e52", label="nb = 8 removed"), "other": Patch(color="#8172b3", label="other nb removed"),
               None: Patch(color="lightgray", label="not run")}
     ax.legend(handles=[h for k, h in legend.items() if k in seen], ncol=3, fontsize=8, loc="lower center",
@@ -330,10 +370,10 @@ def fig12(r, pairs: int = 10, seed: int = 0):
 def fig13(r):
     v = r.per_sample("shortcut").ssim
     fig, ax = subplots(figsize=(6, 3.2))
-    ax.hist(v, bins=20, range=(min(0.5, v.min()), 1), color="#4c72b0")
+    ax.hist(v, bins=20, range=(min(0.5, v.min()), 1), color=RUN)
     m = r.ssim["shortcut"]
-    ax.axvline(m.value, color="crimson", label=f"mean {m}")
-    ax.axvspan(m.value - r.mad.value, m.value + r.mad.value, color="crimson", alpha=0.15, label=f"MAD {r.mad}")
+    ax.axvline(m.value, color=THRESHOLD_COLOR, label=f"mean {m}")
+    ax.axvspan(m.value - r.mad.value, m.value + r.mad.value, color=THRESHOLD_COLOR, alpha=0.15, label=f"MAD {r.mad}")
     ax.set(xlabel="SSIM of shortcut to original", ylabel="samples")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
@@ -354,10 +394,10 @@ def time_saved(r):
     t = r.timings.iloc[1:]
     fig, ax = subplots(figsize=(7, 0.6 + 0.45 * len(t)))
     y = np.arange(len(t))
-    ax.barh(y, 100 * t.saved, xerr=[100 * (t.saved - t.saved_low), 100 * (t.saved_high - t.saved)], color="#4c72b0",
+    ax.barh(y, 100 * t.saved, xerr=[100 * (t.saved - t.saved_low), 100 * (t.saved_high - t.saved)], color=RUN,
             label="wall-clock (median, range over rounds)")
     flops = [100 * r.costs["FLOPs saved"][n] for n in t.schedule]
-    ax.scatter(flops, y, color="crimson", zorder=5, label="FLOPs")
+    ax.scatter(flops, y, color=THRESHOLD_COLOR, zorder=5, label="FLOPs")
     ax.set_yticks(y, list(t.schedule))
     ax.invert_yaxis()
     ax.set_xlabel("% saved against the full sampler")
@@ -544,7 +584,7 @@ def timelines(schedules: dict, steps: int, n_blocks: int, n_skips: int):
     fig, ax = subplots(figsize=(WIDTH_IN, 1.6 + 0.45 * len(schedules)))
     for row, (name, s) in enumerate(schedules.items()):
         for st in s.compile(steps, n_blocks, n_skips):
-            color = "#4c72b0" if not st.drop_blocks else cmap(0.35 + 0.6 * st.drop_blocks / n_blocks)
+            color = RUN if not st.drop_blocks else cmap(0.35 + 0.6 * st.drop_blocks / n_blocks)
             ax.bar(st.t, 0.8, bottom=-row, width=0.9, color=color, alpha=1.0 if st.guided else 0.45,
                    hatch="////" if st.fill == "cache" and st.drop_blocks else None, edgecolor="white", lw=0)
             if st.stop:
@@ -552,9 +592,9 @@ def timelines(schedules: dict, steps: int, n_blocks: int, n_skips: int):
     ax.set_xlim(steps + 1, 0)
     ax.set_yticks([-k + 0.4 for k in range(len(schedules))], list(schedules))
     ax.set_xlabel("t (sampling runs from left to right)")
-    handles = [Patch(color="#4c72b0", label="full Unet"), Patch(color=cmap(0.65), label="bottom nb blocks removed (darker: more)"),
+    handles = [Patch(color=RUN, label="full Unet"), Patch(color=cmap(0.65), label="bottom nb blocks removed (darker: more)"),
                Patch(facecolor=cmap(0.65), hatch="////", edgecolor="white", label="... reused from the cache"),
-               Patch(color="#4c72b0", alpha=0.45, label="no unconditional branch"), Patch(color="white", label="gap: not run")]
+               Patch(color=RUN, alpha=0.45, label="no unconditional branch"), Patch(color="white", label="gap: not run")]
     ax.legend(handles=handles, ncol=2, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.spines[["top", "right", "left"]].set_visible(False)
     fig.tight_layout()
@@ -572,7 +612,7 @@ def search_path(r):
     for kind, ts in kinds.items():
         ax.scatter([t.value for t in ts], [100 * t.saving for t in ts], s=18, alpha=0.7, label=f"{kind} alone")
     ax.plot([t.value for t in res.path], [100 * t.saving for t in res.path], "-o", color="k", ms=4, label="accepted, in order")
-    ax.axvline(res.budget.threshold, color="crimson", ls=":", label=f"budget {res.budget}")
+    ax.axvline(res.budget.threshold, color=THRESHOLD_COLOR, ls=":", label=f"budget {res.budget}")
     from unetdyn.paper.search import METRICS
 
     ax.set(xlabel=f"{METRICS.get(res.budget.metric, res.budget.metric)} to the full output (search samples)",
@@ -591,11 +631,11 @@ def held_out_histograms(r, threshold: float = 0.8):
         t = r.result.table[r.result.table.schedule == name]
         held = t.prompt.isin(r.held_out_classes)
         bins = np.linspace(min(0.3, t.ssim.min()), 1, 25)
-        ax.hist([t.ssim[~held], t.ssim[held]], bins=bins, stacked=True, color=["#4c72b0", "#dd8452"],
+        ax.hist([t.ssim[~held], t.ssim[held]], bins=bins, stacked=True, color=[RUN, SECOND],
                 label=["search classes (other seeds)", "classes the search never saw"])
         m = r.ssim[name]["all held-out samples"]
         ax.axvline(m.value, color="k", lw=1.2, label=f"mean {m}")
-        ax.axvline(threshold, color="crimson", ls=":", lw=1)
+        ax.axvline(threshold, color=THRESHOLD_COLOR, ls=":", lw=1)
         ax.set(title=name, xlabel="SSIM to the full output")
     for ax in axes[::2]:  # the first of each row
         ax.set_ylabel("samples")
@@ -626,7 +666,7 @@ def beyond_pareto(r, alternatives=None):
             yv = tv.speedup[name] if y == "speedup" else r.costs["FLOP speed-up"][name]
             ax.errorbar(x.value, yv, xerr=[[x.value - x.lo], [x.hi - x.value]], fmt=marker, ms=15, mec="k", zorder=5, label=name)
         ax.axhline(1, color="gray", lw=0.5)
-        ax.axvline(0.8, color="crimson", ls=":", lw=0.8)
+        ax.axvline(0.8, color=THRESHOLD_COLOR, ls=":", lw=0.8)
         ax.set(ylabel="wall-clock speed-up (x)" if y == "speedup" else "FLOP speed-up (x)")
     fig.supxlabel("mean SSIM to the full output (held-out samples; chapter 7: its own)", fontsize=10)
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncol=3, markerscale=0.5, loc="outside lower center")

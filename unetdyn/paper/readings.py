@@ -49,7 +49,6 @@ __all__ = [
     "rise_start",
     "resample",
     "curve_matrix",
-    "mean_sd",
     "mean_ci",
 ]
 
@@ -315,18 +314,12 @@ def rise_start(mean_by_t: np.ndarray, factor: float = 2.0) -> float:
 def curve_matrix(table: pd.DataFrame, x: str, metric: str = "ssim") -> tuple[np.ndarray, np.ndarray]:
     """``(xs, values[point, sample])`` from a sweep table with one schedule per ``x`` value.
 
-    Infinite PSNR (an output identical to the original) becomes NaN, as in :func:`mean_sd`.
+    Infinite PSNR (an output identical to the original) becomes NaN: a mean over samples skips it.
     """
     wide = table.pivot(index=x, columns="sample", values=metric).sort_index()
     vals = wide.to_numpy(dtype=float, copy=True)
     vals[np.isinf(vals)] = np.nan
     return wide.index.to_numpy(dtype=float), vals
-
-
-def mean_sd(table: pd.DataFrame, by: str | list[str], metric: str = "ssim") -> pd.DataFrame:
-    """Mean and standard deviation of ``metric`` over samples, per group (inf PSNR dropped)."""
-    vals = table.replace([np.inf, -np.inf], np.nan)
-    return vals.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
 
 
 def mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
