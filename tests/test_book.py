@@ -41,6 +41,7 @@ def built(tmp_path_factory):
     return root, index
 
 
+@pytest.mark.slow  # builds the whole book: minutes
 def test_every_notebook_executes_and_the_book_builds(built):
     root, index = built
     assert index.exists()
@@ -56,6 +57,7 @@ def test_every_notebook_executes_and_the_book_builds(built):
         assert (root / "_build" / "html" / "book" / f"{name}.html").exists()
 
 
+@pytest.mark.slow  # builds the whole book: minutes
 def test_the_reader_sees_prose_and_figures_not_code(built):
     root, _ = built
     nb = nbformat.read(str(root / "book" / "03_nb_sweep.ipynb"), as_version=4)
@@ -66,11 +68,13 @@ def test_the_reader_sees_prose_and_figures_not_code(built):
     assert all({"hide-input", "remove-input"} & set(c.metadata.tags) for c in code[1:])
 
 
+@pytest.mark.slow  # builds the whole book: minutes
 def test_results_were_computed_from_scratch_into_the_given_cache(built):
     root, _ = built
     assert len(list((root / "cache").rglob("*.npz"))) > 50
 
 
+@pytest.mark.slow  # builds the whole book: minutes
 def test_the_summary_page_gathers_every_chapter(built):
     root, _ = built
     summary = (root / "book" / "summary.md").read_text()
@@ -83,6 +87,7 @@ def test_the_summary_page_gathers_every_chapter(built):
     assert (root / "_build" / "html" / "book" / "summary.html").exists()
 
 
+@pytest.mark.slow  # builds the whole book: minutes
 def test_the_built_book_reads_in_the_browser(built):
     """Every page as Chromium shows it; every chapter figure's smallest text is readable at the page's width."""
     from tests.test_browser import check_chapter_figures, check_pages
@@ -91,6 +96,7 @@ def test_the_built_book_reads_in_the_browser(built):
     check_chapter_figures(check_pages(root / "_build" / "html"))
 
 
+@pytest.mark.slow  # builds the whole book: minutes
 def test_html_needs_no_other_host(built):
     root, _ = built
     html = root / "_build" / "html"

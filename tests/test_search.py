@@ -90,3 +90,16 @@ def test_a_budget_it_cannot_meet_names_the_best_it_found(sweep):
         sweep_search(sweep, Budget.parse("ssim>=0.9", min_saving=0.95), moves, progress=False)
     with pytest.raises(BudgetNotMet, match="not met even by the full sampler"):
         sweep_search(sweep, Budget.parse("ssim>=1.5"), moves, progress=False)
+
+
+def test_the_searched_presets_are_the_schedules_chapter_8_found():
+    from unetdyn.interventions import PRESETS
+    from unetdyn.paper import chapters
+
+    found = chapters.beyond(progress=False).found  # read from the committed store
+    for preset_name, part in (("searched", "found"), ("searched-mean", "found, ssim at least 0.8")):
+        assert sorted(map(repr, PRESETS[preset_name].interventions)) == sorted(map(repr, found[part].interventions))
+    # in sampling order, so that the file a user writes from them reads as the run goes
+    for s in (PRESETS["searched"], PRESETS["searched-mean"]):
+        starts = [iv.t_start for iv in s.interventions]
+        assert starts == sorted(starts, reverse=True)

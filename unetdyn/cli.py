@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate images under one or more schedules")
     _model_args(p)
-    p.add_argument("--schedule", nargs="+", default=["full"], help="presets (full, paper-shortcut) or JSON/YAML files")
+    p.add_argument("--schedule", nargs="+", default=["full"], help="presets (full, paper-shortcut, searched, searched-mean) or JSON/YAML files")
     p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 1,5,9 (default 0-7)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--classes", nargs="+", help="builtin: class names or indices, cycled over the seeds")
@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cost", help="FLOPs of a schedule, counted under torch's FLOP counter")
     _model_args(p, meta=True)
-    p.add_argument("--schedule", default="paper-shortcut", help="a preset (full, paper-shortcut) or a JSON/YAML schedule file")
+    p.add_argument("--schedule", default="paper-shortcut", help="a preset (full, paper-shortcut, searched, searched-mean) or a JSON/YAML schedule file")
     p.add_argument("--random-weights", action="store_true",
                    help="random weights (no checkpoint needed; counted on the meta device unless --device is given)")
     p.add_argument("--arch", choices=["sd15", "ddpm32"],
