@@ -269,19 +269,22 @@ def test_a_model_whose_output_overflows_is_an_error_at_the_first_step(unet):
 
 
 def test_prediction_change_measures_one_call_with_blocks_removed(unet, base):
-    from unetdyn.sampler import _model_output, prediction_change
+    from unetdyn.sampler import _model_output, advance, prediction_change
 
     nbs, steps = (0, 2, 4), (12, 6, 1)
     change = prediction_change(unet, base, nbs, steps, batch_size=3)  # batches of 3 and 1
     assert change.shape == (3, 3) and torch.all(change[0] == 0)  # nothing removed: nothing moves
-    # the entry for nb = 4 at t = 6, by hand: the guided prediction at x_6 with and without the blocks
+    # the entry for nb = 4 at t = 6, by hand: the step's x0 estimate at x_6 with and without the blocks
     ns = NoiseSchedule(CFG.steps, unet.diffusion)
     x = base.xs[6]
     ts = torch.full((len(SEEDS),), ns.timestep(6), dtype=torch.long)
+    coef = ns.coefficients([6] * len(SEEDS), [5] * len(SEEDS))
     cond, uncond = unet.condition(PROMPTS), unet.condition([None])
+    x0 = {}
     with torch.no_grad():
-        full = _model_output(unet, CFG, x, ts, cond, uncond, Surgery(), None, ())[0].flatten(1)
-        cut = _model_output(unet, CFG, x, ts, cond, uncond, Surgery(drop_blocks=4), None, ())[0].flatten(1)
-    expect = ((cut - full).norm(dim=1) / full.norm(dim=1)).mean()
+        for nb in (0, 4):
+            pred, v, _, _ = _model_output(unet, CFG, x, ts, cond, uncond, Surgery(drop_blocks=nb), None, ())
+            x0[nb] = advance(ns, unet.prediction, CFG, coef, x, pred, v, torch.zeros_like(x))[0].flatten(1)
+    expect = ((x0[4] - x0[0]).norm(dim=1) / x0[0].norm(dim=1)).mean()
     torch.testing.assert_close(change[2, 1], expect, atol=1e-5, rtol=1e-4)
     assert torch.all(change[1:] > 0)

@@ -305,10 +305,11 @@ def _non_finite_message(scheds: Sequence[Schedule], jobs: list[_Job], when: str)
 
 def prediction_change(unet: Unet, baseline: Trajectory, nbs: Sequence[int], steps: Sequence[int],
                       batch_size: int = 16) -> torch.Tensor:
-    """How far the guided prediction at ``x_t`` of ``baseline`` moves when the bottom ``nb``
+    """How far the step from ``x_t`` of ``baseline`` moves its x0 estimate when the bottom ``nb``
     decoder blocks are removed from that one call: ``[len(nbs), len(steps)]``, the mean over
-    samples of ``||pred_nb - pred|| / ||pred||``. It shows what the blocks contribute at each
-    step before any later step can correct it (the final output's change is what sweeps measure).
+    samples of ``||x0_nb - x0|| / ||x0||``. It shows what the blocks contribute at each step
+    before any later step can correct it; the x0 estimate, not the raw prediction, so that steps
+    are comparable (eps enters x0 scaled by ``sqrt(1 / alpha_bar - 1)``, large at t = K, small near 0).
     """
     config, K = baseline.config, baseline.config.steps
     ns, dev, n = NoiseSchedule(K, unet.diffusion), unet.device, len(baseline.seeds)
@@ -321,11 +322,17 @@ def prediction_change(unet: Unet, baseline: Trajectory, nbs: Sequence[int], step
                 cols = list(range(i, min(n, i + batch_size)))
                 x = baseline.xs[t, cols].to(dev, torch.float32)
                 timesteps = torch.full((len(cols),), ns.timestep(t), dtype=torch.long, device=dev)
+                coef = ns.coefficients([t] * len(cols), [t - 1] * len(cols), device=dev)
                 c = _gather(cond, cols)
-                full = _model_output(unet, config, x, timesteps, c, uncond, Surgery(), None, ())[0].flatten(1)
+
+                def x0_of(surgery: Surgery) -> torch.Tensor:
+                    pred, v, _, _ = _model_output(unet, config, x, timesteps, c, uncond, surgery, None, ())
+                    return advance(ns, unet.prediction, config, coef, x, pred, v, torch.zeros_like(x))[0].flatten(1)
+
+                full = x0_of(Surgery())
                 for k, nb in enumerate(nbs):
-                    cut = _model_output(unet, config, x, timesteps, c, uncond, Surgery(drop_blocks=nb), None, ())[0]
-                    change[k, j] += ((cut.flatten(1) - full).norm(dim=1) / full.norm(dim=1)).sum().cpu()
+                    cut = x0_of(Surgery(drop_blocks=nb))
+                    change[k, j] += ((cut - full).norm(dim=1) / full.norm(dim=1)).sum().cpu()
     return change / n
 
 

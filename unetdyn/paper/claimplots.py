@@ -69,6 +69,7 @@ def sensitivity_plot(sens: Sequence[Sensitivity], cols: int = 2):
     rows = math.ceil(len(sens) / cols)
     fig, axes = subplots(rows, min(cols, len(sens)), figsize=(3.7 * min(cols, len(sens)), 3.0 * rows), squeeze=False)
     edge = {"holds": "#1b7837", "differs": "#b2182b", "imprecise": "#bf812d"}
+    titles = [CLAIMS[s.claim].short for s in sens]
     for ax, s in zip(axes.flat, sens):
         c = CLAIMS[s.claim]
         inner, outer = c.regions()
@@ -86,17 +87,20 @@ def sensitivity_plot(sens: Sequence[Sensitivity], cols: int = 2):
             y = _finite(r.value, top) if np.isfinite(r.value) or r.value == np.inf else bottom
             ax.plot([x, x], [lo, hi], color=edge[v], lw=2.2)
             ax.plot(x, y, "o", color=edge[v], ms=6, mfc=edge[v] if np.isfinite(r.value) else "white")
-        ax.set_xticks(xs, [f"{v:g}" for v in s.values], fontsize=11, rotation=45 if len(xs) > 8 else 0)
+        every = max(1, -(-len(xs) // 7))  # at most about 7 labels: long grids (t_start) would overlap
+        ax.set_xticks(xs, [f"{v:g}" if k % every == 0 else "" for k, v in enumerate(s.values)], fontsize=11)
         if np.isfinite(s.default) and s.default in s.values:
             ax.axvline(s.values.index(s.default), color="0.4", ls=":", lw=1)
         ax.set_ylim(bottom, top)
         ax.set_xlabel(s.parameter, fontsize=11)
-        ax.set_title(f"{c.short}", fontsize=11, wrap=True)
+        ax.set_ylabel(f"reading ({c.unit})" if c.unit else "reading", fontsize=11)
+        ax.set_title(f"{c.short}\nover {s.parameter.split(' (')[0]}" if titles.count(c.short) > 1 else c.short,
+                     fontsize=11, wrap=True)
         ax.tick_params(labelsize=11)
     for ax in list(axes.flat)[len(sens):]:
         ax.set_visible(False)
     handles = [plt.Line2D([], [], color=col, lw=2.2, marker="o", label=v) for v, col in edge.items()]
     handles.append(plt.Rectangle((0, 0), 1, 1, color="#d9f0d3", label="where the claim holds"))
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=11, frameon=False)
-    fig.tight_layout(rect=(0, 0.14 / rows, 1, 1))
+    fig.tight_layout(rect=(0, 0.14 / rows, 1, 1), h_pad=2.0)
     return fig

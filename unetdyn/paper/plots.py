@@ -264,7 +264,8 @@ def block_usage(r, threshold: float = 0.8):
     """What the bottom decoder blocks do at each step, as heatmaps (t increasing to the right;
     sampling runs from right to left): (a) the final output's loss, 1 - mean SSIM to x0, with the
     bottom nb blocks removed for n steps from t_start (Fig. 8's curves, the threshold as a contour);
-    (b) the guided prediction's relative change at x_t when they are removed from that one call."""
+    (b) the relative change of the step's x0 estimate at x_t when they are removed from that one
+    call. Darker is a larger effect in both."""
     from matplotlib.colors import LogNorm
 
     fig, (a, b) = subplots(2, 1, figsize=(WIDTH_IN, 6.4), layout="constrained")
@@ -282,12 +283,12 @@ def block_usage(r, threshold: float = 0.8):
     steps = np.asarray(r.usage_steps)
     order = np.argsort(steps)
     change = np.clip(np.asarray(r.usage)[:, order], 1e-5, None)
-    im = b.pcolormesh(steps[order], np.arange(len(r.usage_nbs)), change, norm=LogNorm(1e-4, 1), cmap="viridis",
+    im = b.pcolormesh(steps[order], np.arange(len(r.usage_nbs)), change, norm=LogNorm(1e-4, 1), cmap="magma_r",
                       shading="nearest")
     b.set_yticks(np.arange(len(r.usage_nbs))[::2], [str(nb) for nb in r.usage_nbs][::2])
     b.set(xlabel="t", ylabel="bottom nb removed",
-          title=f"(b) the prediction at x_t: relative change, removed from that one call ({r.usage_samples} samples)")
-    fig.colorbar(im, ax=b, label="||change|| / ||prediction||")
+          title=f"(b) the step's x0 estimate: relative change, removed from that one call ({r.usage_samples} samples)")
+    fig.colorbar(im, ax=b, label="||change of x0|| / ||x0||")
     for ax in (a, b):
         ax.set_xlim(0, r.spec.steps + 1)
         ax.title.set_fontsize(9)
@@ -315,6 +316,7 @@ def _per_nb(r, x: str, lines, xlabel: str):
             band(ax, part, x, k=2, label=f"{which} = {r.settings[which][nb]}", marker="o")
         lines(ax, nb)
         ax.set(title=f"nb = {nb}", xlabel=xlabel, ylabel="SSIM", ylim=(0, 1.05))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # n and r count steps
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -669,7 +671,7 @@ def beyond_pareto(r, alternatives=None):
         ax.axvline(0.8, color=THRESHOLD_COLOR, ls=":", lw=0.8)
         ax.set(ylabel="wall-clock speed-up (x)" if y == "speedup" else "FLOP speed-up (x)")
     fig.supxlabel("mean SSIM to the full output (held-out samples; chapter 7: its own)", fontsize=10)
-    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncol=3, markerscale=0.5, loc="outside lower center")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncol=3, markerscale=0.5, loc="outside upper center")
     return fig
 
 

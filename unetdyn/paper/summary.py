@@ -101,7 +101,8 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         "",
         f"Each of the paper's claims, read on the built-in model at the claim's own setting, and judged against the "
         "paper's value with a declared margin of practical equivalence: **holds** when our 95% interval lies wholly "
-        "where the claim is true, **differs** when it lies wholly where the claim is false by more than the margin, "
+        "where the claim is true, **differs** when it lies wholly where the claim is false by more than the margin "
+        "(for a direction or an effect, such as a dip: wholly below the margin, an effect too small to matter), "
         "**imprecise** otherwise (an interval that straddles an edge, is wider than the margin allows, or is open at "
         "the grid's edge). The margins, their reasons and the rule are in [What differs](differences); a threshold or "
         "window the paper does not give is ours, and the chapter that reads it shows the verdict over a range of it.",

@@ -215,11 +215,11 @@ class Sweep:
         return arrays
 
     def block_usage(self, nbs: Sequence[int], steps: Sequence[int], samples: int) -> dict[str, np.ndarray]:
-        """``change[i, j]``: how far the guided prediction at ``x_t`` (``t = steps[j]``) of the
-        baseline moves when the bottom ``nbs[i]`` decoder blocks are removed from that one call,
+        """``change[i, j]``: how far the step from ``x_t`` (``t = steps[j]``) of the baseline moves
+        its x0 estimate when the bottom ``nbs[i]`` decoder blocks are removed from that one call,
         the mean over the first ``samples`` samples (:func:`~unetdyn.sampler.prediction_change`; cached)."""
         n = min(samples, len(self.seeds))
-        key = self.key("block-usage", {"nbs": list(map(int, nbs)), "steps": list(map(int, steps)), "samples": n})
+        key = self.key("block-usage-x0", {"nbs": list(map(int, nbs)), "steps": list(map(int, steps)), "samples": n})
         hit = self.cache.get(key, {"change": (len(nbs), len(steps))}) if self.cache is not None else None
         if hit is not None:
             return hit
