@@ -268,11 +268,11 @@ def test_a_model_whose_output_overflows_is_an_error_at_the_first_step(unet):
         sample(net, PROMPTS[:2], SEEDS[:2], "full", CFG, progress=False)
 
 
-def test_prediction_change_measures_one_call_with_blocks_removed(unet, base):
-    from unetdyn.sampler import _model_output, advance, prediction_change
+def test_x0_change_measures_one_call_with_blocks_removed(unet, base):
+    from unetdyn.sampler import _model_output, advance, x0_change
 
     nbs, steps = (0, 2, 4), (12, 6, 1)
-    change = prediction_change(unet, base, nbs, steps, batch_size=3)  # batches of 3 and 1
+    change = x0_change(unet, base, nbs, steps, batch_size=3)  # batches of 3 and 1
     assert change.shape == (3, 3) and torch.all(change[0] == 0)  # nothing removed: nothing moves
     # the entry for nb = 4 at t = 6, by hand: the step's x0 estimate at x_6 with and without the blocks
     ns = NoiseSchedule(CFG.steps, unet.diffusion)

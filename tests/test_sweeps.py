@@ -224,7 +224,7 @@ def test_block_usage_is_computed_once_then_read(sweep, tmp_path, monkeypatch):
     def no_compute(*a, **k):
         raise AssertionError("the stored block usage should have been read")
 
-    monkeypatch.setattr(sweeps_module, "prediction_change", no_compute)
+    monkeypatch.setattr(sweeps_module, "x0_change", no_compute)
     np.testing.assert_array_equal(sweep.block_usage((1, 4), (10, 5), samples=2)["change"], first)
     read_only = Sweep(sweep.unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False)
     with pytest.raises(CacheMiss, match="block usage on 3 samples"):

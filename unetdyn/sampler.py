@@ -33,7 +33,7 @@ from unetdyn.noise import NoiseSchedule
 from unetdyn.unet import PREDICTIONS, Surgery, Unet, forward
 
 __all__ = ["SamplerConfig", "Trajectory", "SampleResult", "Stats", "advance", "sample", "trajectory", "step_noise",
-           "PRECISIONS", "NonFiniteError", "prediction_change"]
+           "PRECISIONS", "NonFiniteError", "x0_change"]
 
 METHODS = ("ancestral", "ddim")
 PRECISIONS = ("fp32", "bf16")
@@ -303,7 +303,7 @@ def _non_finite_message(scheds: Sequence[Schedule], jobs: list[_Job], when: str)
             "its output overflow float32; no image was written")
 
 
-def prediction_change(unet: Unet, baseline: Trajectory, nbs: Sequence[int], steps: Sequence[int],
+def x0_change(unet: Unet, baseline: Trajectory, nbs: Sequence[int], steps: Sequence[int],
                       batch_size: int = 16) -> torch.Tensor:
     """How far the step from ``x_t`` of ``baseline`` moves its x0 estimate when the bottom ``nb``
     decoder blocks are removed from that one call: ``[len(nbs), len(steps)]``, the mean over

@@ -30,7 +30,7 @@ from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, Ze
 from unetdyn.metrics import compare, psnr, ssim, to_uint8
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
 from unetdyn.paths import is_builtin
-from unetdyn.sampler import PRECISIONS, SamplerConfig, Trajectory, prediction_change, sample, trajectory
+from unetdyn.sampler import PRECISIONS, SamplerConfig, Trajectory, sample, trajectory, x0_change
 from unetdyn.unet import Unet
 
 __all__ = [
@@ -217,7 +217,7 @@ class Sweep:
     def block_usage(self, nbs: Sequence[int], steps: Sequence[int], samples: int) -> dict[str, np.ndarray]:
         """``change[i, j]``: how far the step from ``x_t`` (``t = steps[j]``) of the baseline moves
         its x0 estimate when the bottom ``nbs[i]`` decoder blocks are removed from that one call,
-        the mean over the first ``samples`` samples (:func:`~unetdyn.sampler.prediction_change`; cached)."""
+        the mean over the first ``samples`` samples (:func:`~unetdyn.sampler.x0_change`; cached)."""
         n = min(samples, len(self.seeds))
         key = self.key("block-usage-x0", {"nbs": list(map(int, nbs)), "steps": list(map(int, steps)), "samples": n})
         hit = self.cache.get(key, {"change": (len(nbs), len(steps))}) if self.cache is not None else None
@@ -231,7 +231,7 @@ class Sweep:
         else:  # the noise derives from (seed, t): the first samples' run is the full baseline's first columns
             first = trajectory(self.unet, self.prompts[:n], self.seeds[:n], self.config, self.batch_size, self.progress,
                                precision=self.precision)
-        arrays = {"change": prediction_change(self.unet, first, nbs, steps, self.batch_size).numpy()}
+        arrays = {"change": x0_change(self.unet, first, nbs, steps, self.batch_size).numpy()}
         if self.cache is not None:
             self.cache.put(key, arrays, {"what": "block usage"})
         return arrays
