@@ -4,7 +4,9 @@
     python benchmarks/book_times.py regenerate --device cuda --batch-size 1024
     python benchmarks/book_times.py regenerate --only 03_nb_sweep --cache-dir /tmp/empty   # one chapter from an empty store
     python benchmarks/book_times.py regenerate --params book/params.yaml   # the values the book is built with
+    python benchmarks/book_times.py regenerate --executor ray --address auto   # on a Ray cluster: a worker per GPU
     python benchmarks/book_times.py steps                               # guided sample-steps each chapter needs
+    python benchmarks/book_times.py regenerate --member-grids --model builtin:seed1   # chapter 10's runs of one member
     python benchmarks/book_times.py build                               # `unetdyn book` from the committed store
 
 ``regenerate`` calls each chapter's function (what its notebook calls) with the notebook's
@@ -30,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import inspect
 import json
 import os
 import platform
@@ -42,49 +43,34 @@ import torch
 
 from unetdyn.paper import chapters
 from unetdyn.paper.alternatives import benchmark_key
-from unetdyn.paper.book import NOTEBOOKS, make_book, notebook_parameters, read_params_file
+from unetdyn.paper.book import load_params, make_book
 from unetdyn.paper.cache import Cache
-from unetdyn.paper.sweeps import SweepSpec, open_sweep
-from unetdyn.paths import CACHE_DIR, NOTEBOOKS_DIR
+from unetdyn.paper.chapters import SweepParams
+from unetdyn.paper.chapters.ch06_shortcut import shortcut_parts
+from unetdyn.paper.chapters.ch10_is_it_the_model import GRIDS
+from unetdyn.paths import CACHE_DIR
 
-CHAPTER_FUNCTIONS = {
-    "01_phases": chapters.phases,
-    "02_skip_vs_deconv": chapters.skip_vs_blocks,
-    "03_nb_sweep": chapters.block_sweep,
-    "04_n_limit": chapters.n_limit,
-    "05_relaxation": chapters.relaxation,
-    "06_shortcut": chapters.shortcut,
-}
-SPEC_FIELDS = ("model", "weights", "n_samples", "steps", "guidance")
-RUNTIME_FIELDS = ("compute", "device", "batch_size", "progress", "cache_dir", "precision")
+# the chapters that sample (7 and 9 read benchmark records; 8's search has its own command)
+SAMPLING = [name for name, mod in chapters.CHAPTERS.items() if issubclass(mod.Params, SweepParams) and name != "08_beyond"]
 
 
-def chapter_params(name: str, params_file: str | None) -> dict:
-    """The notebook's defaults, then the parameters file's ``all`` and its entry for ``name``."""
-    params = {k: v for k, v in notebook_parameters(NOTEBOOKS_DIR / f"{name}.ipynb").items()}
-    if params_file is not None:
-        _, raw = read_params_file(params_file)
-        params.update({k: v for k, v in raw["all"].items() if k in params})
-        params.update(raw["notebooks"].get(name, {}))
-    return params
+def chapter_params(name: str, params_file: str | None, model: str | None = None, member_grids: bool = False,
+                   **more) -> SweepParams:
+    """The chapter's defaults, then the parameters file's ``all`` and its entry for ``name`` (None: book/params.yaml),
+    then (``member_grids``) the grid chapter 10 runs every member at, then ``--model``, checked as the book checks
+    them; then ``more`` (how to run)."""
+    overrides = {**(GRIDS.get(name, {}) if member_grids else {}), **({"model": model} if model is not None else {})}
+    return chapters.params(name, load_params(params_file, [name], overrides, override_source="--")[name], **more)
 
 
-def _kwargs(fn, params: dict) -> dict:
-    accepted = inspect.signature(fn).parameters
-    return {k: v for k, v in params.items() if k in accepted and k not in SPEC_FIELDS + RUNTIME_FIELDS + ("spec", "base")}
-
-
-def regenerate(name: str, params: dict, runtime: dict, timings: bool) -> None:
-    """Compute what chapter ``name`` needs and the store lacks."""
-    spec = SweepSpec(**{k: params[k] for k in SPEC_FIELDS})
-    if name == "06_shortcut" and not timings:
-        sweep = open_sweep(spec, compute=True, **runtime)
-        parts, _, _ = chapters.shortcut_parts(spec, compute=True, base=sweep.baseline(),
-                                              **_kwargs(chapters.shortcut_parts, params), **runtime)
-        sweep.run(list(parts.values()), images=list(range(spec.n_samples)))
+def regenerate(p: SweepParams, timings: bool) -> None:
+    """Compute what chapter ``p`` needs and the store lacks."""
+    if isinstance(p, chapters.ch06_shortcut.Params) and not timings:
+        sweep, base, _ = p.open()
+        parts, _, _ = shortcut_parts(p, base)
+        sweep.run(list(parts.values()), images=list(range(p.n_samples)))
         return
-    fn = CHAPTER_FUNCTIONS[name]
-    fn(spec, compute=True, **_kwargs(fn, params), **runtime)
+    chapters.run(p)
 
 
 @contextlib.contextmanager
@@ -104,15 +90,16 @@ def _recording_reads():
         Cache.get = original
 
 
-def sample_steps(name: str, params: dict, root: Path) -> dict:
-    """The guided sample-steps chapter ``name`` costs at ``params``, counted from the store entries it reads."""
+def sample_steps(name: str, params_file: str | None, root: Path, model: str | None = None,
+                 member_grids: bool = False) -> dict:
+    """The guided sample-steps chapter ``name`` costs at its parameters, counted from the store entries it reads."""
     from unetdyn.backends import load_unet
     from unetdyn.interventions import Schedule
 
-    spec = SweepSpec(**{k: params[k] for k in SPEC_FIELDS})
-    fn = CHAPTER_FUNCTIONS[name]
+    p = chapter_params(name, params_file, model, member_grids, compute=False, progress=False, cache_dir=str(root))
+    spec = p.spec
     with _recording_reads() as keys:
-        fn(spec, compute=False, **_kwargs(fn, params), progress=False, cache_dir=str(root))
+        chapters.run(p)
     unet = load_unet(spec.model, spec.weights)
     blocks, skips = len(unet.skips_popped), sum(unet.skips_pushed)
     cache, seen, steps, schedules = Cache(root, read_only=True), set(), spec.steps * spec.n_samples, 0
@@ -141,25 +128,34 @@ def _entries(root: Path) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["regenerate", "steps", "build"])
-    ap.add_argument("--only", nargs="+", default=None, choices=list(CHAPTER_FUNCTIONS), help="regenerate: these chapters")
+    ap.add_argument("--only", nargs="+", default=None, choices=SAMPLING, help="regenerate: these chapters")
     ap.add_argument("--params", default=None, help="parameters YAML over the notebooks' defaults (build: default book/params.yaml)")
+    ap.add_argument("--model", default=None, help="every chapter's model (e.g. builtin:len12k, a member of the family)")
+    ap.add_argument("--member-grids", action="store_true",
+                    help="the coarser grids chapter 10 runs every member of the family at (its GRIDS)")
     ap.add_argument("--cache-dir", default=None, help="regenerate: the result store (default data/cache)")
     ap.add_argument("--device", default=None, help="regenerate: cpu (default) or cuda")
     ap.add_argument("--batch-size", type=int, default=16, help="regenerate: samples per Unet call (16 suits a 2-core CPU)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                     help="regenerate: the sampler's precision (bf16 results are stored under keys of their own; "
                          "they move the readings of small interventions, see benchmarks/precision_check.py)")
+    ap.add_argument("--executor", default="local", choices=["local", "ray"],
+                    help="regenerate: compute in this process (local) or on Ray workers, one per GPU or CPU (ray)")
+    ap.add_argument("--address", default=None,
+                    help="regenerate --executor ray: the Ray cluster (e.g. auto, or ray://HOST:10001; default: a local Ray)")
     ap.add_argument("--timings", action="store_true", help="regenerate: also take chapter 6's timings (on this machine)")
     ap.add_argument("--no-record", action="store_true", help="regenerate: do not store the table as a benchmark record")
     args = ap.parse_args(argv)
     if args.batch_size < 1:
         ap.error(f"--batch-size {args.batch_size} must be >= 1")
+    if args.address is not None and args.executor != "ray":
+        ap.error(f"--address {args.address}: applies to --executor ray only")
 
     rows = []
     if args.mode == "steps":
         root = Path(args.cache_dir) if args.cache_dir else CACHE_DIR
-        for name in args.only or list(CHAPTER_FUNCTIONS):
-            rows.append(sample_steps(name, chapter_params(name, args.params), root))
+        for name in args.only or SAMPLING:
+            rows.append(sample_steps(name, args.params, root, args.model, args.member_grids))
             r = rows[-1]
             print(f"{name:<20} {r['schedules']:5d} schedules  {r['sample_steps']:>10,d} guided sample-steps", flush=True)
         total = sum(r["sample_steps"] for r in rows)
@@ -172,28 +168,37 @@ def main(argv=None) -> int:
     else:
         root = Path(args.cache_dir) if args.cache_dir else CACHE_DIR
         runtime = {"device": args.device, "batch_size": args.batch_size, "progress": True, "cache_dir": str(root),
-                   "precision": args.precision}
-        for name in args.only or list(CHAPTER_FUNCTIONS):
-            params = chapter_params(name, args.params)
+                   "precision": args.precision, "compute": True}
+        if args.executor == "ray":  # each chapter's sweeps compute on the cluster; this process writes the store
+            runtime.update({"executor": "ray", "address": args.address})
+        for name in args.only or SAMPLING:
+            p = chapter_params(name, args.params, args.model, args.member_grids, **runtime)
             before, t0 = _entries(root), time.perf_counter()
-            print(f"{name}: {params['n_samples']} samples ...", flush=True)
-            regenerate(name, params, runtime, args.timings)
+            print(f"{name}: {p.n_samples} samples ...", flush=True)
+            regenerate(p, args.timings)
             rows.append({"chapter": name, "seconds": time.perf_counter() - t0, "new entries": _entries(root) - before,
-                         "n_samples": params["n_samples"]})
+                         "n_samples": p.n_samples})
             print(f"{name:<20} {rows[-1]['seconds']:8.1f} s  {rows[-1]['new entries']:5d} new entries", flush=True)
     total = sum(r["seconds"] for r in rows)
     print(f"{'total':<20} {total:8.1f} s")
 
     if args.mode == "regenerate" and not args.no_record:
         dev = torch.device(args.device or "cpu")
+        local = args.executor == "local"
         meta = {
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+            "device": (torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine())
+            if local else "Ray workers",
             "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
             "batch_size": args.batch_size, "precision": args.precision, "params": args.params,
             "date": datetime.date.today().isoformat(),
             "tf32": False if dev.type == "cuda" else None,
         }
         which = {"only": args.only, "params": args.params, "device": dev.type}
+        if not local:  # the workers' (host, device, threads), as the last chapter's pool had them
+            from unetdyn.paper.executors import live_workers
+
+            meta["workers"] = [list(w) for w in live_workers()]
+            which.update({"executor": "ray", "address": args.address})
         if args.precision != "fp32":
             which["precision"] = args.precision
         key = benchmark_key("book_times", "regenerate", which)

@@ -11,6 +11,7 @@ as it is done, so an interrupted run continues where it stopped. Then every meth
     python benchmarks/fair_comparison.py --samples 1000 --no-timing    # quality only
     python benchmarks/fair_comparison.py --timing-only                 # the timings only (on a quiet machine)
     python benchmarks/fair_comparison.py --samples 1000 --report       # the README's tables, from the stored samples
+    python benchmarks/fair_comparison.py --samples 1000 --no-timing --executor ray --address auto   # chunks on a Ray cluster
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from unetdyn.backends import load_unet
 from unetdyn.cost import CallCost
 from unetdyn.paper.alternatives import benchmark_key, methods
 from unetdyn.paper.cache import Cache, model_id
+from unetdyn.paper.executors import make_executor
 from unetdyn.paper.fair import equal_cost, outcomes, shape_classifier, summarize_stored, time_methods
 from unetdyn.paper.sweeps import default_samples
 from unetdyn.paths import CACHE_DIR
@@ -45,10 +47,11 @@ README_METHODS = ("full", "paper shortcut", "shortcut: blocks only", "shortcut: 
 def report(samples: int, chunk: int, cache_dir=None, store: bool = True) -> str:
     """The README's chapter-7 tables in Markdown, read from the store (chapter 7's own readings);
     ``store``: store chapter 7's bootstrap summary where the store lacks it."""
-    from unetdyn.paper.chapters import alternatives
+    from unetdyn.paper.chapters import ch07_alternatives
     from unetdyn.paper.fair import ADVANTAGE_FORMAT, AXIS_NAMES, in_short
 
-    r = alternatives(samples=samples, chunk=chunk, cache_dir=cache_dir, store_summary=store)
+    r = ch07_alternatives.run(ch07_alternatives.Params(samples=samples, chunk=chunk, cache_dir=cache_dir,
+                                                       store_summary=store))
     t = r.table.set_index("method")
     out = [f"{samples} samples per method; the Fréchet distance between two real sets: {r.fair.frechet_real:.2f}.", "",
            "| method | FLOPs | wall-clock (range over rounds) | SSIM to full [95%] | SSIM to own family's full "
@@ -85,10 +88,17 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--cache-dir", default=None, help="the result store (default data/cache)")
+    ap.add_argument("--executor", default="local", choices=["local", "ray"],
+                    help="compute the qualities in this process (local) or on Ray workers, a chunk of samples each (ray); "
+                         "the timings are always taken here")
+    ap.add_argument("--address", default=None,
+                    help="--executor ray: the Ray cluster (e.g. auto, or ray://HOST:10001; default: a local Ray)")
     args = ap.parse_args(argv)
     for name in ("samples", "chunk", "timing_samples", "repeats", "batch_size"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    if args.address is not None and args.executor != "ray":
+        ap.error(f"--address {args.address}: applies to --executor ray only")
     if args.no_timing and args.timing_only:
         ap.error("--no-timing and --timing-only exclude each other")
     if args.threads:
@@ -120,7 +130,9 @@ def main(argv=None) -> int:
                   .to_string(index=False))
             return 0
     classify, cid, real_a, real_b, real_labels, frechet = shape_classifier(args.samples)
-    outs = outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=args.chunk, batch_size=args.batch_size)
+    executor = make_executor(args.executor, unet, model="builtin", address=args.address)
+    outs = outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=args.chunk, batch_size=args.batch_size,
+                    executor=executor)
     fair = summarize_stored(cache, outs, ms, flops, secs, real_a, real_b, frechet,
                             strata=[unet.class_index(p) for p in prompts], real_strata=real_labels, store=True)
     cols = ["method", "flop_speedup", "speedup", "ssim", "ssim_lo", "ssim_hi", "ssim_own", "agreement", "agreement_lo",

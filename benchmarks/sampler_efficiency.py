@@ -41,14 +41,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from unetdyn.cost import forward_flops, timed
-from unetdyn.paper.sweeps import default_samples, drop_blocks_family
 from unetdyn.backends import load_unet
-from unetdyn.paths import CACHE_DIR
+from unetdyn.cost import forward_flops, timed
+from unetdyn.interventions import preset
 from unetdyn.paper.alternatives import benchmark_key
 from unetdyn.paper.cache import Cache, model_id
-from unetdyn.interventions import preset
-from unetdyn.sampler import SamplerConfig, Stats, sample, trajectory
+from unetdyn.paper.families import drop_blocks_family
+from unetdyn.paper.sweeps import default_samples
+from unetdyn.paths import CACHE_DIR
+from unetdyn.sampler import RunOptions, SamplerConfig, Stats, sample, trajectory
 from unetdyn.unet import Surgery, encoder_blocks_needed
 
 BEFORE = "1e0ccc32382393c6ff1ad74ca801e22347fac306"  # the sampler and model without the speed-ups
@@ -65,11 +66,11 @@ def sweep_counts(unet, nbs, t_starts, n: int, samples: int, batch_size: int) -> 
     K = config.steps
     n_blocks, n_skips = len(unet.skips_popped), sum(unet.skips_pushed)
     scheds = [s for nb in nbs for s in drop_blocks_family(t_starts, n, nb)[0]]
-    base = trajectory(unet, prompts, seeds, config, batch_size, progress=False)
+    base = trajectory(unet, prompts, seeds, run=RunOptions(config, batch_size=batch_size, progress=False))
     run = Stats()
     for i in range(0, len(scheds), 8):  # as Sweep.run does: 8 schedules per batched run
-        run.add(sample(unet, prompts, seeds, scheds[i : i + 8], config, baseline=base, batch_size=batch_size,
-                       progress=False).stats)
+        run.add(sample(unet, prompts, seeds, scheds[i : i + 8],
+                       RunOptions(config, baseline=base, batch_size=batch_size, progress=False)).stats)
     full_call = blocks_per_call(unet, 0)
     actual = K * full_call + (run.encoder_blocks + run.middle_blocks + run.decoder_blocks) / samples
     naive = K * full_call + sum(
@@ -104,8 +105,9 @@ def throughput(unet, batches, steps: int, repeats: int) -> list[dict]:
     out = []
     for b in tqdm(batches, desc="batch sizes"):
         prompts, seeds = default_samples(unet, "builtin", b)
-        sample(unet, prompts, seeds, preset("full"), config, batch_size=b, progress=False)  # warm-up
-        times = [timed(unet, lambda: sample(unet, prompts, seeds, preset("full"), config, batch_size=b, progress=False))
+        sample(unet, prompts, seeds, preset("full"), RunOptions(config, batch_size=b, progress=False))  # warm-up
+        times = [timed(unet, lambda: sample(unet, prompts, seeds, preset("full"),
+                                            RunOptions(config, batch_size=b, progress=False)))
                  for _ in range(repeats)]
         rate = b * steps / statistics.median(times)
         out.append({"batch": b, "sample_steps_per_s": rate, "gflop_per_s": rate * 2 * step_flops / 1e9})

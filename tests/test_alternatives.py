@@ -18,7 +18,7 @@ from unetdyn.paper.alternatives import (
 )
 from unetdyn.cost import CallCost
 from unetdyn.interventions import DropBlocks, EarlyStop, preset
-from unetdyn.sampler import SamplerConfig, trajectory
+from unetdyn.sampler import RunOptions, SamplerConfig, trajectory
 
 PROMPTS, SEEDS = ["circle", "star", "ring"], [0, 1, 2]
 SMALL = {"K": 10, "fewer": (5,), "dual": ((4, 7),), "cache": ((4, 2),), "truncate": (3,)}  # one setting per family
@@ -58,8 +58,8 @@ def test_dual_depth_and_guidance_truncation_windows():
 
 
 def test_fewer_steps_start_from_the_same_noise(unet, one_thread):
-    a = trajectory(unet, PROMPTS, SEEDS, SamplerConfig(steps=6), progress=False)
-    b = trajectory(unet, PROMPTS, SEEDS, SamplerConfig(steps=4, method="ddim"), progress=False)
+    a = trajectory(unet, PROMPTS, SEEDS, run=RunOptions(SamplerConfig(steps=6), progress=False))
+    b = trajectory(unet, PROMPTS, SEEDS, run=RunOptions(SamplerConfig(steps=4, method="ddim"), progress=False))
     assert torch.equal(a.xs[6], b.xs[4])
 
 

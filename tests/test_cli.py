@@ -171,6 +171,8 @@ def test_ctrl_c_is_one_line_and_exit_130(weights, tmp_path, capsys, monkeypatch)
     (["figure", "05_relaxation", "-p", "thresholds", "[0.8, 2]"], "thresholds of 05_relaxation entry 1 (2) must be a finite number in 0..1"),
     (["figure", "01_phases", "-p", "image_t_starts", "[0, 50]"], "image_t_starts of 01_phases entry 0 (0) must be an integer in 1..100"),
     (["figure", "02_skip_vs_deconv", "-p", "device", "meta"], "parameter device of 02_skip_vs_deconv must name a device"),
+    (["figure", "03_nb_sweep", "--executor", "local", "--address", "auto"], "--address auto: applies to --executor ray only"),
+    (["figure", "07_alternatives", "--executor", "ray"], "--executor ray: 07_alternatives computes nothing on a sweep"),
     (["book", "--params", "/nonexistent/p.yaml"], "no such file"),
 ])
 def test_book_and_figure_refuse_bad_parameters_before_running(argv, expect, capsys):
@@ -184,6 +186,7 @@ def test_book_and_figure_refuse_bad_parameters_before_running(argv, expect, caps
     (["search", "--budget", "fid>=3"], "budget metric 'fid' is not one of ssim, ssim_lcb, ssim_p5, psnr"),
     (["search", "--min-saving", "1.5"], "min_saving=1.5 is out of range [0, 1)"),
     (["search", "--out", "found.txt"], "give a .yaml file"),
+    (["search", "--executor", "local", "--address", "auto"], "--address auto: applies to --executor ray only"),
     (["search", "--model", "nonsense"], "not one of builtin, builtin:NAME (a member of its family), glide, diffusers:PATH"),
     (["cost", "--arch", "sd15"], "arch='sd15' applies to model='diffusers' only"),
 ])

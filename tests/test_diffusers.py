@@ -14,8 +14,8 @@ from unetdyn.backends import load_unet  # noqa: E402
 from unetdyn.backends.diffusers import DiffusersUnet, arch_config, diffusion_from_scheduler  # noqa: E402
 from unetdyn.cost import schedule_cost  # noqa: E402
 from unetdyn.interventions import DropBlocks, EarlyStop, Schedule  # noqa: E402
-from unetdyn.noise import Diffusion, NoiseSchedule  # noqa: E402
-from unetdyn.sampler import SamplerConfig, advance, sample, trajectory  # noqa: E402
+from unetdyn.noise import Diffusion, ModelOutput, NoiseSchedule, Rule  # noqa: E402
+from unetdyn.sampler import RunOptions, SamplerConfig, sample, trajectory  # noqa: E402
 from unetdyn.unet import Surgery, Unet, forward, zero_output  # noqa: E402
 
 PIXEL = dict(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
@@ -153,7 +153,7 @@ def test_ancestral_step_equals_ddpm_scheduler(kind, variance, channels, betas):
         noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(t))
         coef = ns.coefficients([t, t], [t - 1, t - 1])
         pred, v = out[:, :3], (out[:, 3:] if prediction == "eps_var" else None)
-        _, ours = advance(ns, prediction, SamplerConfig(steps=100), coef, x, pred, v, noise)
+        _, ours = ns.step(coef, x, ModelOutput(pred, v), noise, Rule(prediction))
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
@@ -172,7 +172,7 @@ def test_ddim_step_equals_ddim_scheduler(kind, clip):
         x, out = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
         theirs = sched.step(out, ns.timestep(t), x, eta=0.0, use_clipped_model_output=True).prev_sample
         coef = ns.coefficients([t, t], [t - 1, t - 1])
-        _, ours = advance(ns, prediction, SamplerConfig(steps=T, method="ddim"), coef, x, out, None, torch.zeros_like(x))
+        _, ours = ns.step(coef, x, ModelOutput(out), torch.zeros_like(x), Rule(prediction, "ddim"))
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
@@ -239,7 +239,7 @@ def test_a_pixel_pipeline_samples_from_disk(pixel_pipeline):
     unet = load_unet(f"diffusers:{pixel_pipeline}")
     assert (unet.prediction, unet.diffusion.variance, unet.conditional) == ("eps", "fixed_large", False)
     config = SamplerConfig(steps=10)
-    res = sample(unet, [None, None], [0, 1], ["full", SHORT], config, progress=False)
+    res = sample(unet, [None, None], [0, 1], ["full", SHORT], RunOptions(config, progress=False))
     assert res.images.shape == (2, 2, 3, 8, 8) and res.images.abs().max() <= 1
     assert res.stats.unet_calls < 2 * 2 * 10  # unconditional: no guidance doubling, and the shortcut is shorter
     again = load_unet(f"diffusers:{pixel_pipeline}")
@@ -258,10 +258,11 @@ def test_a_latent_text_pipeline_encodes_once_and_decodes(text_pipeline):
         handle.remove()
     assert calls == [3]  # three distinct prompts (None is the empty prompt), one encoder call
     assert torch.equal(cond["text"][0], cond["text"][2])
-    base = trajectory(unet, ["a cat", "a dog"], [0, 1], SamplerConfig(steps=6), progress=False)
+    base = trajectory(unet, ["a cat", "a dog"], [0, 1], run=RunOptions(SamplerConfig(steps=6), progress=False))
     assert base.xs.shape == (7, 2, 4, 8, 8) and base.x0.shape == (2, 3, 16, 16)  # latents, decoded images
     assert torch.equal(base.x0, unet.decode(base.xs[0]))
-    res = sample(unet, ["a cat", "a dog"], [0, 1], ["full", SHORT], SamplerConfig(steps=6), baseline=base, progress=False)
+    res = sample(unet, ["a cat", "a dog"], [0, 1], ["full", SHORT],
+                 RunOptions(SamplerConfig(steps=6), baseline=base, progress=False))
     assert torch.equal(res.images[0], base.x0)
     cost = schedule_cost(unet, "full", SamplerConfig(steps=6), prompt="a cat")
     assert cost.decode_flops_per_sample > 0 and cost.condition_flops_per_sample > 0

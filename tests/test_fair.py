@@ -91,12 +91,12 @@ def test_outcomes_refuse_a_reference_with_interventions(unet, tmp_path):
 
 def test_a_schedule_resumed_from_the_baseline_scores_as_if_sampled_from_scratch(stored, unet):
     from unetdyn.metrics import compare
-    from unetdyn.sampler import sample, trajectory
+    from unetdyn.sampler import RunOptions, sample, trajectory
 
     ms, _, outs = stored
     m = next(m for m in ms if m.name == "DeepCache nb=4 k=2")
-    base = trajectory(unet, PROMPTS, SEEDS, ms[0].config, batch_size=4, progress=False)
-    out = sample(unet, PROMPTS, SEEDS, m.schedule, m.config, batch_size=4, progress=False).images[0]
+    base = trajectory(unet, PROMPTS, SEEDS, run=RunOptions(ms[0].config, batch_size=4, progress=False))
+    out = sample(unet, PROMPTS, SEEDS, m.schedule, RunOptions(m.config, batch_size=4, progress=False)).images[0]
     np.testing.assert_allclose(outs[m.name]["ssim"], compare(base.x0, out)["ssim"], atol=1e-5)
 
 

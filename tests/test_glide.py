@@ -140,10 +140,11 @@ def test_sampler_and_sweep_key_run_on_glide(glide: GlideUnet):
     """Two sampling steps of the real sampler on GLIDE, plain and with the bottom 8 blocks removed."""
     from unetdyn.paper.sweeps import model_id
     from unetdyn.interventions import DropBlocks, Schedule
-    from unetdyn.sampler import SamplerConfig, sample
+    from unetdyn.sampler import RunOptions, SamplerConfig, sample
 
     cfg = SamplerConfig(steps=2)
-    res = sample(glide, ["a corgi"], [0], ["full", Schedule((DropBlocks(t_start=2, n=1, nb=8),))], cfg, progress=False)
+    res = sample(glide, ["a corgi"], [0], ["full", Schedule((DropBlocks(t_start=2, n=1, nb=8),))],
+                 RunOptions(cfg, progress=False))
     assert res.images.shape == (2, 1, 3, 64, 64) and torch.isfinite(res.images).all()
     assert not torch.equal(res.images[0], res.images[1])
     assert res.stats.encoder_blocks == 16 + 16 + 8 + 16  # full: 2 calls; cut: one truncated call, one full

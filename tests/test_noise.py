@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetdyn.noise import NoiseSchedule, cosine_alphas_cumprod, space_timesteps
+from unetdyn.noise import Diffusion, ModelOutput, NoiseSchedule, Rule, cosine_alphas_cumprod, space_timesteps
 
 
 def test_respacing_100_keeps_glides_training_steps():
@@ -109,6 +109,23 @@ def test_ddim_with_eta_zero_is_deterministic_and_matches_its_formula():
     eps = (x / np.sqrt(at) - x0) / np.sqrt(1 / at - 1)
     torch.testing.assert_close(out, np.sqrt(as_) * x0 + np.sqrt(1 - as_) * eps)
 
+
+
+def test_step_reads_the_prediction_and_applies_the_rule():
+    """``step`` is the x0 estimate (from eps, or from v) followed by the ancestral or the DDIM update,
+    per row: here a plain step and a jump of five in one batch."""
+    ns, g = NoiseSchedule(100), torch.Generator().manual_seed(0)
+    c = ns.coefficients([60, 60], [59, 55])
+    x, pred, var, noise = (torch.randn(2, 3, 4, 4, generator=g) for _ in range(4))
+    x0 = ns.predict_x0(c, x, pred)
+    assert all(map(torch.equal, ns.step(c, x, ModelOutput(pred, var), noise), (x0, ns.ancestral(c, x, x0, var, noise))))
+    ddim = ns.step(c, x, ModelOutput(pred), noise, Rule("eps", "ddim", eta=0.5))
+    assert torch.equal(ddim[1], ns.ddim(c, x, x0, noise, eta=0.5))
+    vs = NoiseSchedule(100, Diffusion(variance="fixed_small", clip_x0=False))
+    x0_v = vs.predict_x0(c, x, vs.eps_from_v(c, x, pred), clip=False)
+    assert torch.equal(vs.step(c, x, ModelOutput(pred), noise, Rule("v"))[0], x0_v)
+    with pytest.raises(ValueError, match="method='euler' is not one of ancestral, ddim"):
+        Rule(method="euler")
 
 @pytest.mark.parametrize("bad", [0, 1001])
 def test_bad_step_counts_are_named(bad):

@@ -11,7 +11,7 @@ from unetdyn.paper.param_checks import RULES, check_values
 
 DECLARED = {"steps": 100, "n_values": [2, 5], "image_t_starts": [95, 50], "thresholds": [0.8], "guidance": 3.0,
             "paper_t_starts": {2: 70}, "archs": ["builtin"], "n_samples": 100, "relax": [0, 1], "device": None,
-            "budget": "ssim>=0.8", "other_budgets": ["ssim>=0.8"], "compute": False}
+            "budget": "ssim>=0.8", "other_budgets": ["ssim>=0.8"], "compute": False, "precision": "fp32"}
 
 
 @pytest.mark.parametrize("params,expect", [
@@ -30,6 +30,7 @@ DECLARED = {"steps": 100, "n_values": [2, 5], "image_t_starts": [95, 50], "thres
     ({"paper_t_starts": {3: 0}}, "must map integers >= 1 to integers in 1..100 (steps); 3 does not"),
     ({"other_budgets": ["ssim>=0.8", ""]}, "parameter other_budgets of ch entry 1 ('') must be a non-empty string"),
     ({"device": "meta"}, "parameter device of ch must name a device to sample on"),
+    ({"precision": "fp16"}, "parameter precision of ch must be one of 'fp32', 'bf16', got 'fp16'"),
 ])
 def test_a_bad_value_is_named_with_its_range(params, expect):
     problem = check_values("ch", params, DECLARED, {k: f"-p {k}" for k in params})
@@ -42,7 +43,7 @@ def test_a_bad_value_is_named_with_its_range(params, expect):
 @pytest.mark.parametrize("params", [
     {"n_values": [1, 100]}, {"image_t_starts": [150], "steps": 200}, {"relax": [0]}, {"thresholds": [0, 1]},
     {"other_budgets": []}, {"device": "cpu"}, {"device": None}, {"device": "cuda:1"}, {"compute": True},
-    {"paper_t_starts": {8: 60}}, {"guidance": 0}, {"steps": 1},
+    {"paper_t_starts": {8: 60}}, {"guidance": 0}, {"steps": 1}, {"precision": "bf16"},
 ])
 def test_values_in_range_pass(params):
     assert check_values("ch", params, DECLARED, {}) is None
@@ -51,6 +52,6 @@ def test_values_in_range_pass(params):
 
 def test_every_rule_refuses_an_empty_or_missing_value_where_it_must():
     for key, rule in RULES.items():
-        empty = {"int": None, "float": None, "str": "", "mapping": {}, "device": 3}.get(rule.kind, [])
+        empty = {"int": None, "float": None, "str": "", "mapping": {}, "device": 3, "choice": ""}.get(rule.kind, [])
         problem = check_values("ch", {key: empty}, {"steps": 100}, {})
         assert (problem is None) == (rule.kind in ("ints", "floats", "strs") and not rule.nonempty), key

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from unetdyn.backends.builtin import BuiltinConfig
+from unetdyn.builtin_model.checkpoint import export_weights
+from unetdyn.builtin_model.config import TrainConfig
 from unetdyn.builtin_model.data import CLASS_NAMES, NUM_CLASSES, make_batch
 from unetdyn.builtin_model.quality import (
     CLASSIFIER_PATH,
@@ -24,7 +26,7 @@ from unetdyn.builtin_model.quality import (
     save_classifier,
     train_classifier,
 )
-from unetdyn.builtin_model.train import TrainConfig, export_weights, train
+from unetdyn.builtin_model.train import train
 
 from .conftest import random_unet
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
-from unetdyn.sampler import NonFiniteError, SamplerConfig, sample, step_noise, trajectory
+from unetdyn.sampler import NonFiniteError, RunOptions, SamplerConfig, sample, step_noise, trajectory
 from unetdyn.noise import NoiseSchedule
 from unetdyn.unet import Surgery, forward
 
@@ -24,17 +24,17 @@ SCHEDULES = [
 
 @pytest.fixture(scope="module")
 def base(unet):
-    return trajectory(unet, PROMPTS, SEEDS, CFG, progress=False)
+    return trajectory(unet, PROMPTS, SEEDS, run=RunOptions(CFG, progress=False))
 
 
 @pytest.fixture(scope="module")
 def fresh(unet):
     """Every schedule computed from scratch (no reuse), all in one batch."""
-    return sample(unet, PROMPTS, SEEDS, SCHEDULES, CFG, progress=False)
+    return sample(unet, PROMPTS, SEEDS, SCHEDULES, RunOptions(CFG, progress=False))
 
 
 def test_empty_schedule_equals_baseline_bit_for_bit(unet, base, fresh):
-    assert torch.equal(sample(unet, PROMPTS, SEEDS, Schedule(()), CFG, progress=False).images[0], base.x0)
+    assert torch.equal(sample(unet, PROMPTS, SEEDS, Schedule(()), RunOptions(CFG, progress=False)).images[0], base.x0)
     # in a batch with other schedules the rows are computed in other batch shapes: the kernels
     # round differently, and 12 guided steps of this random model amplify that to ~1e-3
     torch.testing.assert_close(fresh.images[0], base.x0, atol=5e-3, rtol=0)
@@ -49,20 +49,20 @@ def test_trajectory_ends_where_it_starts_and_finishes(base):
 @pytest.mark.parametrize("k", range(1, len(SCHEDULES)))
 def test_resumed_equals_full_rerun_bit_for_bit(unet, base, k):
     """Same batch shapes (one schedule, the baseline's samples): resuming changes nothing, to the bit."""
-    rerun = sample(unet, PROMPTS, SEEDS, SCHEDULES[k], CFG, progress=False)
-    resumed = sample(unet, PROMPTS, SEEDS, SCHEDULES[k], CFG, baseline=base, progress=False)
+    rerun = sample(unet, PROMPTS, SEEDS, SCHEDULES[k], RunOptions(CFG, progress=False))
+    resumed = sample(unet, PROMPTS, SEEDS, SCHEDULES[k], RunOptions(CFG, baseline=base, progress=False))
     assert torch.equal(resumed.images, rerun.images)
     assert resumed.stats.unet_calls < rerun.stats.unet_calls
 
 
 def test_resumed_batch_equals_full_rerun(unet, base, fresh):
-    resumed = sample(unet, PROMPTS, SEEDS, SCHEDULES, CFG, baseline=base, progress=False)
+    resumed = sample(unet, PROMPTS, SEEDS, SCHEDULES, RunOptions(CFG, baseline=base, progress=False))
     torch.testing.assert_close(resumed.images, fresh.images, atol=5e-3, rtol=0)  # see the test above
     assert resumed.stats.unet_calls < fresh.stats.unet_calls
 
 
 def test_resume_skips_the_shared_prefix(unet, base):
-    res = sample(unet, PROMPTS, SEEDS, [SCHEDULES[1]], CFG, baseline=base, progress=False)
+    res = sample(unet, PROMPTS, SEEDS, [SCHEDULES[1]], RunOptions(CFG, baseline=base, progress=False))
     assert res.stats.unet_calls == len(SEEDS) * 8  # steps 8..1, not 12..1
 
 
@@ -70,19 +70,20 @@ def test_each_intervention_changes_the_output(unet, base, fresh):
     for k in range(1, len(SCHEDULES)):
         assert not torch.equal(fresh.images[k], fresh.images[0]), SCHEDULES[k].name
     zeros = Schedule((DropBlocks(t_start=7, n=3, nb=2),))
-    assert not torch.equal(sample(unet, PROMPTS, SEEDS, zeros, CFG, baseline=base, progress=False).images[0], fresh.images[4])
+    assert not torch.equal(sample(unet, PROMPTS, SEEDS, zeros,
+                                  RunOptions(CFG, baseline=base, progress=False)).images[0], fresh.images[4])
 
 
 def test_batched_equals_one_by_one(unet, fresh):
     """Batch sizes change only the kernels' rounding (amplified by the chain, see above)."""
     for k in (0, 3):
-        one = sample(unet, [PROMPTS[k]], [SEEDS[k]], SCHEDULES, CFG, batch_size=1, progress=False)
+        one = sample(unet, [PROMPTS[k]], [SEEDS[k]], SCHEDULES, RunOptions(CFG, batch_size=1, progress=False))
         torch.testing.assert_close(one.images[:, 0], fresh.images[:, k], atol=5e-3, rtol=0)
 
 
 def test_order_does_not_matter(unet, fresh):
     perm = [2, 0, 3, 1]
-    res = sample(unet, [PROMPTS[i] for i in perm], [SEEDS[i] for i in perm], SCHEDULES, CFG, progress=False)
+    res = sample(unet, [PROMPTS[i] for i in perm], [SEEDS[i] for i in perm], SCHEDULES, RunOptions(CFG, progress=False))
     torch.testing.assert_close(res.images, fresh.images[:, perm], atol=5e-3, rtol=0)
 
 
@@ -95,12 +96,12 @@ def test_noise_depends_on_seed_and_step_only():
 
 
 def test_skip_steps_n1_equals_plain(unet, base):
-    res = sample(unet, PROMPTS, SEEDS, Schedule((SkipSteps(t_start=7, n=1),)), CFG, progress=False)
+    res = sample(unet, PROMPTS, SEEDS, Schedule((SkipSteps(t_start=7, n=1),)), RunOptions(CFG, progress=False))
     assert torch.equal(res.images[0], base.x0)
 
 
 def test_early_stop_returns_the_baselines_x0_estimate(unet, base):
-    res = sample(unet, PROMPTS, SEEDS, Schedule((EarlyStop(t=5),)), CFG, progress=False)
+    res = sample(unet, PROMPTS, SEEDS, Schedule((EarlyStop(t=5),)), RunOptions(CFG, progress=False))
     assert torch.equal(res.images[0], base.x0_hat[5])
     assert res.stats.unet_calls == len(SEEDS) * (CFG.steps - 4)
 
@@ -109,7 +110,7 @@ def test_early_stop_returns_the_baselines_x0_estimate(unet, base):
 def test_last_step_by_hand(unet, base, nb):
     """The guided update with surgery, recomputed by hand from the baseline's x_1."""
     sched = Schedule((DropBlocks(t_start=1, n=1, nb=nb),)) if nb else Schedule(())
-    res = sample(unet, PROMPTS, SEEDS, sched, CFG, baseline=base if nb else None, progress=False)
+    res = sample(unet, PROMPTS, SEEDS, sched, RunOptions(CFG, baseline=base if nb else None, progress=False))
     ns, x = NoiseSchedule(CFG.steps), base.xs[1]
     with torch.no_grad():
         cond, uncond = unet.condition(PROMPTS), unet.condition([None] * 4)
@@ -124,14 +125,15 @@ def test_last_step_by_hand(unet, base, nb):
 
 def test_schedule_errors_are_raised_before_any_work(unet):
     with pytest.raises(ScheduleError, match="drop_blocks.nb=17 is out of range 1..16"):
-        sample(unet, PROMPTS, SEEDS, Schedule((DropBlocks(t_start=5, n=2, nb=17),)), CFG, progress=False)
+        sample(unet, PROMPTS, SEEDS, Schedule((DropBlocks(t_start=5, n=2, nb=17),)), RunOptions(CFG, progress=False))
     with pytest.raises(ScheduleError, match="t_start=20 is out of range 1..12"):
-        sample(unet, PROMPTS, SEEDS, Schedule((SkipSteps(t_start=20, n=2),)), CFG, progress=False)
+        sample(unet, PROMPTS, SEEDS, Schedule((SkipSteps(t_start=20, n=2),)), RunOptions(CFG, progress=False))
 
 
 def test_baseline_must_match(unet, base):
     with pytest.raises(ValueError, match="baseline was computed for other"):
-        sample(unet, PROMPTS, [9, 9, 9, 9], "paper-shortcut", SamplerConfig(steps=12), baseline=base, progress=False)
+        sample(unet, PROMPTS, [9, 9, 9, 9], "paper-shortcut",
+               RunOptions(SamplerConfig(steps=12), baseline=base, progress=False))
 
 
 @pytest.mark.parametrize(
@@ -150,33 +152,36 @@ def test_config_errors(kwargs, match):
 
 def test_ddim_runs_and_is_deterministic(unet):
     cfg = SamplerConfig(steps=6, method="ddim")
-    a = sample(unet, PROMPTS[:2], SEEDS[:2], "full", cfg, progress=False).images
-    b = sample(unet, PROMPTS[:2], SEEDS[:2], "full", cfg, progress=False).images
+    a = sample(unet, PROMPTS[:2], SEEDS[:2], "full", RunOptions(cfg, progress=False)).images
+    b = sample(unet, PROMPTS[:2], SEEDS[:2], "full", RunOptions(cfg, progress=False)).images
     assert torch.equal(a, b) and a.abs().max() <= 1
 
 
 def test_drop_guidance_everywhere_equals_no_guidance(unet):
     """The unconditional branch dropped at every step is sampling with guidance scale 1."""
     everywhere = Schedule((DropGuidance(t_start=CFG.steps, n=CFG.steps),))
-    a = sample(unet, PROMPTS, SEEDS, everywhere, CFG, progress=False)
-    b = sample(unet, PROMPTS, SEEDS, "full", SamplerConfig(steps=CFG.steps, guidance=1.0), progress=False)
+    a = sample(unet, PROMPTS, SEEDS, everywhere, RunOptions(CFG, progress=False))
+    b = sample(unet, PROMPTS, SEEDS, "full", RunOptions(SamplerConfig(steps=CFG.steps, guidance=1.0), progress=False))
     assert torch.equal(a.images, b.images)
     assert a.stats.unet_calls == len(SEEDS) * CFG.steps
 
 
 def test_drop_guidance_late_changes_little_but_something(unet, base):
-    res = sample(unet, PROMPTS, SEEDS, Schedule((DropGuidance(t_start=3, n=3),)), CFG, baseline=base, progress=False)
+    res = sample(unet, PROMPTS, SEEDS, Schedule((DropGuidance(t_start=3, n=3),)),
+                 RunOptions(CFG, baseline=base, progress=False))
     assert not torch.equal(res.images[0], base.x0)
 
 
 def test_eq4_variance_changes_only_the_jumps_noise(unet):
     """A one-step-variance jump differs from a plain jump; with n = 1 both are the plain step."""
     cfg = SamplerConfig(steps=10)
-    plain = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 1),)), cfg, progress=False).images
-    literal1 = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 1, variance="one-step"),)), cfg, progress=False).images
+    plain = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 1),)), RunOptions(cfg, progress=False)).images
+    literal1 = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 1, variance="one-step"),)),
+                      RunOptions(cfg, progress=False)).images
     assert torch.equal(plain, literal1)
-    jump = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 3),)), cfg, progress=False).images
-    literal = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 3, variance="one-step"),)), cfg, progress=False).images
+    jump = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 3),)), RunOptions(cfg, progress=False)).images
+    literal = sample(unet, ["circle"], [0], Schedule((SkipSteps(6, 3, variance="one-step"),)),
+                     RunOptions(cfg, progress=False)).images
     assert not torch.equal(jump, literal)
     assert "variance" not in Schedule((SkipSteps(6, 3),)).to_dict()["interventions"][0]
     assert Schedule((SkipSteps(6, 3, variance="one-step"),)).to_dict()["interventions"][0]["variance"] == "one-step"
@@ -192,14 +197,14 @@ def test_a_job_resumes_from_any_baseline_where_their_runs_differ(unet):
     first = Schedule((SkipSteps(11, 3), DropBlocks(7, 2, 8)), name="first")
     more = Schedule((*first.interventions, EarlyStop(3)), name="more")
     guid = Schedule((*first.interventions, DropGuidance(4, 4)), name="guid")
-    base = trajectory(unet, prompts, seeds, cfg, progress=False)
-    traj = trajectory(unet, prompts, seeds, cfg, progress=False, schedule=first, baseline=base)
+    base = trajectory(unet, prompts, seeds, run=RunOptions(cfg, progress=False))
+    traj = trajectory(unet, prompts, seeds, first, RunOptions(cfg, progress=False, baseline=base))
     assert traj.schedule == first and torch.equal(traj.xs[12], base.xs[12]) and not traj.xs[10].any()  # 10: jumped over
-    scratch = sample(unet, prompts, seeds, [first, more, guid], cfg, progress=False)
-    resumed = sample(unet, prompts, seeds, [first, more, guid], cfg, baseline=traj, progress=False)
+    scratch = sample(unet, prompts, seeds, [first, more, guid], RunOptions(cfg, progress=False))
+    resumed = sample(unet, prompts, seeds, [first, more, guid], RunOptions(cfg, baseline=traj, progress=False))
     torch.testing.assert_close(resumed.images, scratch.images, rtol=0, atol=2e-3)  # other batch shapes round otherwise
     assert torch.equal(resumed.images[0], traj.x0)  # the baseline's own run: nothing computed
-    calls = sample(unet, prompts, seeds, [more], cfg, baseline=traj, progress=False).stats.unet_calls
+    calls = sample(unet, prompts, seeds, [more], RunOptions(cfg, baseline=traj, progress=False)).stats.unet_calls
     assert calls == 3  # only the early-stopped step t = 3, once per sample
 
 
@@ -209,7 +214,7 @@ def _conv_dtypes(unet, **kwargs) -> set:
     handles = [m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
                for m in unet.modules() if isinstance(m, torch.nn.Conv2d)]
     try:
-        res = sample(unet, PROMPTS[:2], SEEDS[:2], "full", SamplerConfig(steps=3), progress=False, **kwargs)
+        res = sample(unet, PROMPTS[:2], SEEDS[:2], "full", RunOptions(SamplerConfig(steps=3), progress=False, **kwargs))
     finally:
         for h in handles:
             h.remove()
@@ -220,7 +225,8 @@ def test_bf16_runs_the_unet_in_bf16_and_returns_float32(unet):
     seen, res = _conv_dtypes(unet, precision="bf16")
     assert seen == {torch.bfloat16}
     assert res.images.dtype == torch.float32
-    again = sample(unet, PROMPTS[:2], SEEDS[:2], "full", SamplerConfig(steps=3), progress=False, precision="bf16")
+    again = sample(unet, PROMPTS[:2], SEEDS[:2], "full",
+                   RunOptions(SamplerConfig(steps=3), progress=False, precision="bf16"))
     assert torch.equal(res.images, again.images)  # deterministic like fp32
     seen32, res32 = _conv_dtypes(unet)
     assert seen32 == {torch.float32}
@@ -230,15 +236,15 @@ def test_bf16_runs_the_unet_in_bf16_and_returns_float32(unet):
 def test_bf16_one_step_is_close_to_fp32(unet, base):
     """One step from the same x_1: bf16 rounding, not another computation (the chain amplifies it later)."""
     sched = Schedule((DropBlocks(t_start=1, n=1, nb=4),))
-    a = sample(unet, PROMPTS, SEEDS, sched, CFG, baseline=base, progress=False)
-    b = sample(unet, PROMPTS, SEEDS, sched, CFG, baseline=base, progress=False, precision="bf16")
+    a = sample(unet, PROMPTS, SEEDS, sched, RunOptions(CFG, baseline=base, progress=False))
+    b = sample(unet, PROMPTS, SEEDS, sched, RunOptions(CFG, baseline=base, progress=False, precision="bf16"))
     torch.testing.assert_close(b.images, a.images, atol=0.1, rtol=0)
     assert not torch.equal(a.images, b.images)
 
 
 def test_precision_must_be_known(unet):
     with pytest.raises(ValueError, match="precision='fp16' is not one of fp32, bf16"):
-        sample(unet, PROMPTS, SEEDS, "full", CFG, progress=False, precision="fp16")
+        sample(unet, PROMPTS, SEEDS, "full", RunOptions(CFG, progress=False, precision="fp16"))
 
 
 def test_a_sample_that_goes_non_finite_names_its_schedule_seed_and_step(unet, monkeypatch):
@@ -253,8 +259,8 @@ def test_a_sample_that_goes_non_finite_names_its_schedule_seed_and_step(unet, mo
     monkeypatch.setattr(sampler_module, "step_noise", noise)
     scheds = [Schedule((EarlyStop(t=8),), name="stops at 8"), Schedule((DropBlocks(t_start=9, n=3, nb=4),), name="nb4 at 9")]
     with pytest.raises(NonFiniteError, match=r"at step t=5 under schedule\(s\) 'nb4 at 9' \(seed\(s\) 2\)"):
-        sample(unet, PROMPTS, SEEDS, scheds, CFG, progress=False)
-    res = sample(unet, PROMPTS, SEEDS, scheds[0], CFG, progress=False)  # stopped before t=5: untouched
+        sample(unet, PROMPTS, SEEDS, scheds, RunOptions(CFG, progress=False))
+    res = sample(unet, PROMPTS, SEEDS, scheds[0], RunOptions(CFG, progress=False))  # stopped before t=5: untouched
     assert torch.isfinite(res.images).all()
 
 
@@ -265,26 +271,60 @@ def test_a_model_whose_output_overflows_is_an_error_at_the_first_step(unet):
     with torch.no_grad():
         net.out[-1].bias[1] = float("inf")
     with pytest.raises(NonFiniteError, match=r"at step t=12 under schedule\(s\) 'full' \(seed\(s\) 0, 1\)"):
-        sample(net, PROMPTS[:2], SEEDS[:2], "full", CFG, progress=False)
+        sample(net, PROMPTS[:2], SEEDS[:2], "full", RunOptions(CFG, progress=False))
 
 
 def test_x0_change_measures_one_call_with_blocks_removed(unet, base):
-    from unetdyn.sampler import _model_output, advance, x0_change
+    from unetdyn.noise import ModelOutput
+    from unetdyn.sampler import x0_change
 
     nbs, steps = (0, 2, 4), (12, 6, 1)
     change = x0_change(unet, base, nbs, steps, batch_size=3)  # batches of 3 and 1
     assert change.shape == (3, 3) and torch.all(change[0] == 0)  # nothing removed: nothing moves
     # the entry for nb = 4 at t = 6, by hand: the step's x0 estimate at x_6 with and without the blocks
     ns = NoiseSchedule(CFG.steps, unet.diffusion)
-    x = base.xs[6]
-    ts = torch.full((len(SEEDS),), ns.timestep(6), dtype=torch.long)
-    coef = ns.coefficients([6] * len(SEEDS), [5] * len(SEEDS))
-    cond, uncond = unet.condition(PROMPTS), unet.condition([None])
+    x, n = base.xs[6], len(SEEDS)
+    coef = ns.coefficients([6] * n, [5] * n)
+    cond, uncond = unet.condition(PROMPTS), unet.condition([None] * n)
+    both = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
     x0 = {}
     with torch.no_grad():
         for nb in (0, 4):
-            pred, v, _, _ = _model_output(unet, CFG, x, ts, cond, uncond, Surgery(drop_blocks=nb), None, ())
-            x0[nb] = advance(ns, unet.prediction, CFG, coef, x, pred, v, torch.zeros_like(x))[0].flatten(1)
+            out = forward(unet, torch.cat([x, x]), torch.full((2 * n,), ns.timestep(6)), both, Surgery(drop_blocks=nb)).out
+            eps = out[n:, :3] + CFG.guidance * (out[:n, :3] - out[n:, :3])
+            x0[nb] = ns.step(coef, x, ModelOutput(eps, out[:n, 3:]), torch.zeros_like(x))[0].flatten(1)
     expect = ((x0[4] - x0[0]).norm(dim=1) / x0[0].norm(dim=1)).mean()
     torch.testing.assert_close(change[2, 1], expect, atol=1e-5, rtol=1e-4)
     assert torch.all(change[1:] > 0)
+
+
+def test_the_committed_store_recomputes_to_the_bit(one_thread):
+    """Entries of the committed result store (``data/cache``), computed by earlier versions of the
+    sampler, recomputed now in the batch shapes they were computed in (the 10-sample sweep: one
+    batch of 10): the full run's baseline (every ``x_t`` and x0 estimate, as the 8-bit images
+    the store keeps) and two schedules resumed from it give the stored arrays exactly."""
+    import numpy as np
+
+    from unetdyn.interventions import DropBlocks, SkipSteps
+    from unetdyn.metrics import compare, psnr, ssim, to_uint8
+    from unetdyn.paper.sweeps import SweepSpec, open_sweep
+
+    sw = open_sweep(SweepSpec(n_samples=10), compute=False, progress=False)
+
+    def stored(what, extra=None):
+        hit = sw.cache.get(sw.key(what, extra))
+        assert hit is not None, f"the store has no {what} {extra} of the 10-sample sweep: pick entries it has"
+        return hit
+
+    b = trajectory(sw.unet, sw.prompts, sw.seeds, run=RunOptions(sw.config, batch_size=16, progress=False))
+    x_t = b.xs.clamp(-1, 1)
+    got = {"x0": to_uint8(b.x0), "psnr_xt": psnr(x_t, b.xs[0].clamp(-1, 1).expand_as(x_t)),
+           "ssim_x0hat": ssim(b.x0_hat, b.x0.expand_as(b.x0_hat))}
+    want = stored("baseline")
+    for k in got:
+        assert np.array_equal(got[k], want[k]), k
+    for sched in (Schedule((SkipSteps(t_start=10, n=5),)), Schedule((DropBlocks(t_start=10, n=5, nb=8),))):
+        want = stored("metrics", {"interventions": sched.to_dict()["interventions"]})
+        got = compare(b.x0, sample(sw.unet, sw.prompts, sw.seeds, sched,
+                                   RunOptions(sw.config, baseline=b, progress=False)).images[0])
+        assert np.array_equal(got["ssim"], want["ssim"]) and np.array_equal(got["psnr"], want["psnr"]), sched.describe()

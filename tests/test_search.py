@@ -11,7 +11,7 @@ from unetdyn.metrics import compare
 from unetdyn.paper.cache import Cache
 from unetdyn.paper.search import Budget, BudgetNotMet, candidate_moves, compose, sweep_search
 from unetdyn.paper.sweeps import Sweep
-from unetdyn.sampler import SamplerConfig, sample, trajectory
+from unetdyn.sampler import RunOptions, SamplerConfig, sample, trajectory
 
 K = 12
 CONFIG = SamplerConfig(steps=K)
@@ -72,8 +72,8 @@ def test_the_search_returns_a_schedule_that_meets_its_budget_on_its_own_samples(
     assert res.trials >= len(res.singles) + 1 and res.path[0].saving == 0
     assert all(a.saving < b.saving for a, b in zip(res.path, res.path[1:]))  # each accepted step saves more
     # measured again, from scratch, outside the search: the same quality
-    base = trajectory(unet, sweep.prompts, sweep.seeds, CONFIG, progress=False)
-    out = sample(unet, sweep.prompts, sweep.seeds, best.schedule, CONFIG, progress=False)
+    base = trajectory(unet, sweep.prompts, sweep.seeds, run=RunOptions(CONFIG, progress=False))
+    out = sample(unet, sweep.prompts, sweep.seeds, best.schedule, RunOptions(CONFIG, progress=False))
     assert budget.value(compare(base.x0, out.images[0])["ssim"]) == pytest.approx(best.value, abs=1e-4)
     # the found schedule round-trips through the YAML file `unetdyn search` writes
     path = tmp_path / "found.yaml"
@@ -96,7 +96,7 @@ def test_the_searched_presets_are_the_schedules_chapter_8_found():
     from unetdyn.interventions import PRESETS
     from unetdyn.paper import chapters
 
-    found = chapters.beyond(progress=False).found  # read from the committed store
+    found = chapters.run(chapters.params("08_beyond", progress=False)).found  # read from the committed store
     for preset_name, part in (("searched", "found"), ("searched-mean", "found, ssim at least 0.8")):
         assert sorted(map(repr, PRESETS[preset_name].interventions)) == sorted(map(repr, found[part].interventions))
     # in sampling order, so that the file a user writes from them reads as the run goes

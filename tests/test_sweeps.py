@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from unetdyn.interventions import DropBlocks, Schedule, SkipSteps
+from unetdyn.metrics import compare
 from unetdyn.paper.cache import CacheMiss
 from unetdyn.paper.sweeps import Cache, Sweep, model_id
-from unetdyn.metrics import compare
-from unetdyn.interventions import DropBlocks, Schedule, SkipSteps
-from unetdyn.sampler import SamplerConfig, sample
+from unetdyn.sampler import RunOptions, SamplerConfig, sample
 
 from .conftest import random_unet
 
@@ -30,7 +30,7 @@ def test_table_matches_direct_sampling(unet, sweep):
     table = res.table
     assert list(table.columns) == ["schedule", "sample", "seed", "prompt", "ssim", "psnr"]
     assert len(table) == len(SCHEDS) * len(SEEDS)
-    direct = sample(unet, PROMPTS, SEEDS, [Schedule(()), *SCHEDS], CFG, progress=False).images
+    direct = sample(unet, PROMPTS, SEEDS, [Schedule(()), *SCHEDS], RunOptions(CFG, progress=False)).images
     m = compare(direct[0], direct[1:])
     # direct sampling batches the schedules differently: equal up to float rounding
     np.testing.assert_allclose(table.ssim.to_numpy().reshape(3, 3), m["ssim"], atol=1e-4)
@@ -77,7 +77,7 @@ def test_corrupt_entry_is_detected_and_recomputed(unet, sweep, tmp_path, damage)
 
 
 def test_interrupted_sweep_keeps_what_it_finished(unet, tmp_path, monkeypatch):
-    import unetdyn.paper.sweeps as ex
+    import unetdyn.paper.sweep_units as ex
 
     calls = {"n": 0}
     real = ex.sample
@@ -114,7 +114,7 @@ def test_timing_is_measured_once_then_read_from_cache(unet, sweep, tmp_path, mon
     first = sweep.timing(scheds, samples=2, repeats=1)
     assert list(first.schedule) == ["full", "nb4"] and (first.seconds > 0).all()
     assert np.allclose(first.per_sample, first.seconds / 2)
-    import unetdyn.paper.sweeps as ex
+    import unetdyn.paper.sweep_units as ex
 
     monkeypatch.setattr(ex, "sample", lambda *a, **k: pytest.fail("a cached timing was measured again"))
     again = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path), progress=False).timing(scheds, samples=2, repeats=1)
@@ -124,8 +124,8 @@ def test_timing_is_measured_once_then_read_from_cache(unet, sweep, tmp_path, mon
 
 
 def test_adapted_shortcut_follows_the_thresholds():
-    from unetdyn.paper.sweeps import adapted_shortcut
     from unetdyn.interventions import EarlyStop, preset
+    from unetdyn.paper.families import adapted_shortcut
 
     assert adapted_shortcut({6: 65, 8: 60}, 18).interventions == preset("paper-shortcut").interventions
     later = adapted_shortcut({6: 80, 8: 70}, 40)  # the last cut (t = 41..35) would cross the stop at 40: dropped
@@ -135,7 +135,7 @@ def test_adapted_shortcut_follows_the_thresholds():
 
 def test_read_only_sweep_never_samples(unet, sweep, tmp_path, monkeypatch):
     sweep.run(SCHEDS[:1])
-    import unetdyn.paper.sweeps as ex
+    import unetdyn.paper.sweep_units as ex
 
     monkeypatch.setattr(ex, "sample", lambda *a, **k: pytest.fail("a read-only sweep sampled"))
     ro = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False)
@@ -200,13 +200,13 @@ def test_bf16_sweep_samples_in_bf16_and_never_reads_fp32_entries(unet, tmp_path,
     with pytest.raises(CacheMiss):  # the fp32 entries are there, but not for a bf16 sweep
         Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False,
               precision="bf16").run(SCHEDS[:1])
-    import unetdyn.paper.sweeps as sweeps_mod
+    import unetdyn.paper.sweep_units as sweeps_mod
 
     seen = []
     real = sweeps_mod.sample
 
     def spy(*args, **kwargs):
-        seen.append(kwargs.get("precision"))
+        seen.append((args[4] if len(args) > 4 else kwargs["run"]).precision)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sweeps_mod, "sample", spy)
@@ -216,7 +216,7 @@ def test_bf16_sweep_samples_in_bf16_and_never_reads_fp32_entries(unet, tmp_path,
 
 
 def test_block_usage_is_computed_once_then_read(sweep, tmp_path, monkeypatch):
-    import unetdyn.paper.sweeps as sweeps_module
+    import unetdyn.paper.sweep_units as sweeps_module
 
     first = sweep.block_usage((1, 4), (10, 5), samples=2)["change"]
     assert first.shape == (2, 2) and np.all(first > 0)
@@ -229,3 +229,23 @@ def test_block_usage_is_computed_once_then_read(sweep, tmp_path, monkeypatch):
     read_only = Sweep(sweep.unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False)
     with pytest.raises(CacheMiss, match="block usage on 3 samples"):
         read_only.block_usage((1, 4), (10, 5), samples=3)  # other samples: another result
+
+
+def test_run_many_equals_one_run_per_family_to_the_bit(unet, tmp_path, monkeypatch):
+    from unetdyn.paper.families import drop_blocks_family
+
+    families = [drop_blocks_family([9, 7, 5], 2, nb) for nb in (2, 4)]
+    families.append(([SCHEDS[2], Schedule(SCHEDS[0].interventions, name="again")], None))  # nb4@6 and skip@9 twice
+    one = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path / "one"), progress=False)
+    each = [one.run(s, labels=lab, images=[1], chunk=2) for s, lab in families]
+    many = Sweep(unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path / "many"), progress=False)
+    puts = []
+    real = Cache.put
+    monkeypatch.setattr(Cache, "put", lambda self, k, a, i=None: puts.append(k) or real(self, k, a, i))
+    together = many.run_many([*families, (SCHEDS[:1], None)], images=[1], chunk=2)
+    assert len(puts) == len(set(puts)) == 2 * 8  # eight schedules; skip@9 (in two families) computed and stored once
+    for a, b in zip(each, together):
+        assert a.table.equals(b.table)
+    assert together[3].table.ssim.tolist() == together[2].table[lambda t: t.schedule == "again"].ssim.tolist()
+    stored = {p.name: p.read_bytes() for p in sorted((tmp_path / "one").glob("*/*.npz"))}
+    assert stored == {p.name: p.read_bytes() for p in sorted((tmp_path / "many").glob("*/*.npz"))}

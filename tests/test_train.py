@@ -11,12 +11,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from unetdyn.builtin_model import train as tr
 from unetdyn.backends.builtin import BuiltinConfig
-from unetdyn.builtin_model.data import make_batch
-from unetdyn.noise import NoiseSchedule
-from unetdyn.builtin_model.train import DiffusionTables, TrainConfig, export_weights, hybrid_loss, train
 from unetdyn.backends.builtin_weights import WeightsError, load_builtin
+from unetdyn.builtin_model import checkpoint as ck
+from unetdyn.builtin_model import train as tr
+from unetdyn.builtin_model.checkpoint import export_weights
+from unetdyn.builtin_model.config import TrainConfig
+from unetdyn.builtin_model.data import make_batch
+from unetdyn.builtin_model.objective import DiffusionTables, discretized_gaussian_log_likelihood, hybrid_loss
+from unetdyn.builtin_model.train import train
 
 TINY = BuiltinConfig(
     model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_ds=(2,), head_channels=8, norm_groups=4
@@ -80,7 +83,7 @@ def test_loss_vanishes_for_the_true_posterior(tables):
 def test_decoder_is_a_distribution_over_8bit_values():
     levels = torch.arange(256, dtype=torch.float64) / 127.5 - 1
     for mean, log_scale in [(0.0, -3.0), (0.9, -2.0), (-0.99, -5.0), (0.3, 0.5)]:
-        lp = tr.discretized_gaussian_log_likelihood(
+        lp = discretized_gaussian_log_likelihood(
             levels, torch.tensor(mean, dtype=torch.float64), torch.tensor(log_scale, dtype=torch.float64)
         )
         assert abs(lp.exp().sum().item() - 1.0) < 1e-6
@@ -118,14 +121,14 @@ def test_training_reduces_held_out_loss(tmp_path, tables):
             terms = hybrid_loss(net(x_t, t, y), x0, x_t, t, noise, tables)
         return terms["mse"].mean().item(), terms["vb"].mean().item()
 
-    mse0, vb0 = held_out(tr._new_state(cfg).model)
+    mse0, vb0 = held_out(ck.new_state(cfg).model)
     train(cfg, tmp_path, progress=False)
-    mse1, vb1 = held_out(tr._restore(cfg, tmp_path).model)
+    mse1, vb1 = held_out(ck.restore(cfg, tmp_path).model)
     assert abs(mse0 - 1.0) < 0.05  # zero-initialised head: eps = 0
     assert mse1 < 0.6 * mse0, (mse0, mse1)  # ~0.37 after 30 steps
     assert vb1 < 0.6 * vb0, (vb0, vb1)
     hist = np.loadtxt(tmp_path / "losses.csv", delimiter=",", skiprows=1)
-    assert hist.shape == (30, len(tr.HISTORY_COLUMNS))
+    assert hist.shape == (30, len(ck.HISTORY_COLUMNS))
     assert hist[-5:, 1].mean() < 0.6 * hist[:5, 1].mean()
 
 
@@ -142,7 +145,7 @@ def full_run(tmp_path_factory):
 
 
 def _assert_same_checkpoint(a, b):
-    ta, tb = load_file(str(a / tr.CKPT_NAME)), load_file(str(b / tr.CKPT_NAME))
+    ta, tb = load_file(str(a / ck.CKPT_NAME)), load_file(str(b / ck.CKPT_NAME))
     assert ta.keys() == tb.keys()
     assert any(k.startswith("opt.") for k in ta) and any(k.startswith("ema.") for k in ta)
     for k in ta:
@@ -153,9 +156,14 @@ def test_checkpoint_contents(full_run):
     files = {p.name for p in full_run.iterdir()}
     assert {"ckpt.safetensors", "ckpt.json", "losses.csv", "losses.png", "data.png"} <= files
     assert not [f for f in files if ".tmp" in f]
-    with safe_open(str(full_run / tr.CKPT_NAME), framework="pt") as f:
+    with safe_open(str(full_run / ck.CKPT_NAME), framework="pt") as f:
         meta = f.metadata()
     assert meta["step"] == "6"
+    # the format resume reads: runs written before any change to this code must stay resumable
+    assert meta["format"] == "unetdyn-train-checkpoint/1"
+    assert set(meta) == {"format", "step", "train_config", "optimizer_param_groups", "optimizer_state_extra",
+                         "history_columns", "train_seconds", "rng"}
+    assert json.loads(meta["history_columns"]) == ["step", "loss", "mse", "vb", "grad_norm", "lr"]
     assert TrainConfig.from_dict(json.loads(meta["train_config"])) == RESUME_CFG
     assert json.loads((full_run / "ckpt.json").read_text())["step"] == 6
 
@@ -179,7 +187,7 @@ def test_resume_after_crash_is_exact(full_run, tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "_train_step", crashing)
     with pytest.raises(KeyboardInterrupt):
         train(RESUME_CFG, tmp_path, progress=False)
-    assert tr.load_checkpoint(tmp_path)[1]["step"] == "3"  # at most one interval lost
+    assert ck.load_checkpoint(tmp_path)[1]["step"] == "3"  # at most one interval lost
     monkeypatch.setattr(tr, "_train_step", real_step)
     train(RESUME_CFG, tmp_path, progress=False)
     _assert_same_checkpoint(full_run, tmp_path)
@@ -200,7 +208,7 @@ def test_resume_refuses_another_config(full_run, tmp_path):
 
 
 def test_export_and_load_round_trip(full_run, tmp_path):
-    ema = {k[4:]: v for k, v in load_file(str(full_run / tr.CKPT_NAME)).items() if k.startswith("ema.")}
+    ema = {k[4:]: v for k, v in load_file(str(full_run / ck.CKPT_NAME)).items() if k.startswith("ema.")}
     info = export_weights(full_run, tmp_path / "unet.safetensors", dtype="float32")
     assert (tmp_path / "unet.safetensors.sha256").read_text().split() == [info["sha256"], "unet.safetensors"]
     net = load_builtin(tmp_path / "unet.safetensors")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from unetdyn.backends.builtin import BuiltinConfig, BuiltinUnet
-from unetdyn.unet import Surgery, Unet, encoder_blocks_needed, forward, zero_output
+from unetdyn.backends.registry import resolve_device
+from unetdyn.unet import Surgery, Unet, encoder_blocks_needed, exact_float32, forward, zero_output
 
 
 def _inputs(unet, b=3, seed=0):
@@ -116,3 +117,54 @@ def test_inference_forward_equals_the_training_forward_bit_for_bit(unet):
     slow.square().mean().backward()
     assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
     unet.zero_grad(set_to_none=True)
+
+
+# -- float32 on CUDA without touching the caller's TF32 settings -------------------------------
+
+
+def _tf32() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+@pytest.fixture()
+def tf32_on():
+    """Both global TF32 flags on (as a caller may have them) for the test, then as they were."""
+    saved = _tf32()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_resolve_device_changes_no_global_setting(tf32_on, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the CUDA path, without a GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert _tf32() == (True, True)
+
+
+def test_exact_float32_turns_tf32_off_only_inside(tf32_on):
+    with exact_float32(torch.device("cuda", 0)):
+        assert _tf32() == (False, False)
+        with exact_float32("cuda"):  # nested: the outer setting comes back
+            pass
+        assert _tf32() == (False, False)
+    assert _tf32() == (True, True)
+    with pytest.raises(RuntimeError), exact_float32("cuda"):
+        raise RuntimeError
+    assert _tf32() == (True, True)
+    for device in ("cpu", "meta", None):  # only CUDA has TF32
+        with exact_float32(device):
+            assert _tf32() == (True, True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_forward_on_cuda_runs_without_tf32(tf32_on, monkeypatch):
+    net = BuiltinUnet(BuiltinConfig(model_channels=16)).cuda().eval()
+    seen = []
+    begin = net.begin
+    monkeypatch.setattr(net, "begin", lambda *a: (seen.append(_tf32()), begin(*a))[1])
+    x, t, _ = (v.cuda() for v in _inputs(net))
+    with torch.no_grad():
+        forward(net, x, t, net.condition([0, 4, None]), Surgery(drop_blocks=2))
+    assert seen == [(False, False)] and _tf32() == (True, True)

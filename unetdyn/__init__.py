@@ -12,10 +12,10 @@ The pieces, in the direction data flows::
     builtin_model/  the built-in model's data, training, weights, quality check and card
 
 Example:
-    >>> from unetdyn import load_unet, sample, trajectory            # doctest: +SKIP
+    >>> from unetdyn import RunOptions, load_unet, sample, trajectory  # doctest: +SKIP
     >>> unet = load_unet("builtin")                                    # doctest: +SKIP
     >>> base = trajectory(unet, ["circle", "star"], [0, 1])            # doctest: +SKIP
-    >>> res = sample(unet, base.prompts, base.seeds, "paper-shortcut", baseline=base)  # doctest: +SKIP
+    >>> res = sample(unet, base.prompts, base.seeds, "paper-shortcut", RunOptions(baseline=base))  # doctest: +SKIP
 """
 
 from unetdyn.metrics import compare, psnr, ssim
@@ -31,12 +31,13 @@ from unetdyn.interventions import (
     load_schedule,
     preset,
 )
-from unetdyn.sampler import SamplerConfig, sample, trajectory
+from unetdyn.sampler import RunOptions, SamplerConfig, sample, trajectory
 
 __all__ = [
     "DropBlocks",
     "DropGuidance",
     "EarlyStop",
+    "RunOptions",
     "SamplerConfig",
     "Schedule",
     "ScheduleError",

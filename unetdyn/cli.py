@@ -6,6 +6,7 @@
     unetdyn export --run runs/builtin
     unetdyn book
     unetdyn figure 03_nb_sweep -p n_samples 16 -p nbs "[2, 4]"
+    unetdyn figure 03_nb_sweep --executor ray --address auto
     unetdyn search --budget "ssim>=0.8" --out found.yaml
     unetdyn models
 """
@@ -80,6 +81,22 @@ def _check_device(value: str | None, meta: bool = False) -> None:
     from unetdyn.backends.registry import check_device
 
     check_device(value, allow_meta=meta)
+
+
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where missing results are computed: local (this process, the default) or ray (Ray workers: "
+                        "one per GPU, or per CPU; needs `pip install unetdyn[ray]`)")
+    p.add_argument("--address", help="--executor ray: the Ray cluster to join (e.g. auto, or ray://HOST:10001); "
+                                     "default: a local Ray on this machine")
+
+
+def _check_executor(args) -> None:
+    """A ValueError for ``--address`` without ``--executor ray``."""
+    if args.address is not None and args.executor not in (None, "ray"):
+        raise ValueError(f"--address {args.address}: applies to --executor ray only, not --executor {args.executor}")
+    if args.address is not None and not args.address.strip():
+        raise ValueError("--address is empty; give a Ray cluster (e.g. auto, or ray://HOST:10001) or leave it out")
 
 
 @contextlib.contextmanager
@@ -202,7 +219,7 @@ def _sample_with_progress(unet, prompts, seeds, schedules, names, config, args):
     """``sample`` with a progress bar that stays on the terminal (stderr), after a line saying what runs."""
     from tqdm import tqdm
 
-    from unetdyn.sampler import sample
+    from unetdyn.sampler import RunOptions, sample
 
     n_blocks, n_skips = len(unet.skips_popped), sum(unet.skips_pushed)
     calls = [len(s.compile(config.steps, n_blocks, n_skips)) for s in schedules]
@@ -214,8 +231,9 @@ def _sample_with_progress(unet, prompts, seeds, schedules, names, config, args):
     # a terminal gets a live bar; a log file (make's output piped, CI) a line every 30 s
     interval = 0.5 if sys.stderr.isatty() else 30.0
     with tqdm(total=total, desc="sampling", unit="step", disable=quiet, mininterval=interval, file=sys.stderr) as bar:
-        return sample(unet, prompts, seeds, schedules, config, batch_size=args.batch_size, progress=False,
-                      precision=args.precision, callback=lambda t, jobs, x, x0: bar.update(len(jobs)))
+        return sample(unet, prompts, seeds, schedules,
+                      RunOptions(config, batch_size=args.batch_size, progress=False, precision=args.precision,
+                                 callback=lambda t, jobs, x, x0: bar.update(len(jobs))))
 
 
 def cmd_cost(args) -> None:
@@ -253,8 +271,10 @@ def cmd_search(args) -> None:
     if out.suffix not in (".yaml", ".yml"):
         raise ValueError(f"--out {out}: the found schedule is written as YAML; give a .yaml file")
     _writable_folder(out.parent)
+    _check_executor(args)
     sweep = open_search_sweep(args.model, args.weights, args.per_class, args.steps, args.guidance, device=args.device,
-                              cache_dir=args.cache_dir, batch_size=args.batch_size, progress=not args.quiet)
+                              cache_dir=args.cache_dir, batch_size=args.batch_size, progress=not args.quiet,
+                              executor=args.executor or "local", address=args.address)
     moves = candidate_moves(args.steps, len(sweep.unet.skips_popped), window=args.window)
     try:
         res = sweep_search(sweep, budget, moves, progress=not args.quiet)
@@ -286,6 +306,20 @@ def cmd_figure(args) -> None:
     # a figure computes what the store lacks and shows its progress, unless -p says otherwise
     declared = notebook_parameters(NOTEBOOKS_DIR / f"{args.name}.ipynb")
     overrides = {k: v for k, v in {"compute": True, "progress": not args.quiet}.items() if k in declared}
+    _check_executor(args)
+    executor = "ray" if args.address is not None else args.executor
+    if executor == "ray" and "executor" not in declared:
+        raise ValueError(f"--executor ray: {args.name} computes nothing on a sweep (it reads the store and benchmark "
+                         "records); run it without --executor")
+    if executor is not None and "executor" in declared:
+        address = args.address
+        if executor == "ray" and address is None:
+            # a local Ray started here, which the notebook's kernel joins: the kernel then leaves it
+            # in a moment when it ends, and this process takes the cluster down after
+            from unetdyn.paper.executors import connect
+
+            address = connect().get_runtime_context().gcs_address
+        overrides.update({"executor": executor, "address": address})
     overrides.update({name: parse_value(name, value) for name, value in args.p or []})
     params = load_params(args.params, [args.name], overrides)[args.name]
     start = time.perf_counter()
@@ -346,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="the result store the measurements go to (default data/cache)")
     p.add_argument("--out", default="out/found.yaml", help="the found schedule (YAML; default out/found.yaml)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _executor_args(p)
     p.set_defaults(func=cmd_search)
 
     from unetdyn.paper.book import NOTEBOOKS
@@ -362,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="parameters YAML the -p values override (default book/params.yaml)")
     p.add_argument("--build", action="store_true", help="rebuild the book afterwards")
     p.add_argument("--quiet", action="store_true", help="hide the notebook's output (progress, warnings) while it runs")
+    _executor_args(p)
     p.set_defaults(func=cmd_figure)
 
     from unetdyn.builtin_model.train import add_export_args, add_train_args, run_export, run_train

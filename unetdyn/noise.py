@@ -16,6 +16,10 @@ A jump ``t -> s`` (paper Eq. 4) uses ``beta = 1 - abar[t] / abar[s]`` in place o
 one-step beta and is otherwise the same update; it equals GLIDE's own respaced sampler
 run over the kept steps. A plain step is the jump ``t -> t-1``.
 
+:meth:`NoiseSchedule.step` is the whole update of the sampler: the model's output at ``x_t``
+(:class:`ModelOutput`) -> the x0 estimate and ``x_s``, by the ancestral or the DDIM rule
+(:class:`Rule`), for plain steps and jumps alike (:meth:`NoiseSchedule.coefficients`).
+
 The training process is a :class:`Diffusion`: GLIDE's cosine schedule by default, or the
 linear and scaled-linear schedules of diffusers pipelines, with a learned or a fixed
 variance. Respacing follows GLIDE's rule whichever the schedule.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +41,8 @@ __all__ = [
     "cosine_alphas_cumprod",
     "space_timesteps",
     "StepCoefficients",
+    "ModelOutput",
+    "Rule",
 ]
 
 TRAIN_STEPS = 1000
@@ -153,6 +160,35 @@ class StepCoefficients:
     final: torch.Tensor  # bool [B,1,1,1]: s == 0, no noise is added
 
 
+class ModelOutput(NamedTuple):
+    """What the model (with guidance: the guided combination) predicts at ``x_t``."""
+
+    pred: torch.Tensor  # eps, or v for a v-prediction model
+    var: torch.Tensor | None = None  # the learned variance interpolation in [-1, 1]; None: a fixed variance
+
+
+METHODS = ("ancestral", "ddim")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How :meth:`NoiseSchedule.step` reads the model's output and moves ``x_t``.
+
+    Attributes:
+        prediction: what the model predicts: ``"eps_var"`` or ``"eps"`` (eps) or ``"v"``.
+        method: ``"ancestral"`` (the posterior, GLIDE's sampler) or ``"ddim"``.
+        eta: DDIM's noise (0: deterministic); the ancestral rule ignores it.
+    """
+
+    prediction: str = "eps_var"
+    method: str = "ancestral"
+    eta: float = 0.0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not one of {', '.join(METHODS)}")
+
+
 class NoiseSchedule:
     """A training process (default: GLIDE's cosine schedule) respaced to ``num_steps`` sampling steps.
 
@@ -231,6 +267,27 @@ class NoiseSchedule:
         )
 
     # -- update rules -------------------------------------------------------------------
+
+    def step(
+        self, c: StepCoefficients, x_t: torch.Tensor, out: ModelOutput, noise: torch.Tensor, rule: Rule = Rule()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update from ``x_t`` given the model's output: the x0 estimate and ``x_s``.
+
+        ``c``: :meth:`coefficients` of the update, per row: a plain step, a jump of several
+        steps, or a jump with the one-step variance. ``noise``: what the update adds (none
+        where ``s = 0``, or for DDIM with ``eta = 0``).
+
+        Example:
+            >>> ns, x = NoiseSchedule(10), torch.zeros(1, 3, 4, 4)
+            >>> x0, x_s = ns.step(ns.coefficients([1], [0]), x, ModelOutput(x, x), torch.ones_like(x))
+            >>> torch.equal(x0, x), torch.equal(x_s, x)
+            (True, True)
+        """
+        eps = self.eps_from_v(c, x_t, out.pred) if rule.prediction == "v" else out.pred
+        x0 = self.predict_x0(c, x_t, eps, clip=self.diffusion.clip_x0)
+        if rule.method == "ancestral":
+            return x0, self.ancestral(c, x_t, x0, out.var, noise, self.diffusion.variance)
+        return x0, self.ddim(c, x_t, x0, noise, rule.eta)
 
     @staticmethod
     def predict_x0(c: StepCoefficients, x_t: torch.Tensor, eps: torch.Tensor, clip: bool = True) -> torch.Tensor:

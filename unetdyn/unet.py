@@ -23,7 +23,7 @@ import torch
 
 from unetdyn.noise import Diffusion
 
-__all__ = ["Unet", "Surgery", "ForwardResult", "forward", "encoder_blocks_needed", "zero_output"]
+__all__ = ["Unet", "Surgery", "ForwardResult", "forward", "encoder_blocks_needed", "exact_float32", "zero_output"]
 
 Cond = dict[str, torch.Tensor]
 
@@ -157,44 +157,68 @@ def forward(
         raise ValueError(f"drop_blocks={nb} is out of range 0..{n_dec}")
     if not 0 <= ns <= sum(unet.skips_pushed):
         raise ValueError(f"zero_skips={ns} is out of range 0..{sum(unet.skips_pushed)}")
-    ctx = unet.begin(x, timesteps, cond)
-    res = ForwardResult(out=x)
+    with exact_float32(x.device):
+        ctx = unet.begin(x, timesteps, cond)
+        res = ForwardResult(out=x)
 
-    # 1. encoder: only the prefix whose skips the kept decoders consume
-    h = x
-    stack: list[torch.Tensor] = []
-    n_enc = encoder_blocks_needed(unet, nb)
-    for i in range(n_enc):
-        h, pushed = unet.encoder_block(i, h, ctx)
-        for s in pushed:
-            stack.append(torch.zeros_like(s) if len(stack) < ns else s)
-    res.encoder_blocks = n_enc
-    if nb:
-        # the removed decoders would have popped skips pushed after what remains needed
-        del stack[sum(unet.skips_popped[nb:]) :]
+        # 1. encoder: only the prefix whose skips the kept decoders consume
+        h = x
+        stack: list[torch.Tensor] = []
+        n_enc = encoder_blocks_needed(unet, nb)
+        for i in range(n_enc):
+            h, pushed = unet.encoder_block(i, h, ctx)
+            for s in pushed:
+                stack.append(torch.zeros_like(s) if len(stack) < ns else s)
+        res.encoder_blocks = n_enc
+        if nb:
+            # the removed decoders would have popped skips pushed after what remains needed
+            del stack[sum(unet.skips_popped[nb:]) :]
 
-    # 2. middle (or the replacement of decoder nb-1's output)
-    if nb == 0:
-        h = unet.middle(h, ctx)
-        res.middle = True
-    elif fill is not None:
-        h = fill.to(device=h.device, dtype=h.dtype)
-    else:
-        c, hh, ww = unet.decoder_out_shape(nb - 1)
-        h = torch.zeros(x.shape[0], c, hh, ww, device=h.device, dtype=h.dtype)
+        # 2. middle (or the replacement of decoder nb-1's output)
+        if nb == 0:
+            h = unet.middle(h, ctx)
+            res.middle = True
+        elif fill is not None:
+            h = fill.to(device=h.device, dtype=h.dtype)
+        else:
+            c, hh, ww = unet.decoder_out_shape(nb - 1)
+            h = torch.zeros(x.shape[0], c, hh, ww, device=h.device, dtype=h.dtype)
 
-    # 3. decoder
-    for j in range(nb, n_dec):
-        k = unet.skips_popped[j]
-        popped = tuple(stack.pop() for _ in range(k))
-        h = unet.decoder_block(j, h, popped, ctx)
-        if j in keep:
-            res.kept[j] = h
-    res.decoder_blocks = n_dec - nb
+        # 3. decoder
+        for j in range(nb, n_dec):
+            k = unet.skips_popped[j]
+            popped = tuple(stack.pop() for _ in range(k))
+            h = unet.decoder_block(j, h, popped, ctx)
+            if j in keep:
+                res.kept[j] = h
+        res.decoder_blocks = n_dec - nb
 
-    # 4. head
-    res.out = unet.head(h, ctx)
-    return res
+        # 4. head
+        res.out = unet.head(h, ctx)
+        return res
+
+
+@contextmanager
+def exact_float32(device: torch.device | str | None) -> Iterator[None]:
+    """Within the ``with``, float32 matmuls and convolutions on a CUDA ``device`` run in float32,
+    not TF32; torch's global TF32 settings are restored on exit. Elsewhere nothing changes.
+
+    TF32 products (cuDNN's default for convolutions) would move results computed on a GPU
+    further from the CPU's than float rounding does. Every Unet pass (:func:`forward`) and the
+    backends' text encoders and latent decoders run inside it, so sampling on a GPU is float32
+    while the caller's own settings stay as they were.
+    """
+    if device is None or torch.device(device).type != "cuda":
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 @contextmanager

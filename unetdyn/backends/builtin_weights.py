@@ -1,6 +1,6 @@
 """Loading the shipped weights of the built-in Unet, checksum verified.
 
-The weights are one safetensors file (written by :func:`unetdyn.builtin_model.train.export_weights`) whose
+The weights are one safetensors file (written by :func:`unetdyn.builtin_model.checkpoint.export_weights`) whose
 metadata holds the model config; its SHA-256 lies beside it in ``<file>.sha256``
 (``sha256sum -c`` format).
 """
@@ -28,7 +28,7 @@ WEIGHTS_FORMAT = "unetdyn-builtin-unet/1"
 
 _HOW_TO_FIX = (
     "Restore the shipped file (git checkout -- data/builtin/), or export it again from its training run "
-    "with `unetdyn.builtin_model.train.export_weights(RUN_DIR, PATH)` (CLI: `unetdyn export --run RUN_DIR --to PATH`), "
+    "with `unetdyn.builtin_model.checkpoint.export_weights(RUN_DIR, PATH)` (CLI: `unetdyn export --run RUN_DIR --to PATH`), "
     "which writes the file and its checksum together."
 )
 

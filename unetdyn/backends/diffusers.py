@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from unetdyn.noise import Diffusion
+from unetdyn.unet import exact_float32
 
 __all__ = ["ARCHS", "INSTALL_HINT", "DiffusersUnet", "diffusion_from_scheduler", "arch_config"]
 
@@ -257,7 +258,8 @@ class DiffusersUnet:
             tok = self.tokenizer(unique, padding="max_length", max_length=self.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt")
             mask = tok.attention_mask.to(self.device) if getattr(self.text_encoder.config, "use_attention_mask", False) else None
-            enc = self.text_encoder(tok.input_ids.to(self.device), attention_mask=mask)[0].to(self.dtype)
+            with exact_float32(self.device):
+                enc = self.text_encoder(tok.input_ids.to(self.device), attention_mask=mask)[0].to(self.dtype)
         else:
             enc = torch.stack([_stand_in_embedding(p, self.model.config.cross_attention_dim) for p in unique])
             enc = enc.to(self.device, self.dtype)
@@ -332,7 +334,8 @@ class DiffusersUnet:
         z = x.to(self.vae.dtype) / cfg.scaling_factor
         if getattr(cfg, "shift_factor", None):
             z = z + cfg.shift_factor
-        return self.vae.decode(z, return_dict=False)[0].float().clamp(-1, 1)
+        with exact_float32(z.device):
+            return self.vae.decode(z, return_dict=False)[0].float().clamp(-1, 1)
 
     def _decoder_shapes(self, size: int) -> list[tuple[int, int, int]]:
         size //= 2 ** sum(1 for b in self.model.down_blocks if getattr(b, "downsamplers", None))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from unetdyn.noise import Diffusion
+from unetdyn.unet import exact_float32
 
 __all__ = ["INSTALL_HINT", "GlideContext", "GlideUnet"]
 
@@ -183,7 +184,8 @@ class GlideUnet:
         """
         unique = list(dict.fromkeys(prompts))
         tokens, mask = self.tokenize(unique)
-        enc = self.model.get_text_emb(tokens, mask)
+        with exact_float32(self.device):
+            enc = self.model.get_text_emb(tokens, mask)
         index = torch.tensor([unique.index(p) for p in prompts], device=self.device)
         return {"xf_proj": enc["xf_proj"][index], "xf_out": enc["xf_out"][index]}
 

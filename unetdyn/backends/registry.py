@@ -7,6 +7,10 @@ from pathlib import Path
 
 import torch
 
+from unetdyn.backends.builtin import BuiltinUnet
+from unetdyn.backends.builtin_weights import load_builtin, shipped_config
+from unetdyn.backends.diffusers import ARCHS, DiffusersUnet
+from unetdyn.backends.glide import GlideUnet
 from unetdyn.paths import is_builtin, member_dir, member_name
 from unetdyn.unet import Unet
 
@@ -55,7 +59,10 @@ def check_device(device: str | None, allow_meta: bool = True) -> None:
 def resolve_device(device: str | None) -> torch.device:
     """``None``/"cpu" -> CPU; "cuda" or "cuda:N" only where that GPU is present, "mps" where torch
     has it (clear errors otherwise); "meta" (shapes without data: counting the FLOPs of
-    random-weights architectures)."""
+    random-weights architectures).
+
+    It changes no global setting: on CUDA, TF32 is off only while the model runs
+    (:func:`unetdyn.unet.exact_float32`)."""
     check_device(device)
     if device in (None, "cpu"):
         return torch.device("cpu")
@@ -70,10 +77,6 @@ def resolve_device(device: str | None) -> torch.device:
         raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA GPU here; use --device cpu")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device={device!r}: cuda index {dev.index} is out of range 0..{torch.cuda.device_count() - 1}")
-    # float32 means float32: TF32 products (cuDNN's default for convolutions) would move
-    # results computed on a GPU further from the CPU's than float rounding does
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     return dev
 
 
@@ -108,8 +111,6 @@ def load_unet(
     check_model(model)
     dev = resolve_device(device)
     if model.startswith("diffusers"):
-        from unetdyn.backends.diffusers import ARCHS, DiffusersUnet
-
         if fp16:
             raise ValueError("fp16 is offered for the glide model only")
         if weights is not None:
@@ -125,9 +126,6 @@ def load_unet(
     if arch is not None:
         raise ValueError(f"arch={arch!r} applies to model='diffusers' only")
     if is_builtin(model):
-        from unetdyn.backends.builtin import BuiltinUnet
-        from unetdyn.backends.builtin_weights import load_builtin, shipped_config
-
         if weights is None and member_name(model) is not None:
             weights = member_dir(model) / "unet.safetensors"
             if not weights.exists():
@@ -137,8 +135,6 @@ def load_unet(
         net = BuiltinUnet(shipped_config(weights)) if random_weights else load_builtin(weights, device=dev)
         return net.to(dev).eval()
     if model == "glide":
-        from unetdyn.backends.glide import GlideUnet
-
         half = dev.type == "cuda" if fp16 is None else fp16
         if random_weights:
             return GlideUnet.from_random(device=dev, use_fp16=half)

@@ -17,7 +17,7 @@ from pathlib import Path
 from unetdyn.backends.builtin_weights import read_metadata
 from unetdyn.paths import BUILTIN_DIR, FAMILY_DIR, member_dir, member_name
 
-__all__ = ["Member", "WEIGHTS_NAME", "member_weights", "members"]
+__all__ = ["Member", "WEIGHTS_NAME", "member_weights", "members", "in_training"]
 
 WEIGHTS_NAME = "unet.safetensors"
 
@@ -76,4 +76,17 @@ def members(family: Path = FAMILY_DIR) -> list[Member]:
                 continue  # not a member's folder
             if (d / WEIGHTS_NAME).exists():
                 found.append(_member(model, d / WEIGHTS_NAME))
+    return found
+
+
+def in_training(family: Path = FAMILY_DIR) -> list[tuple[str, int]]:
+    """The members still training (a run folder ``train/`` and no weights yet): ``(model, step)``, the step
+    read from the checkpoint's ``ckpt.json`` (a resumed run continues from there)."""
+    found = []
+    if family.is_dir():
+        for d in sorted(p for p in family.iterdir() if p.is_dir()):
+            info = d / "train" / "ckpt.json"
+            if info.exists() and not (d / WEIGHTS_NAME).exists():
+                rec = json.loads(info.read_text())
+                found.append((f"builtin:{d.name}", int(rec["step"])))
     return found

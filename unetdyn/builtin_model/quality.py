@@ -329,13 +329,14 @@ def generate(
 
     Sample ``k`` is conditioned on class ``k % 10`` (as in the dataset) with sampler seed ``seed0 + k``.
     """
-    from unetdyn.sampler import SamplerConfig, sample
+    from unetdyn.sampler import RunOptions, SamplerConfig, sample
 
     n = n_per_class * NUM_CLASSES
     labels = torch.arange(n) % NUM_CLASSES
     prompts = [CLASS_NAMES[int(c)] for c in labels]
     cfg = SamplerConfig(steps=steps, guidance=guidance)
-    res = sample(unet, prompts, list(range(seed0, seed0 + n)), "full", cfg, batch_size=batch_size, progress=progress)
+    res = sample(unet, prompts, list(range(seed0, seed0 + n)), "full",
+                 RunOptions(cfg, batch_size=batch_size, progress=progress))
     return res.images[0], labels
 
 

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from unetdyn.cost import CallCost, timed
 from unetdyn.metrics import compare
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
-from unetdyn.sampler import SamplerConfig, Trajectory, sample, trajectory
+from unetdyn.sampler import RunOptions, SamplerConfig, Trajectory, sample, trajectory
 from unetdyn.unet import Unet
 
 __all__ = [
@@ -157,7 +157,8 @@ def _summary(vals: np.ndarray, prefix: str) -> dict[str, float]:
 
 def timed_run(unet, prompts, seeds, m: Method, batch_size: int) -> float:
     """Seconds to sample ``prompts``/``seeds`` with ``m`` from scratch."""
-    return timed(unet, lambda: sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False))
+    return timed(unet, lambda: sample(unet, prompts, seeds, m.schedule,
+                                      RunOptions(m.config, batch_size=batch_size, progress=False)))
 
 
 def measure(
@@ -192,7 +193,8 @@ def measure(
     ref = ms[0]
     if ref.schedule.interventions:
         raise ValueError(f"the first method is the reference and must be a full schedule, got {ref.name!r}")
-    base: Trajectory = trajectory(unet, prompts, seeds, ref.config, batch_size, progress)
+    base: Trajectory = trajectory(unet, prompts, seeds,
+                                  run=RunOptions(ref.config, batch_size=batch_size, progress=progress))
     costs = CallCost(unet, prompts[0])
     t_prompts, t_seeds = list(prompts)[:timing_samples], list(seeds)[:timing_samples]
     if repeats > 0:
@@ -200,7 +202,8 @@ def measure(
     rows, ref_sec, ref_flops = [], None, None
     for m in tqdm(ms, desc="methods", unit="method", disable=not progress):
         resume = base if m.config == ref.config else None
-        out = sample(unet, prompts, seeds, m.schedule, m.config, baseline=resume, batch_size=batch_size, progress=False)
+        out = sample(unet, prompts, seeds, m.schedule,
+                     RunOptions(m.config, baseline=resume, batch_size=batch_size, progress=False))
         q = compare(base.x0, out.images[0])
         secs = [timed_run(unet, t_prompts, t_seeds, m, batch_size) for _ in range(repeats)]
         sec = statistics.median(secs) / len(t_seeds) if secs else float("nan")
@@ -340,8 +343,9 @@ def ddim_diagnosis(
     for g in guidances:
         own: torch.Tensor | None = None
         for method, k in runs:
-            out = sample(unet, prompts, seeds, "full", SamplerConfig(steps=k, guidance=g, method=method),
-                         batch_size=batch_size, progress=False).images[0]
+            out = sample(unet, prompts, seeds, "full",
+                         RunOptions(SamplerConfig(steps=k, guidance=g, method=method), batch_size=batch_size,
+                                    progress=False)).images[0]
             agree = bootstrap_samples(np.mean, judge(out).astype(float), digits=2)
             row = {"sampler": method, "steps": k, "guidance": g, "samples": len(seeds), "agreement": agree.value, "agreement_lo": agree.lo,
                    "agreement_hi": agree.hi, "saturated": float((out.abs() >= 0.98).float().mean()),

@@ -19,9 +19,11 @@ from unetdyn.paper.canvas import subplots
 from unetdyn.paper.claims import CLAIMS
 from unetdyn.paper.verdicts import Finding, Sensitivity, known, what_holds
 
-__all__ = ["FINDINGS_MIME", "VERDICT_COLORS", "show_findings", "show_what_holds", "sensitivity_plot"]
+__all__ = ["FINDINGS_MIME", "MEMBERS_MIME", "VERDICT_COLORS", "show_findings", "show_members", "show_what_holds",
+           "sensitivity_plot"]
 
 FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
+MEMBERS_MIME = "application/vnd.unetdyn.members+json"  # and these: each claim's verdict on each member
 VERDICT_COLORS = {"holds": "#d9f0d3", "differs": "#f4cccc", "imprecise": "#fff2cc"}
 
 
@@ -48,6 +50,22 @@ def show_findings(findings: Sequence[Finding]) -> None:
             .to_html())
     records = [f.to_dict() for f in findings]
     display({"text/html": html, "text/plain": df.to_string(index=False), FINDINGS_MIME: json.dumps(records)}, raw=True)
+
+
+def show_members(verdicts: pd.DataFrame) -> None:
+    """Display each claim's verdict on each member of the family and across them (tagged for the summary page)."""
+    from IPython.display import display
+
+    df = verdicts.rename(index=lambda cid: f"{CLAIMS[cid].short} ({CLAIMS[cid].where})").reset_index()
+    colors = {**VERDICT_COLORS, "holds on every member": VERDICT_COLORS["holds"],
+              "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3"}
+    html = (df.style.hide(axis="index")
+            .map(lambda v: f"background-color: {colors.get(v, 'white')}", subset=list(df.columns[1:-1]))
+            .set_properties(**{"text-align": "left", "white-space": "normal"})
+            .to_html())
+    record = {"members": [c for c in verdicts.columns if c not in ("across", "read on")],
+              "claims": verdicts.to_dict("index")}
+    display({"text/html": html, "text/plain": df.to_string(index=False), MEMBERS_MIME: json.dumps(record)}, raw=True)
 
 
 def show_what_holds(findings: Sequence[Finding]) -> None:

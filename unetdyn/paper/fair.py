@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -43,8 +44,9 @@ from tqdm import tqdm
 from unetdyn.metrics import compare
 from unetdyn.paper.alternatives import FAMILIES, Method, timed_run
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, array_digest, content_key, model_id
+from unetdyn.paper.executors import Executor, Unit, make_executor
 from unetdyn.paper.readings import interval, resample
-from unetdyn.sampler import SamplerConfig, sample, trajectory
+from unetdyn.sampler import RunOptions, SamplerConfig, sample, trajectory
 from unetdyn.unet import Unet
 
 __all__ = ["OUTCOME_FIELDS", "own_config", "outcomes", "shape_classifier", "time_methods", "Fair", "summarize",
@@ -80,6 +82,8 @@ def outcomes(
     chunk: int = 100,
     batch_size: int = 16,
     progress: bool = True,
+    executor: str | Executor = "local",
+    address: str | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per method, the per-sample outcomes over all samples (see the module's docstring).
 
@@ -89,6 +93,9 @@ def outcomes(
         classifier_id: a checksum of the classifier (part of every key).
         cache: the store; read-only means nothing is computed (a miss raises :class:`CacheMiss`).
         chunk: samples per stored entry.
+        executor, address: where the missing chunks are computed, one unit each (see
+            :func:`~unetdyn.paper.executors.make_executor`; on Ray, ``classify`` is sent to the
+            workers); this process stores every outcome as it arrives.
 
     Returns:
         method name -> ``{field: array over all samples}`` for :data:`OUTCOME_FIELDS`.
@@ -108,72 +115,85 @@ def outcomes(
         raise ValueError("the fair comparison needs a class-conditional model whose classes the quality classifier "
                          f"knows (the built-in model), not {type(unet).__name__}")
     target = np.array([unet.class_index(p) for p in prompts])
-    parts: dict[str, list[dict[str, np.ndarray]]] = {m.name: [] for m in ms}
+    got: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    keys: dict[int, dict[str, str]] = {}
+    units: list[Unit] = []
     starts = range(0, n, chunk)
     bar = tqdm(total=len(ms) * len(starts), desc="fair comparison", unit="entry", disable=not progress, miniters=1)
     for s in starts:
         p, sd = list(prompts[s : s + chunk]), [int(x) for x in seeds[s : s + chunk]]
         expect = {"ssim": (len(sd),), "psnr": (len(sd),), "ssim_own": (len(sd),), "psnr_own": (len(sd),),
                   "agree": (len(sd),), "feat": (len(sd), None)}
-        keys = {m.name: _key(mid, classifier_id, m, ref, p, sd) for m in ms}
-        got = {m.name: cache.get(keys[m.name], expect) for m in ms}
-        todo = [m for m in ms if got[m.name] is None]
+        keys[s] = {m.name: _key(mid, classifier_id, m, ref, p, sd) for m in ms}
+        got[s] = {m.name: hit for m in ms if (hit := cache.get(keys[s][m.name], expect)) is not None}
+        todo = [m for m in ms if m.name not in got[s]]
         if todo and cache.read_only:
             raise CacheMiss(f"{len(todo)} of {len(ms)} methods of the fair comparison are not in {cache.root} for "
                             f"samples {s}..{s + len(sd) - 1}, first {todo[0].name!r}: run "
                             f"`python benchmarks/fair_comparison.py --samples {n} --chunk {chunk}`")
         bar.update(len(ms) - len(todo))
         if todo:
-            bar.set_postfix_str(f"samples {s}..{s + len(sd) - 1}: {len(todo)} methods to sample")
-            got.update(_compute_chunk(unet, ms, todo, p, sd, target[s : s + chunk], classify, batch_size,
-                                      lambda m, arrays: _store(cache, keys[m.name], m, arrays, bar)))
-        for m in ms:
-            parts[m.name].append(got[m.name])
+            units.append(Unit({"todo": [m.name for m in todo], "prompts": p, "seeds": sd,
+                               "target": target[s : s + chunk], "start": s},
+                              f"the fair comparison's {', '.join(repr(m.name) for m in todo)[:200]} on samples "
+                              f"{s}..{s + len(sd) - 1}"))
+    if units:
+        ex = make_executor(executor, unet, address=address)
+        shared = {"ms": list(ms), "classify": classify, "batch_size": batch_size}
+        with closing(ex.map(_fair_unit, units, shared)) as arrivals:
+            for u, items, finished in arrivals:
+                s = units[u].args["start"]
+                for name, arrays in items:
+                    m = next(m for m in ms if m.name == name)
+                    cache.put(keys[s][name], arrays, {"what": "fair outcome", "method": m.name})
+                    got[s][name] = arrays
+                    bar.update(1)
+                if finished and len(units) > 1:
+                    bar.set_postfix_str(f"samples {s}..{s + len(units[u].args['seeds']) - 1} done")
     bar.close()
-    return {name: {f: np.concatenate([c[f] for c in cs]) for f in OUTCOME_FIELDS} for name, cs in parts.items()}
+    return {m.name: {f: np.concatenate([got[s][m.name][f] for s in starts]) for f in OUTCOME_FIELDS} for m in ms}
 
 
-def _store(cache: Cache, key: str, m: Method, arrays: dict[str, np.ndarray], bar) -> None:
-    cache.put(key, arrays, {"what": "fair outcome", "method": m.name})
-    bar.update(1)
+def _fair_unit(unet, ms, classify, batch_size, todo, prompts, seeds, target, start):
+    """One unit: the methods named ``todo`` on one chunk of samples (``start``: its first sample)."""
+    yield from _compute_chunk(unet, ms, [m for m in ms if m.name in todo], prompts, seeds, target, classify, batch_size)
 
 
-def _compute_chunk(unet, ms, todo, prompts, seeds, target, classify, batch_size, store) -> dict[str, dict[str, np.ndarray]]:
-    """The outcomes of the methods ``todo`` on one chunk of samples; each is handed to ``store`` when done."""
+def _compute_chunk(unet, ms, todo, prompts, seeds, target, classify, batch_size) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """The outcomes of the methods ``todo`` on one chunk of samples, yielded as ``(name, arrays)``, each when done."""
     ref = ms[0]
-    base = trajectory(unet, prompts, seeds, ref.config, batch_size, False)
+    base = trajectory(unet, prompts, seeds, run=RunOptions(ref.config, batch_size=batch_size, progress=False))
     full = {ref.config: base.x0}
 
     def reference(cfg: SamplerConfig) -> torch.Tensor:
         if cfg not in full:
-            full[cfg] = sample(unet, prompts, seeds, "full", cfg, batch_size=batch_size, progress=False).images[0]
+            full[cfg] = sample(unet, prompts, seeds, "full",
+                               RunOptions(cfg, batch_size=batch_size, progress=False)).images[0]
         return full[cfg]
 
     def finish(m: Method, out: torch.Tensor) -> dict[str, np.ndarray]:
         q, own = compare(base.x0, out), compare(reference(own_config(m, ref)), out)
         pred, feat = classify(out)
-        arrays = {"ssim": q["ssim"], "psnr": q["psnr"], "ssim_own": own["ssim"], "psnr_own": own["psnr"],
-                  "agree": (np.asarray(pred) == target).astype(np.uint8), "feat": np.asarray(feat, np.float32)}
-        store(m, arrays)
-        return arrays
+        return {"ssim": q["ssim"], "psnr": q["psnr"], "ssim_own": own["ssim"], "psnr_own": own["psnr"],
+                "agree": (np.asarray(pred) == target).astype(np.uint8), "feat": np.asarray(feat, np.float32)}
 
-    done: dict[str, dict[str, np.ndarray]] = {}
     # the reference's config: every schedule resumes from the full trajectory, all in one batched run
     same = [m for m in todo if m.config == ref.config]
     if same:
-        res = sample(unet, prompts, seeds, [m.schedule for m in same], ref.config, baseline=base,
-                     batch_size=batch_size, progress=False)
+        res = sample(unet, prompts, seeds, [m.schedule for m in same],
+                     RunOptions(ref.config, baseline=base, batch_size=batch_size, progress=False))
         for m, out in zip(same, res.images):
-            done[m.name] = finish(m, out)
+            yield m.name, finish(m, out)
     for m in todo:
-        if m.name not in done:
-            out = full.get(m.config) if not m.schedule.interventions else None
-            if out is None:
-                out = sample(unet, prompts, seeds, m.schedule, m.config, batch_size=batch_size, progress=False).images[0]
-                if not m.schedule.interventions:
-                    full[m.config] = out
-            done[m.name] = finish(m, out)
-    return done
+        if m in same:
+            continue
+        out = full.get(m.config) if not m.schedule.interventions else None
+        if out is None:
+            out = sample(unet, prompts, seeds, m.schedule,
+                         RunOptions(m.config, batch_size=batch_size, progress=False)).images[0]
+            if not m.schedule.interventions:
+                full[m.config] = out
+        yield m.name, finish(m, out)
 
 
 def shape_classifier(n_real: int):

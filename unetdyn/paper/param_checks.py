@@ -23,17 +23,19 @@ class Rule:
 
     Attributes:
         kind: ``int``, ``float`` (finite), ``ints`` or ``floats`` (lists of them), ``strs``
-            (a list of non-empty strings), ``str`` (non-empty), ``mapping`` (int keys >= 1 to
+            (a list of non-empty strings), ``str`` (non-empty), ``choice`` (one of ``choices``), ``mapping`` (int keys >= 1 to
             int values in ``low``..``high``), ``device`` (None, or a device that can sample).
         low, high: the range of each number (inclusive); ``high`` None: no upper end; a
             string: the value of that parameter.
         nonempty: a list or mapping needs at least one entry.
+        choices: for ``kind="choice"``, the values allowed.
     """
 
     kind: str
     low: float | None = None
     high: float | str | None = None
     nonempty: bool = True
+    choices: tuple[str, ...] = ()
 
 
 _T = Rule("int", 1, "steps")  # a time step, or a count of steps: 1..K
@@ -62,6 +64,11 @@ RULES: dict[str, Rule] = {
     "other_budgets": Rule("strs", nonempty=False),
     "device": Rule("device"),
     "model": Rule("str"), "schedule": Rule("str"), "budget": Rule("str"),
+    "smooth": _COUNT,
+    "references": Rule("strs", nonempty=False),
+    "members": Rule("strs", nonempty=False),
+    "precision": Rule("choice", choices=("fp32", "bf16")),
+    "executor": Rule("choice", choices=("local", "ray")),
 }
 
 
@@ -94,6 +101,8 @@ def _problem(rule: Rule, value: Any, high: float | None) -> str | None:
         except ValueError as exc:
             return f"must name a device to sample on ({exc})"
         return None
+    if rule.kind == "choice":
+        return None if value in rule.choices else f"must be one of {', '.join(map(repr, rule.choices))}"
     if rule.kind == "str":
         return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
     if rule.kind == "mapping":

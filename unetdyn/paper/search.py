@@ -339,22 +339,30 @@ def sweep_search(sweep, budget: Budget, moves: Sequence[Move] | None = None, pas
 
 def open_search_sweep(model: str = "builtin", weights: str | None = None, per_class: int = 4, steps: int = 100,
                       guidance: float = 3.0, *, compute: bool = True, device: str | None = None, cache_dir=None,
-                      batch_size: int = 16, progress: bool = True):
-    """The sweep of the search samples (:func:`search_samples`; other models: the book's prompts, seeds from 1000)."""
+                      batch_size: int = 16, progress: bool = True, precision: str = "fp32", executor: str = "local",
+                      address: str | None = None):
+    """The sweep of the search samples (:func:`search_samples`; other models: the book's prompts, seeds from 1000).
+
+    ``executor="ray"``: the schedules each step of the search measures are computed on Ray workers
+    (``address``: the cluster; None: a local Ray), each loading the model as named here; see
+    :func:`~unetdyn.paper.sweeps.open_sweep`."""
     from pathlib import Path
 
     from unetdyn.backends import load_unet
     from unetdyn.paper.cache import Cache
+    from unetdyn.paper.executors import make_executor
     from unetdyn.paper.sweeps import Sweep, default_samples
     from unetdyn.paths import CACHE_DIR
 
     if isinstance(per_class, bool) or not isinstance(per_class, int) or not 1 <= per_class <= 1000:
         raise ValueError(f"per_class={per_class!r} is out of range 1..1000")
-    unet = load_unet(model, weights, device)
+    unet = load_unet(model, weights, "cpu" if executor == "ray" else device)
+    executor = make_executor(executor, unet, model=model, weights=weights, device=device, address=address)
     if is_builtin(model):
         prompts, seeds = search_samples(unet.config.class_names, per_class)
     else:
         prompts, _ = default_samples(unet, model, 5 * per_class)
         seeds = list(range(1000, 1000 + len(prompts)))
     cache = Cache(Path(cache_dir) if cache_dir is not None else CACHE_DIR, read_only=not compute)
-    return Sweep(unet, prompts, seeds, SamplerConfig(steps=steps, guidance=guidance), cache, batch_size, progress)
+    return Sweep(unet, prompts, seeds, SamplerConfig(steps=steps, guidance=guidance), cache, batch_size, progress, precision,
+                 executor)

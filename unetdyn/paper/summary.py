@@ -14,13 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from unetdyn.fileio import atomic_write
-from unetdyn.paper.claimplots import FINDINGS_MIME
+from unetdyn.paper.claimplots import FINDINGS_MIME, MEMBERS_MIME
 from unetdyn.paper.claims import MARGINS
 from unetdyn.paper.verdicts import VERDICTS, Finding, claim_rows
 
-__all__ = ["collect_findings", "summary_markdown", "lead_markdown", "write_summary"]
+__all__ = ["collect_findings", "collect_members", "summary_markdown", "lead_markdown", "write_summary"]
 
-MARKS = {"holds": "holds", "differs": "**differs**", "imprecise": "*imprecise*", "not run": "not run", "-": "-"}
+MARKS = {"holds": "holds", "differs": "**differs**", "imprecise": "*imprecise*", "not run": "not run", "-": "-",
+         "holds on every member": "holds on every member", "differs on every member": "**differs on every member**",
+         "depends on the member": "**depends on the member**"}
 
 
 def _read(notebook: str | Path) -> dict:
@@ -38,6 +40,19 @@ def collect_findings(notebook: str | Path | dict) -> list[Finding]:
                 raw = data[FINDINGS_MIME]
                 found = json.loads(raw if isinstance(raw, str) else "".join(raw))
     return [Finding.from_dict(d) for d in found]
+
+
+def collect_members(notebooks: Sequence[str | Path]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The members chapter 10 compared and, per claim, its verdict on each and ``across`` them (none: ``[], {}``)."""
+    members, claims = [], {}
+    for nb in map(Path, notebooks):
+        for cell in _read(nb).get("cells", []):
+            for out in cell.get("outputs", []):
+                raw = out.get("data", {}).get(MEMBERS_MIME)
+                if raw is not None:
+                    record = json.loads(raw if isinstance(raw, str) else "".join(raw))
+                    members, claims = record["members"], record["claims"]
+    return members, claims
 
 
 def _labels(nb: dict) -> list[str]:
@@ -86,6 +101,12 @@ def lead_markdown(notebooks: Sequence[str | Path]) -> str:
     apart = [r["claim"] for r in rows if r["claim"].kind == "inconsistency"]
     if apart:
         lines.append(f"- **Not a claim about the model:** {'; '.join(c.short for c in apart)} (the paper's own arithmetic).")
+    members, on_members = collect_members(notebooks)
+    if members:
+        across = [v["across"] for v in on_members.values() if v.get("across") not in (None, "not run")]
+        counts = ", ".join(f"{across.count(a)} {a}" for a in dict.fromkeys(across))
+        lines += ["", f"**Is it the model?** On {len(members)} models of the family ([chapter 10](10_is_it_the_model)), "
+                      f"the claims read: {counts}."]
     return "\n".join(lines) + "\n"
 
 
@@ -93,13 +114,15 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
     """A MyST page: one row per claim (the paper's words, ours at its own setting, the verdict and why),
     each claim's settings folded beneath, and the claims that take no verdict listed apart."""
     findings, links = _gather(notebooks)
+    members, on_members = collect_members(notebooks)
     rows = claim_rows(findings)
     t = _tally(rows)
     n = sum(t.values())
+    short = [m.replace("builtin:", "") for m in members]
     lines = [
         "# The paper's claims, and ours",
         "",
-        f"Each of the paper's claims, read on the built-in model at the claim's own setting, and judged against the "
+        "Each of the paper's claims, read on the built-in model at the claim's own setting, and judged against the "
         "paper's value with a declared margin of practical equivalence: **holds** when our 95% interval lies wholly "
         "where the claim is true, **differs** when it lies wholly where the claim is false by more than the margin "
         "(for a direction or an effect, such as a dip: wholly below the margin, an effect too small to matter), "
@@ -111,8 +134,12 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         + (f", {t['not run']} not run at their own setting" if t["not run"] else "") + ".** "
         "The shortcut's mean SSIM is counted once, on chapter 7's samples; its other readings are settings of that claim.",
         "",
-        "| claim | paper | ours [95% interval], at its own setting | verdict | why |",
-        "|---|---|---|---|---|",
+        *(["The columns after *why* give each claim's verdict on each member of the family of built-in models, at "
+           "[chapter 10](10_is_it_the_model)'s coarser grids, and across them: is it the Unet, or this checkpoint?", ""]
+          if members else []),
+        "| claim | paper | ours [95% interval], at its own setting | verdict | why |"
+        + "".join(f" {m} |" for m in short) + (" across members |" if members else ""),
+        "|---|---|---|---|---|" + "---|" * (len(members) + bool(members)),
     ]
     for r in rows:
         c = r["claim"]
@@ -126,8 +153,14 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         why = own.why if own else "its own setting was not run"
         if r["judged"] > 1:
             why += f"; holds at {r['held']} of {r['judged']} settings"
+        per = on_members.get(c.id, {})
+        cells = "".join(f" {MARKS.get(per.get(m, 'not run'), per.get(m))} |" for m in members)
+        if members:
+            read = per.get("read on", "")
+            partial = f" (read on {read})" if read and not read.startswith(f"{len(members)} of") else ""
+            cells += f" {MARKS.get(per.get('across', 'not run'), per.get('across'))}{partial} |"
         lines.append(f"| {link} <br> *\u201c{_cell(c.words)}\u201d* | {_cell(c.paper_value)} | {_cell(ours)} | "
-                     f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |")
+                     f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |{cells}")
     lines += ["", "<details><summary>Every setting of every claim</summary>", "",
               "| claim | setting | paper | ours | verdict | why |", "|---|---|---|---|---|---|"]
     for r in rows:

@@ -7,6 +7,10 @@ version. Each schedule is stored as soon as it is computed, so an interrupted sw
 what it finished. A sweep opened with ``compute=False`` never samples: a missing result
 raises :class:`~unetdyn.paper.cache.CacheMiss` naming it.
 
+What is missing is computed by the sweep's executor (:mod:`unetdyn.paper.executors`): in this
+process, or on Ray workers (``open_sweep(..., executor="ray")``), in units of a few schedules
+each; either way this process stores each result as it arrives.
+
 Example:
     >>> sw = open_sweep(SweepSpec(n_samples=10))                                       # doctest: +SKIP
     >>> res = sw.run([Schedule((SkipSteps(t, 5),), name=f"t{t}") for t in range(6, 101)])  # doctest: +SKIP
@@ -17,20 +21,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from unetdyn.backends.registry import check_model
-from unetdyn.interventions import DropBlocks, EarlyStop, Schedule, SkipSteps, ZeroSkips
-from unetdyn.metrics import compare, psnr, ssim, to_uint8
+from unetdyn.interventions import Schedule, ScheduleError
+from unetdyn.paper import sweep_units
 from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
+from unetdyn.paper.executors import Executor, Unit, UnitProgress, make_executor
 from unetdyn.paths import is_builtin
-from unetdyn.sampler import PRECISIONS, SamplerConfig, Trajectory, sample, trajectory, x0_change
+from unetdyn.sampler import PRECISIONS, SamplerConfig, Trajectory
 from unetdyn.unet import Unet
 
 __all__ = [
@@ -41,13 +46,7 @@ __all__ = [
     "SweepSpec",
     "model_id",
     "open_sweep",
-    "skip_steps_family",
-    "zero_skips_family",
-    "drop_blocks_family",
-    "cut_relax_cut_family",
-    "adapted_shortcut",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -125,6 +124,10 @@ class Sweep:
         precision: the sampler's precision (``"fp32"`` or ``"bf16"``, see
             :func:`~unetdyn.sampler.sample`). bf16 results are stored under keys of their own;
             fp32 keys are those of a sweep without the option, so existing stores stay valid.
+        executor: where what is missing is computed: ``"local"`` (this process), ``"ray"`` (Ray
+            workers, each with a copy of ``unet``; :func:`open_sweep` has them load it by name), or an
+            :class:`~unetdyn.paper.executors.Executor`. Either way this process writes the store.
+        address: the Ray cluster (``executor="ray"``; None: a local Ray).
     """
 
     def __init__(
@@ -137,13 +140,17 @@ class Sweep:
         batch_size: int = 16,
         progress: bool = True,
         precision: str = "fp32",
+        executor: str | Executor = "local",
+        address: str | None = None,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
         self.unet, self.config, self.cache = unet, config, cache
         self.prompts, self.seeds = list(prompts), [int(s) for s in seeds]
         self.batch_size, self.progress, self.precision = batch_size, progress, precision
-        self._base: Trajectory | None = None
+        self.executor = make_executor(executor, unet, address=address)
+        self._base: Trajectory | None = None  # the full run's x_t (x0 estimates: the output only)
+        self._base_arrays: dict[str, np.ndarray] | None = None  # its metrics, computed with it
         self._resumed: Trajectory | None = None  # the last trajectory of an intervened schedule (run(resume_from=...))
         self._ident = {
             "model": model_id(unet),
@@ -165,28 +172,41 @@ class Sweep:
     def _describe(self, what: str) -> str:
         return f"{what} ({len(self.seeds)} samples, {self.config.steps} steps, guidance {self.config.guidance})"
 
+    def _samples(self) -> dict[str, Any]:
+        """What every unit of this sweep is given: its samples and how to sample them."""
+        return {"prompts": self.prompts, "seeds": self.seeds, "config": self.config, "batch_size": self.batch_size,
+                "precision": self.precision}
+
+    @property
+    def _shows_progress(self) -> bool:
+        """Whether a unit shows its own progress bar (a local one does; a worker's would print elsewhere)."""
+        return self.progress and self.executor.kind == "local"
+
     # -- the baseline ---------------------------------------------------------------------
 
     @property
-    def base(self) -> Trajectory:
-        """The full-schedule trajectory (computed on first use; kept in memory, not cached)."""
+    def full_trajectory(self) -> Trajectory:
+        """The full-schedule trajectory (computed on first use; kept in memory, not cached): every
+        ``x_t``, and of the x0 estimates the output ``x0`` only."""
         if self._base is None:
             if not self.computes:
                 raise CacheMiss(f"{self._describe('the baseline trajectory')} would have to be sampled")
-            self._base = trajectory(self.unet, self.prompts, self.seeds, self.config, self.batch_size, self.progress,
-                                    precision=self.precision)
+            self._base, self._base_arrays = self.executor.call(
+                sweep_units.baseline_unit, self._describe("the baseline trajectory"), **self._samples(),
+                progress=self._shows_progress)
         return self._base
 
     def trajectory_of(self, schedule: Schedule) -> Trajectory:
         """The trajectory of ``schedule`` on the sweep's samples (resumed from the full run's; kept
         in memory, the last one only)."""
         if not schedule.interventions:
-            return self.base
+            return self.full_trajectory
         if self._resumed is None or self._resumed.schedule.interventions != schedule.interventions:
             if not self.computes:
                 raise CacheMiss(f"{self._describe('the trajectory of ' + repr(schedule.describe()))} would have to be sampled")
-            self._resumed = trajectory(self.unet, self.prompts, self.seeds, self.config, self.batch_size, False,
-                                       schedule=schedule, baseline=self.base, precision=self.precision)
+            self._resumed = self.executor.call(
+                sweep_units.resumed_unit, self._describe(f"the trajectory of {schedule.describe()!r}"), **self._samples(),
+                schedule=schedule, base=self.full_trajectory)
         return self._resumed
 
     def baseline(self) -> dict[str, np.ndarray]:
@@ -202,14 +222,8 @@ class Sweep:
         hit = self.cache.get(key, expect) if self.cache is not None else None
         if hit is not None:
             return hit
-        b = self.base
-        # PSNR on the picture x_t would show (a latent model: x_t against the final latent)
-        x_t = b.xs.clamp(-1, 1)
-        arrays = {
-            "x0": to_uint8(b.x0),
-            "psnr_xt": psnr(x_t, b.xs[0].clamp(-1, 1).expand_as(x_t)),
-            "ssim_x0hat": ssim(b.x0_hat, b.x0.expand_as(b.x0_hat)),
-        }
+        self.full_trajectory  # noqa: B018 - computes the trajectory and its metrics
+        arrays = dict(self._base_arrays)
         if self.cache is not None:
             self.cache.put(key, arrays, {"what": "baseline"})
         return arrays
@@ -225,13 +239,15 @@ class Sweep:
             return hit
         if not self.computes:
             raise CacheMiss(f"{self._describe(f'the block usage on {n} samples')} is not in the store")
+        # the noise derives from (seed, t): the first samples' run is the full baseline's first columns
+        first = None
         if self._base is not None:
             b = self._base
             first = Trajectory(b.prompts[:n], b.seeds[:n], b.config, b.xs[:, :n], b.x0_hat[:, :n])
-        else:  # the noise derives from (seed, t): the first samples' run is the full baseline's first columns
-            first = trajectory(self.unet, self.prompts[:n], self.seeds[:n], self.config, self.batch_size, self.progress,
-                               precision=self.precision)
-        arrays = {"change": x0_change(self.unet, first, nbs, steps, self.batch_size).numpy()}
+        change = self.executor.call(
+            sweep_units.block_usage_unit, self._describe(f"the block usage on {n} samples"), **self._samples(),
+            nbs=list(nbs), steps=list(steps), n=n, first=first, progress=self._shows_progress)
+        arrays = {"change": change}
         if self.cache is not None:
             self.cache.put(key, arrays, {"what": "block usage"})
         return arrays
@@ -251,21 +267,45 @@ class Sweep:
         Args:
             schedules: the schedules; their names label the rows (they must be unique).
             images: sample indices whose images to keep (in ``result.images``).
-            chunk: schedules computed per batched run (each stored as soon as its run ends).
+            chunk: schedules computed per batched run, one unit of work (each result stored as
+                soon as it arrives). The grouping decides the batches the Unet sees, so results
+                are the same bits only for the same ``chunk``.
             labels: per schedule, extra columns for the table (e.g. ``{"t_start": 60, "nb": 8}``).
             resume_from: a schedule the given ones extend: what must be sampled resumes from its
                 trajectory (kept in memory) at the first step where each differs from it, instead
                 of from the full run's. Results are the same up to float rounding.
         """
-        names = [s.name for s in schedules]
-        if len(set(names)) != len(names) or not all(names):
-            raise ValueError("every schedule of a sweep needs a unique, non-empty name")
-        if labels is not None and len(labels) != len(schedules):
-            raise ValueError(f"labels has {len(labels)} entries for {len(schedules)} schedules")
+        return self.run_many([(schedules, labels)], images, chunk, resume_from)[0]
+
+    def run_many(
+        self,
+        families: Sequence[tuple[Sequence[Schedule], Sequence[dict] | None]],
+        images: Sequence[int] | None = None,
+        chunk: int = 8,
+        resume_from: Schedule | None = None,
+    ) -> list[SweepResult]:
+        """:meth:`run` of several families at once: one result per ``(schedules, labels)`` pair
+        (what :func:`~unetdyn.paper.families.drop_blocks_family` and its kin return; labels may be None).
+
+        Every family is grouped into units as its own :meth:`run` would group it, and a schedule
+        that an earlier family computes is read from it, as a later :meth:`run` would read it
+        from the store: the results are those of calling :meth:`run` per family in turn, to the
+        bit. But the units of all families are handed out together, so Ray workers do not wait
+        for the end of one family before the next begins.
+        """
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk={chunk!r} must be an integer >= 1")
         img_cols = [int(i) for i in (images or [])]
         n = len(self.seeds)
         if any(not 0 <= i < n for i in img_cols):
             raise ValueError(f"images={img_cols} must be sample indices in 0..{n - 1}")
+        families = [(list(s), None if lab is None else list(lab)) for s, lab in families]
+        for schedules, labels in families:
+            names = [s.name for s in schedules]
+            if len(set(names)) != len(names) or not all(names):
+                raise ValueError("every schedule of a sweep needs a unique, non-empty name")
+            if labels is not None and len(labels) != len(schedules):
+                raise ValueError(f"labels has {len(labels)} entries for {len(schedules)} schedules")
 
         def key(sched: Schedule, what: str) -> str:
             extra = {"interventions": sched.to_dict()["interventions"]}
@@ -273,45 +313,65 @@ class Sweep:
 
         expect_m = {"ssim": (n,), "psnr": (n,)}
         expect_i = {"images": (len(img_cols), None, None, None)}
-        results: dict[int, dict[str, np.ndarray]] = {}
-        for k, sched in enumerate(schedules):
-            metrics = self.cache.get(key(sched, "metrics"), expect_m) if self.cache is not None else None
-            imgs = self.cache.get(key(sched, "images"), expect_i) if self.cache is not None and img_cols else None
-            if metrics is not None and (imgs is not None or not img_cols):
-                results[k] = {**metrics, **(imgs or {})}
-        todo = [k for k in range(len(schedules)) if k not in results]
-        if todo and not self.computes:
-            first = schedules[todo[0]]
+        results: list[dict[int, dict[str, np.ndarray]]] = [{} for _ in families]
+        todo: list[list[int]] = [[] for _ in families]
+        planned: dict[str, tuple[int, int]] = {}  # metrics key -> the (family, index) that computes it
+        copies: list[tuple[int, int, int, int]] = []  # (family, index) that reads (family, index)'s result
+        for f, (schedules, _) in enumerate(families):
+            for k, sched in enumerate(schedules):
+                metrics = self.cache.get(key(sched, "metrics"), expect_m) if self.cache is not None else None
+                imgs = self.cache.get(key(sched, "images"), expect_i) if self.cache is not None and img_cols else None
+                if metrics is not None and (imgs is not None or not img_cols):
+                    results[f][k] = {**metrics, **(imgs or {})}
+                elif key(sched, "metrics") in planned:
+                    copies.append((f, k, *planned[key(sched, "metrics")]))
+                else:
+                    todo[f].append(k)
+                    planned[key(sched, "metrics")] = (f, k)
+        missing = sum(map(len, todo)) + len(copies)
+        if missing and not self.computes:
+            f = next(f for f in range(len(families)) if todo[f])
+            first = families[f][0][todo[f][0]]
+            total = sum(len(s) for s, _ in families)
             raise CacheMiss(
-                f"{len(todo)} of {len(schedules)} schedules are not in the result store, first "
+                f"{missing} of {total} schedules are not in the result store, first "
                 f"{self._describe(repr(first.describe()))}"
             )
-        if todo:
-            x0 = self.base.x0
-            start = self.trajectory_of(resume_from) if resume_from is not None else self.base
-            bar = tqdm(total=len(todo), desc="schedules", unit="sched", disable=not self.progress)
-            for i in range(0, len(todo), chunk):
-                part = todo[i : i + chunk]
-                res = sample(
-                    self.unet, self.prompts, self.seeds, [schedules[k] for k in part], self.config,
-                    baseline=start, batch_size=self.batch_size, progress=False, precision=self.precision,
-                )
-                for k, out in zip(part, res.images):
-                    m = compare(x0, out)
-                    results[k] = {"ssim": m["ssim"], "psnr": m["psnr"]}
-                    info = {"schedule": schedules[k].to_dict()}
-                    if self.cache is not None:
-                        self.cache.put(key(schedules[k], "metrics"), results[k], info)
-                    if img_cols:
-                        results[k]["images"] = to_uint8(out[img_cols])
+        if planned:
+            base = self.full_trajectory
+            start = self.trajectory_of(resume_from) if resume_from is not None else base
+            units, where = [], []
+            for f, (schedules, _) in enumerate(families):
+                for i in range(0, len(todo[f]), chunk):
+                    part = todo[f][i : i + chunk]
+                    units.append(self._unit([schedules[k] for k in part], start.schedule))
+                    where.append((f, part))
+            shared = {**self._samples(), "start": start, "x0": base.x0, "images": img_cols}
+            with UnitProgress(units, "schedules", disable=not self.progress) as bar, \
+                    closing(self.executor.map(sweep_units.schedules_unit, units, shared)) as arrivals:
+                for u, items, finished in arrivals:
+                    f, part = where[u]
+                    for j, arrays in items:
+                        sched = families[f][0][part[j]]
+                        results[f][part[j]] = arrays
+                        info = {"schedule": sched.to_dict()}
                         if self.cache is not None:
-                            self.cache.put(key(schedules[k], "images"), {"images": results[k]["images"]}, info)
-                bar.update(len(part))
-            bar.close()
+                            self.cache.put(key(sched, "metrics"), {m: arrays[m] for m in ("ssim", "psnr")}, info)
+                            if img_cols:
+                                self.cache.put(key(sched, "images"), {"images": arrays["images"]}, info)
+                    if finished:
+                        bar.finished(units[u])
+        for f, k, f0, k0 in copies:
+            results[f][k] = results[f0][k0]
+        return [self._result(schedules, labels, res) for (schedules, labels), res in zip(families, results)]
+
+    def _result(self, schedules: list[Schedule], labels: list[dict] | None,
+                results: dict[int, dict[str, np.ndarray]]) -> SweepResult:
+        n = len(self.seeds)
         frames = [
             pd.DataFrame(
                 {
-                    "schedule": names[k],
+                    "schedule": s.name,
                     "sample": np.arange(n),
                     "seed": self.seeds,
                     "prompt": [str(p) for p in self.prompts],
@@ -320,11 +380,27 @@ class Sweep:
                     **(labels[k] if labels else {}),
                 }
             )
-            for k in range(len(schedules))
+            for k, s in enumerate(schedules)
         ]
         images_by = {schedules[k].interventions: results[k]["images"] for k in results if "images" in results[k]}
         return SweepResult(pd.concat(frames, ignore_index=True), images_by)
 
+    def _unit(self, schedules: list[Schedule], start: Schedule) -> Unit:
+        """The unit that samples ``schedules``, resumed from the run of ``start``, with its sample-steps:
+        per schedule, its Unet calls from the first step where it differs from ``start``'s, times the samples."""
+        k, blocks, skips = self.config.steps, len(self.unet.skips_popped), sum(self.unet.skips_pushed)
+        steps = 0
+        try:
+            from_steps = {st.t: st for st in start.compile(k, blocks, skips)}
+            for s in schedules:
+                calls = s.compile(k, blocks, skips)
+                first = next((st.t for st in calls if from_steps.get(st.t) != st), 0)
+                steps += sum(1 for st in calls if st.t <= first) * len(self.seeds)
+        except ScheduleError:  # a schedule that does not fit: the unit itself says so, naming it
+            pass
+        shown = ", ".join(repr(s.name) for s in schedules)
+        shown = shown if len(shown) <= 200 else shown[:197] + "..."
+        return Unit({"schedules": schedules}, self._describe(f"the schedules {shown}"), steps)
 
     def timing(
         self, schedules: Sequence[Schedule], samples: int, repeats: int = 3, refresh: bool = False
@@ -333,19 +409,13 @@ class Sweep:
 
         ``repeats`` rounds after one warm-up run; each round runs every schedule once, so slow
         drifts of a shared machine hit all schedules alike. A timing is a measurement of the
-        machine that made it, so it is cached like a result (with the machine, threads and
-        date beside it) and shown as measured then; ``refresh=True`` measures again.
+        machine that made it (with Ray: one worker's), so it is cached like a result (with the
+        machine, threads and date beside it) and shown as measured then; ``refresh=True``
+        measures again.
 
         Returns columns ``schedule, seconds`` (median), ``low, high`` (fastest and slowest
         round), ``per_sample, samples, host, threads, date``.
         """
-        import datetime
-        import platform
-
-        import torch
-
-        from unetdyn.cost import timed
-
         if not 1 <= samples <= len(self.seeds):
             raise ValueError(f"samples={samples} must be in 1..{len(self.seeds)} (the sweep's samples)")
         if repeats < 1:
@@ -357,103 +427,16 @@ class Sweep:
         if hit is None and not self.computes:
             raise CacheMiss(f"{self._describe('the timings of ' + ', '.join(s.name for s in schedules))} would have to be measured")
         if hit is None:
-            prompts, seeds = self.prompts[:samples], self.seeds[:samples]
-
-            def run(s: Schedule) -> float:
-                return timed(self.unet, lambda: sample(self.unet, prompts, seeds, s, self.config,
-                                                       batch_size=self.batch_size, progress=False,
-                                                       precision=self.precision))
-
-            run(schedules[0])  # warm-up
-            secs = np.array([[run(s) for s in schedules] for _ in range(repeats)]).T
-            meta = {"host": platform.node(), "threads": torch.get_num_threads(), "date": datetime.date.today().isoformat()}
-            hit = {"seconds": secs, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+            hit = self.executor.call(
+                sweep_units.timing_unit, self._describe("the timings of " + ", ".join(s.name for s in schedules)),
+                **{**self._samples(), "prompts": self.prompts[:samples], "seeds": self.seeds[:samples]},
+                schedules=list(schedules), repeats=repeats)
             if self.cache is not None:
                 self.cache.put(key, hit, {"what": "timing"})
         meta = json.loads(bytes(hit["meta"]).decode())
         med = np.median(hit["seconds"], axis=1)
         return pd.DataFrame({"schedule": [s.name for s in schedules], "seconds": med, "low": hit["seconds"].min(axis=1),
                              "high": hit["seconds"].max(axis=1), "per_sample": med / samples, "samples": samples, **meta})
-
-
-# -- the paper's experiments as schedule families -------------------------------------------
-
-
-def skip_steps_family(t_starts: Sequence[int], n: int, variance: str = "jump") -> tuple[list[Schedule], list[dict]]:
-    """Time-step removal (Figs. 3, 4, 18): jump from each ``t_start`` to ``t_start - n``
-    (``variance``: see :class:`~unetdyn.interventions.SkipSteps`)."""
-    tag = "" if variance == "jump" else f" {variance}"
-    scheds = [Schedule((SkipSteps(t_start=t, n=n, variance=variance),), name=f"skip n={n} t={t}{tag}") for t in t_starts]
-    return scheds, [{"t_start": t, "n": n} for t in t_starts]
-
-
-def zero_skips_family(t_starts: Sequence[int], n: int, ns: int) -> tuple[list[Schedule], list[dict]]:
-    """Top-skip removal (Figs. 5, 7): ``ns`` skips zeroed for steps ``t_start .. t_start-n+1``."""
-    scheds = [Schedule((ZeroSkips(t_start=t, n=n, ns=ns),), name=f"ns={ns} n={n} t={t}") for t in t_starts]
-    return scheds, [{"t_start": t, "n": n, "ns": ns} for t in t_starts]
-
-
-def drop_blocks_family(
-    t_starts: Sequence[int], ns_steps: Sequence[int] | int, nb: int, fill: str = "zeros"
-) -> tuple[list[Schedule], list[dict]]:
-    """Bottom-block removal (Figs. 6-9): every (t_start, n) pair with ``nb`` decoder blocks removed."""
-    n_list = [ns_steps] if isinstance(ns_steps, int) else list(ns_steps)
-    scheds, labels = [], []
-    for t in t_starts:
-        for n in n_list:
-            if n > t:
-                continue
-            scheds.append(Schedule((DropBlocks(t_start=t, n=n, nb=nb, fill=fill),), name=f"nb={nb} n={n} t={t} {fill}"))
-            labels.append({"t_start": t, "n": n, "nb": nb})
-    return scheds, labels
-
-
-def cut_relax_cut_family(t_start: int, nb: int, n: int, relax: Sequence[int]) -> tuple[list[Schedule], list[dict]]:
-    """Cut-relax-cut (Figs. 10, 21): cut ``n`` steps, relax ``r``, cut ``n`` again."""
-    scheds, labels = [], []
-    for r in relax:
-        second = t_start - n - r
-        if second - n + 1 < 1:
-            continue
-        ivs = (DropBlocks(t_start=t_start, n=n, nb=nb), DropBlocks(t_start=second, n=n, nb=nb))
-        scheds.append(Schedule(ivs, name=f"nb={nb} n={n} t={t_start} r={r}"))
-        labels.append({"t_start": t_start, "n": n, "nb": nb, "r": r})
-    return scheds, labels
-
-
-def adapted_shortcut(reach: dict[int, int | None], stop_t: int | None, name: str = "adapted shortcut") -> Schedule:
-    """The paper's Fig. 11 pattern placed at a model's own thresholds.
-
-    The paper removes nb = 6 blocks for 5 steps from where Fig. 8 says that keeps SSIM 0.8
-    (t = 65), then nb = 8 for 2 steps (from t = 60, where nb = 8 does), relaxes 11 steps, cuts
-    nb = 8 for 7, relaxes 9, cuts 7 again, and stops early where the x0 estimate is accurate.
-    Here the same pattern starts at ``reach[6]`` and ``reach[8]`` (e.g. from
-    :func:`unetdyn.paper.chapters.fig8_crossings`) and stops at ``stop_t``; a cut is dropped when its threshold was
-    never reached or when it would run into the early stop.
-
-    Example (the paper's thresholds give the paper's schedule):
-        >>> from unetdyn.interventions import preset
-        >>> adapted_shortcut({6: 65, 8: 60}, 18).interventions == preset("paper-shortcut").interventions
-        True
-    """
-    t6, t8 = reach.get(6), reach.get(8)
-    floor = stop_t or 0
-    ivs: list = []
-
-    def cut(t_start: int, n: int, nb: int) -> None:
-        if t_start - n + 1 > floor:
-            ivs.append(DropBlocks(t_start=t_start, n=n, nb=nb))
-
-    if t6 is not None:
-        cut(t6, 5, 6)
-    if t8 is not None:
-        a = min(t6 - 5, t8) if t6 is not None else t8
-        for start, n in ((a, 2), (a - 13, 7), (a - 29, 7)):  # relax 11 after the first, 9 after the second
-            cut(start, n, 8)
-    if stop_t is not None:
-        ivs.append(EarlyStop(t=stop_t))
-    return Schedule(tuple(ivs), name=name)
-
 
 
 # -- opening a sweep ----------------------------------------------------------------------------
@@ -499,17 +482,29 @@ def open_sweep(
     batch_size: int = 16,
     progress: bool = True,
     precision: str = "fp32",
+    executor: str | Executor = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> Sweep:
     """The sweep of ``spec`` over the result store (default ``data/cache``).
 
     ``compute=False`` opens the store read-only: nothing is sampled, a missing result raises
     :class:`CacheMiss` (building the book uses this). ``precision="bf16"`` reads and stores
     results of the bf16 sampler, keyed apart from the fp32 ones.
+
+    ``executor="ray"`` computes what is missing on Ray workers (:class:`~unetdyn.paper.executors.RayExecutor`):
+    each loads ``spec``'s model on ``device`` (None: a GPU each where the cluster has GPUs), this
+    process loads it on the CPU to key and store the results. ``address``: the cluster (None: a
+    local Ray); ``workers``: how many (None: one per GPU, or per CPU).
     """
     from unetdyn.backends import load_unet
     from unetdyn.paths import CACHE_DIR
 
-    unet = load_unet(spec.model, spec.weights, device)
+    ray = executor == "ray" or getattr(executor, "kind", None) == "ray"
+    unet = load_unet(spec.model, spec.weights, "cpu" if ray else device)
+    if isinstance(executor, str):
+        executor = make_executor(executor, unet, model=spec.model, weights=spec.weights, device=device, address=address,
+                                 workers=workers)
     prompts, seeds = default_samples(unet, spec.model, spec.n_samples)
     cache = Cache(Path(cache_dir) if cache_dir is not None else CACHE_DIR, read_only=not compute)
-    return Sweep(unet, prompts, seeds, spec.config, cache, batch_size, progress, precision)
+    return Sweep(unet, prompts, seeds, spec.config, cache, batch_size, progress, precision, executor)

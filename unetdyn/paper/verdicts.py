@@ -114,6 +114,7 @@ class Finding:
         section: the chapter section that shows it.
         own: whether this is the claim's own setting, whose verdict is the claim's.
         paper: the paper's value at this setting, as printed (default: the claim's).
+        value: our reading's point value (NaN where it has none: a note, a range over rounds).
     """
 
     claim: str
@@ -126,6 +127,7 @@ class Finding:
     section: str = ""
     own: bool = False
     paper: str = ""
+    value: float = float("nan")
 
     def __post_init__(self):
         if self.claim not in CLAIMS:
@@ -135,14 +137,14 @@ class Finding:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("lo", "hi"):  # JSON has no inf or NaN
+        for k in ("lo", "hi", "value"):  # JSON has no inf or NaN
             d[k] = None if np.isnan(d[k]) else ("inf" if d[k] == np.inf else "-inf" if d[k] == -np.inf else d[k])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Finding:
         conv = lambda v: float("nan") if v is None else float(v)  # noqa: E731
-        return cls(**{**d, "lo": conv(d.get("lo")), "hi": conv(d.get("hi"))})
+        return cls(**{**d, **{k: conv(d.get(k)) for k in ("lo", "hi", "value")}})
 
 
 def known(r: Reading) -> tuple[float, float]:
@@ -179,7 +181,8 @@ def finding(claim_id: str, setting: str, reading: Reading | tuple[float, float, 
         why = f"the verdict turns over a choice of ours that the paper does not make ({names}); at the book's value it {v}: {why}"
         v = "imprecise"
     why += "".join(f". {s.text()}" for s in (*choices, *context))
-    return Finding(claim_id, setting, ours, v, why, float(lo), float(hi), section, own, c.paper_value)
+    value = reading.value if isinstance(reading, Reading) else (lo if lo == hi else np.nan)
+    return Finding(claim_id, setting, ours, v, why, float(lo), float(hi), section, own, c.paper_value, float(value))
 
 
 def note(claim_id: str, setting: str, ours: str, section: str = "", why: str = "", own: bool = False) -> Finding:

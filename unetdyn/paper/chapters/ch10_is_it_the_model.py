@@ -1,0 +1,209 @@
+"""Chapter 10, ``10_is_it_the_model``: every claim on every member of the family.
+
+Is a finding a property of the Unet, or of the one small checkpoint the book studies? Each
+member of the family (the shipped model, other seeds, other widths or lengths; ``unetdyn
+models``) runs chapters 1-6 at the paper's 100 samples on declared coarser grids
+(:data:`GRIDS`), so that a member's sweeps fit a CPU; a reading on a coarser grid has a wider
+interval, which the verdict rule reads as imprecise where it reaches across a margin. A claim
+whose own setting lies outside chapters 1-6 is read at its first judged setting in them. Each
+claim then reads one of :data:`ACROSS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from unetdyn.builtin_model.family import in_training
+from unetdyn.builtin_model.family import members as family_members
+from unetdyn.paper.cache import CacheMiss
+from unetdyn.paper.chapters import (
+    ch01_phases,
+    ch02_skip_vs_deconv,
+    ch03_nb_sweep,
+    ch04_n_limit,
+    ch05_relaxation,
+    ch06_shortcut,
+)
+from unetdyn.paper.chapters.common import build, frozen, param
+from unetdyn.paper.claims import CLAIMS
+from unetdyn.paper.param_checks import check_values
+from unetdyn.paper.verdicts import VERDICTS, Finding, claim_rows
+
+__all__ = ["Params", "Members", "run", "GRIDS", "ACROSS", "across", "member_params"]
+
+SWEEPS = {"01_phases": ch01_phases, "02_skip_vs_deconv": ch02_skip_vs_deconv, "03_nb_sweep": ch03_nb_sweep,
+          "04_n_limit": ch04_n_limit, "05_relaxation": ch05_relaxation, "06_shortcut": ch06_shortcut}
+# the coarser grids every member runs at (the book's own chapters use the notebooks' finer ones);
+# chapter 6 reads FLOPs only: wall-clock timings of sweeps that run beside training say nothing
+GRIDS = {
+    "01_phases": {"t_stride": 10, "t_stride_fig18": 10, "eq4_variance": False},
+    "02_skip_vs_deconv": {"t_stride": 10},
+    "03_nb_sweep": {"t_stride": 10},
+    "04_n_limit": {"n_values": [1, 3, 5, 7, 9, 12, 15], "fig8_t_stride": 10},
+    "05_relaxation": {"relax": [0, 3, 6, 9, 12, 15, 18, 21, 24], "fig8_t_stride": 10},
+    "06_shortcut": {"fig8_t_stride": 10, "timed": False},
+}
+ACROSS = ("holds on every member", "differs on every member", "depends on the member", "imprecise", "not run")
+# the readings whose spread across members is drawn beside their within-model intervals
+KEY_CLAIMS = ("fig8-crossing", "n-limit", "relax-0.8", "shortcut-ssim", "blocks-redundant-late", "phase-dip")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Chapter 10's parameters."""
+
+    members: tuple[str, ...] = param((), "models compared, e.g. [\"builtin\", \"builtin:seed1\"]; []: the shipped "
+                                         "model and every member of the family (`unetdyn models`)")
+    grids: dict[str, dict] = param(GRIDS, "per chapter, the parameters every member runs it at (over its notebook's "
+                                          "defaults)")
+    compute: bool = param(False, "False: read every result from the store (a missing one is reported, naming what "
+                                 "to run); True: compute it")
+    device: str | None = param(None, 'None: CPU; "cuda" where a GPU is present')
+    batch_size: int = param(16, "samples per Unet call: fastest on a 2-core CPU")
+    progress: bool = param(True, "progress bars while computing")
+    cache_dir: str | None = param(None, "None: data/cache, the committed result store")
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """One member's findings over chapters 1-6, its block-usage map, and what the store lacks."""
+
+    model: str
+    findings: tuple[Finding, ...]
+    usage: tuple[tuple[int, ...], tuple[int, ...], np.ndarray] | None = field(default=None, repr=False)
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Members:
+    """Chapter 10: the claims on every member.
+
+    Attributes:
+        members: per model, its :class:`MemberResult`.
+        verdicts: one row per claim judged on any member: its verdict on each member (a column
+            per model) and ``across``, the reading over members (:func:`across`).
+            ``read on``: how many models gave it a verdict ("1 of 3": the across reading rests on one).
+        spread: the key claims' own readings per member: ``claim, model, value, lo, hi``.
+    """
+
+    members: dict[str, MemberResult]
+    verdicts: pd.DataFrame
+    spread: pd.DataFrame
+    cards: pd.DataFrame  # per model: width, training steps, seeds, quality check
+
+    def text(self) -> str:
+        """How the claims read across the members, computed from the verdicts."""
+        if self.verdicts.empty:
+            return "No member's claims are in the store yet."
+        runs = {m: r for m, r in self.members.items() if r.findings}
+        parts = []
+        for reading in ACROSS[:4]:
+            ids = list(self.verdicts.index[self.verdicts.across == reading])
+            if not ids:
+                continue
+            if reading == "depends on the member":
+                named = [f"{CLAIMS[c].short} (holds on {', '.join(m for m in runs if self.verdicts.at[c, m] == 'holds')}; "
+                         f"differs on {', '.join(m for m in runs if self.verdicts.at[c, m] == 'differs')})" for c in ids]
+            else:
+                named = [CLAIMS[c].short for c in ids]
+            parts.append(f"**{reading}** ({len(ids)}): {'; '.join(named)}.")
+        lead = (f"Read on {len(runs)} of {len(self.members)} models ({', '.join(runs) or 'none'}); a claim a member "
+                "could not be read on counts for the others only.")
+        return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
+
+    def depends(self) -> list[str]:
+        """The claims whose verdict depends on the member."""
+        return list(self.verdicts.index[self.verdicts.across == "depends on the member"])
+
+    def missing_text(self) -> str:
+        """What the store lacks, per member, with the command that computes it; and the members still training."""
+        lines = [f"- **{m}**: {'; '.join(r.missing)}" for m, r in self.members.items() if r.missing]
+        text = ("Not in the store yet (`python benchmarks/book_times.py regenerate --member-grids --model NAME` computes "
+                "a member's):\n\n" + "\n".join(lines)) if lines else "Every member's chapters 1-6 are in the store."
+        training = in_training()
+        if training:
+            text += ("\n\nStill training, and not compared yet (their runs carry over between sessions in "
+                     "`data/family/NAME/train/`): " + "; ".join(f"{m} at step {step:,}" for m, step in training) + ".")
+        return text
+
+
+def across(verdicts: Mapping[str, str]) -> str:
+    """One claim's reading over members from its verdict on each (``-`` and ``not run`` are left out).
+
+    holds (differs) on every member judged; ``depends on the member`` where one holds and another
+    differs; otherwise ``imprecise`` (at least one member's interval reaches across the margin,
+    and none contradicts the others)."""
+    judged = [v for v in verdicts.values() if v in VERDICTS]
+    if not judged:
+        return "not run"
+    if set(judged) == {"holds"}:
+        return "holds on every member"
+    if set(judged) == {"differs"}:
+        return "differs on every member"
+    if {"holds", "differs"} <= set(judged):
+        return "depends on the member"
+    return "imprecise"
+
+
+def member_params(name: str, model: str, grids: Mapping[str, Mapping], **runtime):
+    """Chapter ``name``'s parameters for member ``model``: its defaults, its grid, then how to run, checked."""
+    mod = SWEEPS[name]
+    values = {k: frozen(v) for k, v in {**grids.get(name, {}), "model": model}.items()}
+    problem = check_values(name, values, vars(mod.Params()), {k: f"grids.{name}.{k}" for k in values})
+    if problem:
+        raise ValueError(problem)
+    return build(mod.Params, values, **runtime)
+
+
+def _member(model: str, p: Params) -> MemberResult:
+    findings, usage, missing = [], None, []
+    runtime = {"compute": p.compute, "device": p.device, "batch_size": p.batch_size, "progress": p.progress,
+               "cache_dir": p.cache_dir}
+    for name, mod in SWEEPS.items():
+        try:
+            rec = mod.run(member_params(name, model, p.grids, **runtime))
+        except CacheMiss as exc:
+            text = " ".join(str(exc).split())
+            missing.append(f"{name} ({text if len(text) <= 160 else text[:157] + '...'})")
+            continue
+        findings += rec.findings
+        if name == "03_nb_sweep" and rec.usage is not None:
+            usage = (rec.usage_nbs, rec.usage_steps, rec.usage)
+    return MemberResult(model, tuple(findings), usage, tuple(missing))
+
+
+def _first_judged(findings: list[Finding]) -> Finding | None:
+    """A claim's first setting with a verdict: where its own setting lies outside chapters 1-6 (the shortcut's
+    SSIM is the claim's on chapter 7's samples, its speed-up on GLIDE's architecture), a member reads it there."""
+    return next((f for f in findings if f.verdict in VERDICTS), None)
+
+
+def run(p: Params = Params()) -> Members:
+    """Chapter 10: chapters 1-6 on each member, their verdicts side by side, and the key readings' spread."""
+    models = p.members or tuple(m.model for m in family_members())
+    results = {m: _member(m, p) for m in models}
+    table: dict[str, dict[str, str]] = {}
+    spread = []
+    for m, res in results.items():
+        for row in claim_rows(res.findings):
+            own = row["own"] or _first_judged(row["detail"])
+            table.setdefault(row["claim"].id, {})[m] = own.verdict if own is not None else row["verdict"]
+            if row["claim"].id in KEY_CLAIMS and own is not None and np.isfinite([own.value, own.lo]).all():
+                spread.append({"claim": row["claim"].id, "model": m, "value": own.value, "lo": own.lo, "hi": own.hi,
+                               "ours": own.ours})
+    ids = [cid for cid in CLAIMS if cid in table]
+    verdicts = pd.DataFrame([{m: table[cid].get(m, "not run") for m in models} for cid in ids], index=pd.Index(ids, name="claim"))
+    if len(verdicts):
+        verdicts["across"] = [across(table[cid]) for cid in ids]
+        # how many of the models gave the claim a verdict (a member not yet computed gives none)
+        verdicts["read on"] = [f"{sum(v in VERDICTS for v in table[cid].values())} of {len(models)}" for cid in ids]
+    cards = pd.DataFrame([{"model": m.model, "width": m.width, "training steps": m.steps, "seed": m.seed,
+                           "data seed": m.data_seed,
+                           "class agreement": "-" if m.agreement is None else f"{m.agreement:.1%}",
+                           "Fréchet": "-" if m.frechet is None else f"{m.frechet:.2f}"}
+                          for m in family_members() if m.model in results])
+    return Members(members=results, verdicts=verdicts, spread=pd.DataFrame(spread), cards=cards)

@@ -1,0 +1,39 @@
+"""What every figure shares: the colours, the mean +- k sd band, a row-major grid of panels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from unetdyn.paper import readings as rd
+from unetdyn.paper.canvas import WIDTH_IN, subplots
+
+__all__ = ["RUN", "IDLE", "SECOND", "THRESHOLD_COLOR", "band", "panels"]
+
+# the colours every figure shares: a block or step that runs, one that does not, a second series
+# beside the first, and a threshold or reference line
+RUN, IDLE, SECOND, THRESHOLD_COLOR = "#4c72b0", "#dddddd", "#dd8452", "crimson"
+
+
+def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, label: str | None = None,
+         color=None, marker: str = "", ci: bool = True):
+    """Mean of ``metric`` over samples against ``x``, a ``mean +- k sd`` band and the 95% interval of the mean."""
+    xs, vals = rd.curve_matrix(table, x, metric)
+    mean, sd = np.nanmean(vals, axis=1), np.nanstd(vals, axis=1, ddof=1) if vals.shape[1] > 1 else np.zeros(len(xs))
+    line = ax.plot(xs, mean, marker=marker, ms=3, label=label, color=color)[0]
+    top = 1.0 if metric.startswith("ssim") else np.inf  # SSIM cannot exceed 1; the band stops there
+    ax.fill_between(xs, mean - k * sd, np.minimum(mean + k * sd, top), color=line.get_color(), alpha=0.15, lw=0)
+    if ci and vals.shape[1] > 1:
+        lo, hi = rd.mean_ci(vals)
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.35, lw=0)
+    return line
+
+
+def panels(n: int, height: float):
+    """``n`` panels sharing their y axis, two to a row across the column; the spare one hidden."""
+    cols = min(2, n)
+    rows = -(-n // cols)
+    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, height * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])

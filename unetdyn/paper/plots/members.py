@@ -1,0 +1,69 @@
+"""The family side by side (chapter 10): each member's block-usage map, and the key readings'
+spread across members beside their intervals within one model."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import LogNorm
+
+from unetdyn.paper.canvas import WIDTH_IN, subplots
+from unetdyn.paper.claims import CLAIMS
+from unetdyn.paper.plots.common import RUN, SECOND
+
+__all__ = ["members_usage", "members_spread"]
+
+
+def members_usage(r):
+    """Per member, the relative change of each step's x0 estimate when the bottom nb blocks are removed
+    from that one call (chapter 3's map (b)): t increases to the right, darker is a larger effect."""
+    maps = {m: res.usage for m, res in r.members.items() if res.usage is not None}
+    if not maps:
+        return None
+    cols = min(2, len(maps))
+    rows = -(-len(maps) // cols)
+    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, 2.9 * rows), squeeze=False, layout="constrained")
+    norm = LogNorm(1e-4, 1)
+    for ax, (model, (nbs, steps, usage)) in zip(axes.flat, maps.items()):
+        steps = np.asarray(steps)
+        order = np.argsort(steps)
+        im = ax.pcolormesh(steps[order], np.arange(len(nbs)), np.clip(np.asarray(usage)[:, order], 1e-5, None),
+                           norm=norm, cmap="magma_r", shading="nearest")
+        ax.set_yticks(np.arange(len(nbs))[1::4], [str(nb) for nb in nbs][1::4])
+        ax.set(title=model, xlabel="t", ylabel="bottom nb removed")
+    for ax in axes.flat[len(maps):]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes, label="||change of x0|| / ||x0||", shrink=0.9)
+    return fig
+
+
+def members_spread(r):
+    """Per key claim, each member's reading at the claim's own setting with its 95% interval (within one
+    model), side by side: where the points scatter more than the intervals are wide, the model matters."""
+    t = r.spread
+    if t.empty:
+        return None
+    claims = list(dict.fromkeys(t.claim))
+    cols = min(2, len(claims))
+    rows = -(-len(claims) // cols)
+    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, 2.5 * rows), squeeze=False, layout="constrained")
+    models = list(r.members)
+    for ax, cid in zip(axes.flat, claims):
+        part = t[t.claim == cid].set_index("model")
+        for i, m in enumerate(models):
+            if m not in part.index:
+                continue
+            row = part.loc[m]
+            hi = row.hi if np.isfinite(row.hi) else row.value
+            ax.errorbar([i], [row.value], yerr=[[row.value - row.lo], [hi - row.value]], fmt="o",
+                        color=RUN if m == "builtin" else SECOND, capsize=3)
+        paper = CLAIMS[cid].paper  # the paper's value (dotted) or range (shaded)
+        if isinstance(paper, tuple):
+            ax.axhspan(*paper, color="grey", alpha=0.15, lw=0)
+        elif isinstance(paper, (int, float)):
+            ax.axhline(paper, color="grey", ls=":", lw=1)
+        ax.set_xticks(range(len(models)), [m.replace("builtin:", "") for m in models])
+        ax.set_xlim(-0.5, len(models) - 0.5)
+        ax.set_title(CLAIMS[cid].short, fontsize=9)
+    for ax in axes.flat[len(claims):]:
+        ax.axis("off")
+    return fig
