@@ -134,13 +134,15 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         + (f", {t['not run']} not run at their own setting" if t["not run"] else "") + ".** "
         "The shortcut's mean SSIM is counted once, on chapter 7's samples; its other readings are settings of that claim.",
         "",
-        *(["The columns after *why* give each claim's verdict on each member of the family of built-in models, at "
-           "[chapter 10](10_is_it_the_model)'s coarser grids, and across them: is it the Unet, or this checkpoint?", ""]
-          if members else []),
-        "| claim | paper | ours [95% interval], at its own setting | verdict | why |"
-        + "".join(f" {m} |" for m in short) + (" across members |" if members else ""),
-        "|---|---|---|---|---|" + "---|" * (len(members) + bool(members)),
+        *(["The last column reads each claim across the family of built-in models ([chapter 10](10_is_it_the_model), "
+           "on coarser grids): is it the Unet, or this checkpoint? The table after this one gives its verdict on each "
+           "member.", ""] if members else []),
+        "| claim | paper | ours [95% interval], at its own setting | verdict | why |" + (" across members |" if members else ""),
+        "|---|---|---|---|---|" + ("---|" if members else ""),
     ]
+    by_member = ["", "**Each claim on each member** of the family ([chapter 10](10_is_it_the_model)):", "",
+                 "| claim |" + "".join(f" {m} |" for m in short) + " across members |",
+                 "|---|" + "---|" * (len(members) + 1)]
     for r in rows:
         c = r["claim"]
         if not c.judged:
@@ -154,13 +156,15 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         if r["judged"] > 1:
             why += f"; holds at {r['held']} of {r['judged']} settings"
         per = on_members.get(c.id, {})
-        cells = "".join(f" {MARKS.get(per.get(m, 'not run'), per.get(m))} |" for m in members)
-        if members:
-            read = per.get("read on", "")
-            partial = f" (read on {read})" if read and not read.startswith(f"{len(members)} of") else ""
-            cells += f" {MARKS.get(per.get('across', 'not run'), per.get('across'))}{partial} |"
+        read = per.get("read on", "")
+        partial = f" (so far on {read})" if read and not read.startswith(f"{len(members)} of") else ""
+        across = f" {MARKS.get(per.get('across', 'not run'), per.get('across'))}{partial} |" if members else ""
         lines.append(f"| {link} <br> *\u201c{_cell(c.words)}\u201d* | {_cell(c.paper_value)} | {_cell(ours)} | "
-                     f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |{cells}")
+                     f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |{across}")
+        by_member.append(f"| {link} |" + "".join(f" {MARKS.get(per.get(m, 'not run'), per.get(m))} |" for m in members)
+                         + across)
+    if members:
+        lines += by_member
     lines += ["", "<details><summary>Every setting of every claim</summary>", "",
               "| claim | setting | paper | ours | verdict | why |", "|---|---|---|---|---|---|"]
     for r in rows:

@@ -111,8 +111,10 @@ class Members:
             else:
                 named = [CLAIMS[c].short for c in ids]
             parts.append(f"**{reading}** ({len(ids)}): {'; '.join(named)}.")
-        lead = (f"Read on {len(runs)} of {len(self.members)} models ({', '.join(runs) or 'none'}); a claim a member "
-                "could not be read on counts for the others only.")
+        lead = f"Read on {len(runs)} of {len(self.members)} models ({', '.join(runs) or 'none'})."
+        if len(runs) < len(self.members):
+            lead += (" Until the others are in the store, \"on every member\" means on these only: the *read on* "
+                     "column says on how many each reading rests.")
         return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
 
     def depends(self) -> list[str]:
@@ -195,7 +197,7 @@ def run(p: Params = Params()) -> Members:
             if row["claim"].id in KEY_CLAIMS and own is not None and np.isfinite([own.value, own.lo]).all():
                 spread.append({"claim": row["claim"].id, "model": m, "value": own.value, "lo": own.lo, "hi": own.hi,
                                "ours": own.ours})
-    ids = [cid for cid in CLAIMS if cid in table]
+    ids = [cid for cid in CLAIMS if cid in table and CLAIMS[cid].judged]  # the claims that take a verdict
     verdicts = pd.DataFrame([{m: table[cid].get(m, "not run") for m in models} for cid in ids], index=pd.Index(ids, name="claim"))
     if len(verdicts):
         verdicts["across"] = [across(table[cid]) for cid in ids]
@@ -206,4 +208,5 @@ def run(p: Params = Params()) -> Members:
                            "class agreement": "-" if m.agreement is None else f"{m.agreement:.1%}",
                            "Fréchet": "-" if m.frechet is None else f"{m.frechet:.2f}"}
                           for m in family_members() if m.model in results])
+    cards = cards.set_index("model") if len(cards) else cards
     return Members(members=results, verdicts=verdicts, spread=pd.DataFrame(spread), cards=cards)
