@@ -105,8 +105,10 @@ def lead_markdown(notebooks: Sequence[str | Path]) -> str:
     if members:
         across = [v["across"] for v in on_members.values() if v.get("across") not in (None, "not run")]
         counts = ", ".join(f"{across.count(a)} {a}" for a in dict.fromkeys(across))
-        lines += ["", f"**Is it the model?** On {len(members)} models of the family ([chapter 10](10_is_it_the_model)), "
-                      f"the claims read: {counts}."]
+        read = max((int(v.get("read on", "0").split()[0]) for v in on_members.values()), default=0)
+        so_far = f", so far read on {read} of them" if read < len(members) else ""
+        lines += ["", f"**Is it the model?** On {len(members)} models of the family ([chapter 10](10_is_it_the_model)"
+                      f"{so_far}), the claims read: {counts}."]
     return "\n".join(lines) + "\n"
 
 
