@@ -17,7 +17,7 @@ from unetdyn.paths import BUILTIN_DIR, is_builtin, member_dir, member_name
 
 def _member(family, name, steps=1200, seed=3, quality=None):
     d = family / name
-    d.mkdir(parents=True)
+    d.mkdir(parents=True, exist_ok=True)
     meta = {"format": WEIGHTS_FORMAT, "config": json.dumps(TINY_CONFIG.to_dict()), "steps": str(steps),
             "data_seed": str(seed), "train_config": json.dumps({"seed": seed})}
     w = write_weights(d / WEIGHTS_NAME, metadata=meta)
@@ -72,3 +72,16 @@ def test_unetdyn_models_lists_the_shipped_model(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "builtin " in out and "10000 steps" in out and "class agreement" in out
+
+
+def test_a_member_still_training_is_listed_with_its_step_until_it_has_weights(tmp_path):
+    from unetdyn.builtin_model.family import in_training
+
+    run = tmp_path / "seed3" / "train"
+    run.mkdir(parents=True)
+    (run / "ckpt.json").write_text(json.dumps({"step": 1500, "train_config": {"steps": 12000}}))
+    (tmp_path / "notes").mkdir()  # no run folder: not training
+    assert in_training(tmp_path) == [("builtin:seed3", 1500)]
+    assert "builtin:seed3" not in {m.model for m in members(tmp_path)}  # not selectable yet
+    _member(tmp_path, "seed3")  # once it has weights it is a member, and no longer training
+    assert in_training(tmp_path) == [] and "builtin:seed3" in {m.model for m in members(tmp_path)}

@@ -331,12 +331,14 @@ def cmd_figure(args) -> None:
 
 
 def cmd_models(args) -> None:
-    from unetdyn.builtin_model.family import members
+    from unetdyn.builtin_model.family import in_training, members
 
     found = members()
     print(f"{len(found)} built-in model(s); select one with --model (or -p model) as named in the first column:")
     for m in found:
         print(f"  {m.summary()}")
+    for model, step in in_training():  # no weights yet: not selectable
+        print(f"  {model:<16} still training: its checkpoint is at step {step:,} (data/family/NAME/train/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
