@@ -66,8 +66,9 @@ def chapter_params(name: str, params_file: str | None, model: str | None = None,
 def regenerate(p: SweepParams, timings: bool) -> None:
     """Compute what chapter ``p`` needs and the store lacks."""
     if isinstance(p, chapters.ch06_shortcut.Params) and not timings:
-        sweep, base, _ = p.open()
-        parts, _, _ = shortcut_parts(p, base)
+        opened = p.open()
+        parts, _, _ = shortcut_parts(p, opened)
+        sweep = opened.sweep
         sweep.run(list(parts.values()), images=list(range(p.n_samples)))
         return
     chapters.run(p)

@@ -54,7 +54,7 @@ def test_block_sweep_and_the_chapters_that_reuse_it(store):
     assert b.usage.shape == (16, len(b.usage_steps)) and (b.usage > 0).all()
     assert "the bottom 8, by" in b.usage_text()
     # chapters 4 and 5 ask for the same Fig. 8 sweep by the same spec: read-only works for it
-    cross = ch03_nb_sweep.fig8_crossings(common.SweepParams.of(SPEC), [2, 4], 2, 3)
+    cross = ch03_nb_sweep.fig8_crossings(common.SweepParams.of(SPEC).open(), [2, 4], 2, 3)
     assert {k: str(v) for k, v in cross.items()} == {k: str(b.crossings[k]) for k in (2, 4)}
     lim = ch04_n_limit.run(ch04_n_limit.Params.of(SPEC, paper_t_starts={2: 8}, own_t_starts=True, n_values=(1, 2, 3),
                                                    fig8_n=2, fig8_t_stride=3, image_samples=2, compute=True))

@@ -18,6 +18,7 @@ from unetdyn.paper.chapters.common import (
     CROSSING_THRESHOLDS,
     IMAGE_SAMPLES,
     THRESHOLD,
+    Opened,
     SweepParams,
     image_samples,
     param,
@@ -103,12 +104,11 @@ def _crossings(res: SweepResult, nbs: Sequence[int], threshold: float, strata: n
     return cross, bootstrap(violations, *[mats[nb] for nb in nbs], strata=strata), ties
 
 
-def fig8_crossings(p: SweepParams, nbs: Sequence[int], n: int = 5, t_stride: int = 5,
+def fig8_crossings(opened: Opened, nbs: Sequence[int], n: int = 5, t_stride: int = 5,
                    threshold: float = THRESHOLD) -> dict[int, Reading]:
     """Per ``nb``, the Fig. 8 ``t_start`` from which removing the blocks keeps mean SSIM >= ``threshold``,
-    on ``p``'s model and samples."""
-    sweep, _, st = p.open()
-    return _crossings(_fig8(sweep, nbs, n, t_stride), nbs, threshold, st)[0]
+    on the opened sweep's model and samples (:meth:`SweepParams.open`)."""
+    return _crossings(_fig8(opened.sweep, nbs, n, t_stride), nbs, threshold, opened.strata)[0]
 
 
 # The paper's Fig. 8 sentence, "nb = 2 achieves an SSIM of 0.8 sooner than nb = 4 (at

@@ -18,6 +18,7 @@ from unetdyn.paper.chapters.common import (
     CROSSING_THRESHOLDS,
     IMAGE_SAMPLES,
     THRESHOLD,
+    Opened,
     SweepParams,
     image_samples,
     param,
@@ -35,12 +36,12 @@ PAPER_T_STARTS = {2: 70, 4: 65, 6: 65, 8: 60}  # Figs. 9, 10 and 20, 21: where e
 OWN_SETTING = ("paper t_start", 8, 60)
 
 
-def settings(p: SweepParams, paper_t_starts: Mapping[int, int], own: bool, fig8_n: int, fig8_t_stride: int,
+def settings(opened: Opened, paper_t_starts: Mapping[int, int], own: bool, fig8_n: int, fig8_t_stride: int,
              threshold: float) -> dict[str, dict[int, int]]:
     """The t_starts a chapter runs at, per ``nb``: the paper's, and (``own``) where this model's Fig. 8 curves cross."""
     found = {"paper t_start": {int(k): int(v) for k, v in paper_t_starts.items()}}
     if own:
-        cross = fig8_crossings(p, list(found["paper t_start"]), fig8_n, fig8_t_stride, threshold)
+        cross = fig8_crossings(opened, list(found["paper t_start"]), fig8_n, fig8_t_stride, threshold)
         found["own t_start"] = {nb: int(r.value) for nb, r in cross.items() if np.isfinite(r.value)}
     return found
 
@@ -81,8 +82,9 @@ class NLimit:
 
 def run(p: Params = Params()) -> NLimit:
     """Chapter 4. A limit at the top of the ``n`` grid prints as ``>= max(n_values)``."""
-    found = settings(p, p.paper_t_starts, p.own_t_starts, p.fig8_n, p.fig8_t_stride, p.threshold)
-    sweep, base, st = p.open()
+    opened = p.open()
+    sweep, base, st = opened
+    found = settings(opened, p.paper_t_starts, p.own_t_starts, p.fig8_n, p.fig8_t_stride, p.threshold)
     parts, limits, findings, sens = [], {}, [], []
     for which, nb, t, own in each_setting(found):
         res = run_family(sweep, drop_blocks_family([t], p.n_values, nb), image_samples(sweep, p.image_samples),

@@ -54,8 +54,9 @@ def run(p: Params = Params()) -> Relaxation:
     """Chapter 5. The paper's claim is that relaxing ``r`` in its range suffices (the lowest mean SSIM
     over those ``r`` stays above the threshold); the smallest ``r`` from which the mean stays above
     it is a stricter reading, shown beside it."""
-    found = settings(p, p.paper_t_starts, p.own_t_starts, p.fig8_n, p.fig8_t_stride, THRESHOLD)
-    sweep, base, st = p.open()
+    opened = p.open()
+    sweep, base, st = opened
+    found = settings(opened, p.paper_t_starts, p.own_t_starts, p.fig8_n, p.fig8_t_stride, THRESHOLD)
     parts, needed, findings = [], {}, []
     for which, nb, t, own in each_setting(found):
         family = cut_relax_cut_family(t, nb, p.n, p.relax)

@@ -14,6 +14,7 @@ from unetdyn.paper.chapters.ch03_nb_sweep import fig8_crossings
 from unetdyn.paper.chapters.common import (
     THRESHOLD,
     X0_THRESHOLD,
+    Opened,
     SweepParams,
     cost_table,
     over_rounds,
@@ -82,11 +83,11 @@ class Shortcut:
         return t[t.schedule == part].reset_index(drop=True)
 
 
-def shortcut_parts(p: Params, base: dict[str, np.ndarray] | None = None,
+def shortcut_parts(p: Params, opened: Opened | None = None,
                    ) -> tuple[dict[str, Schedule], dict[int, Reading], Reading | None]:
     """Chapter 6's schedules by name (the shortcut, its two halves, the other readings of the
     text, the shortcut adapted to this model), with the crossings and the early-stop step the
-    adapted one rests on. ``base``: the baseline's metrics, if already read."""
+    adapted one rests on. ``opened``: ``p``'s sweep, if already open (:meth:`SweepParams.open`)."""
     main = load_schedule(p.schedule)
     stop = [iv for iv in main.interventions if isinstance(iv, EarlyStop)]
     parts = {
@@ -98,10 +99,9 @@ def shortcut_parts(p: Params, base: dict[str, np.ndarray] | None = None,
         parts.update(SHORTCUT_VARIANTS)
     reach, stop_r = {}, None
     if p.adapt:
-        if base is None:
-            base = p.sweep().baseline()
-        reach = fig8_crossings(p, [6, 8], 5, p.fig8_t_stride, p.threshold)
-        stop_r = bootstrap(lambda m: rd.x0_accurate_step(m, p.x0_threshold), base["ssim_x0hat"])
+        opened = opened or p.open()
+        reach = fig8_crossings(opened, [6, 8], 5, p.fig8_t_stride, p.threshold)
+        stop_r = bootstrap(lambda m: rd.x0_accurate_step(m, p.x0_threshold), opened.base["ssim_x0hat"])
         t_at = {nb: (int(r.value) if np.isfinite(r.value) else None) for nb, r in reach.items()}
         stop_t = int(stop_r.value) if np.isfinite(stop_r.value) else None
         parts["adapted shortcut"] = adapted_shortcut(t_at, stop_t)
@@ -111,8 +111,9 @@ def shortcut_parts(p: Params, base: dict[str, np.ndarray] | None = None,
 def run(p: Params = Params()) -> Shortcut:
     """Chapter 6. ``adapt`` places the pattern at this model's Fig. 8 crossings (same spec, stride
     ``fig8_t_stride``) and stops where the x0 estimate is accurate by chapter 1's criterion."""
-    sweep, base, st = p.open()
-    parts, reach, stop_r = shortcut_parts(p, base)
+    opened = p.open()
+    sweep, base, st = opened
+    parts, reach, stop_r = shortcut_parts(p, opened)
     res = sweep.run(list(parts.values()), images=list(range(p.n_samples)))
 
     def vals(name: str) -> np.ndarray:
