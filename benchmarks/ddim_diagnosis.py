@@ -16,7 +16,7 @@ import argparse
 import pandas as pd
 
 from unetdyn.backends import load_unet
-from unetdyn.builtin_model.quality import class_judge
+from unetdyn.builtin_model.classifier import class_judge
 from unetdyn.paper.alternatives import benchmark_key, ddim_diagnosis
 from unetdyn.paper.cache import Cache, model_id
 from unetdyn.paper.sweeps import default_samples

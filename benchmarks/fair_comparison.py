@@ -1,8 +1,10 @@
 """Chapter 7's fair comparison: every method on many samples, both kinds of quality, and timings.
 
 For each method of chapter 7 (`unetdyn.paper.alternatives.methods`) and each sample: SSIM/PSNR
-to the full output and to its own family's full output, whether the quality classifier sees
-the prompted class, and the classifier's features (for the Fréchet distance). Samples are
+to the full output and to its own family's full output, and, for the built-in model and its
+family, whether the quality classifier sees the prompted class and the classifier's features
+(for the Fréchet distance). Any other model (GLIDE with its checkpoint, a diffusers pipeline)
+runs the same comparison without those two: no classifier knows its prompts. Samples are
 computed in chunks of ``--chunk``; every (method, chunk) is stored in the result store as soon
 as it is done, so an interrupted run continues where it stopped. Then every method is timed
 (rounds of all methods, median per method), and the record is stored for chapter 7.
@@ -12,6 +14,7 @@ as it is done, so an interrupted run continues where it stopped. Then every meth
     python benchmarks/fair_comparison.py --timing-only                 # the timings only (on a quiet machine)
     python benchmarks/fair_comparison.py --samples 1000 --report       # the README's tables, from the stored samples
     python benchmarks/fair_comparison.py --samples 1000 --no-timing --executor ray --address auto   # chunks on a Ray cluster
+    python benchmarks/fair_comparison.py --model glide --weights base.pt --samples 100 --device cuda   # GLIDE: faithfulness only
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from unetdyn.cost import CallCost
 from unetdyn.paper.alternatives import benchmark_key, methods
 from unetdyn.paper.cache import Cache, model_id
 from unetdyn.paper.executors import make_executor
-from unetdyn.paper.fair import equal_cost, outcomes, shape_classifier, summarize_stored, time_methods
+from unetdyn.paper.fair import classifier_for, outcomes, strata_of, time_methods
+from unetdyn.paper.fair_readings import equal_cost, summarize_stored
 from unetdyn.paper.sweeps import default_samples
 from unetdyn.paths import CACHE_DIR
 
@@ -45,10 +49,10 @@ README_METHODS = ("full", "paper shortcut", "shortcut: blocks only", "shortcut: 
 
 
 def report(samples: int, chunk: int, cache_dir=None, store: bool = True) -> str:
-    """The README's chapter-7 tables in Markdown, read from the store (chapter 7's own readings);
-    ``store``: store chapter 7's bootstrap summary where the store lacks it."""
+    """The README's chapter-7 tables in Markdown for the built-in model, read from the store (chapter 7's own
+    readings); ``store``: store chapter 7's bootstrap summary where the store lacks it."""
     from unetdyn.paper.chapters import ch07_alternatives
-    from unetdyn.paper.fair import ADVANTAGE_FORMAT, AXIS_NAMES, in_short
+    from unetdyn.paper.fair_readings import ADVANTAGE_FORMAT, AXIS_NAMES, in_short
 
     r = ch07_alternatives.run(ch07_alternatives.Params(samples=samples, chunk=chunk, cache_dir=cache_dir,
                                                        store_summary=store))
@@ -78,6 +82,10 @@ def report(samples: int, chunk: int, cache_dir=None, store: bool = True) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="builtin",
+                    help="builtin (default), builtin:NAME (a member of its family), glide, or diffusers:REPO")
+    ap.add_argument("--weights", default=None, help="the model's weights (default: its own; GLIDE: the checkpoint)")
+    ap.add_argument("--device", default=None, help="cpu (default) or cuda")
     ap.add_argument("--samples", type=int, default=1000, help="samples per method (default 1000: 100 per class)")
     ap.add_argument("--chunk", type=int, default=100, help="samples per stored entry (default 100)")
     ap.add_argument("--timing-samples", type=int, default=8, help="samples per timed run (default 8)")
@@ -104,13 +112,15 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.report:
+        if args.model != "builtin":
+            ap.error(f"--report prints the README's tables of the built-in model, not --model {args.model}")
         print(report(args.samples, args.chunk, args.cache_dir))
         return 0
 
-    unet = load_unet("builtin")
+    unet = load_unet(args.model, args.weights, args.device)
     ms = methods()
     cache = Cache(args.cache_dir or CACHE_DIR)
-    prompts, seeds = default_samples(unet, "builtin", args.samples)
+    prompts, seeds = default_samples(unet, args.model, args.samples)
     costs = CallCost(unet, prompts[0])
     flops = {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}
     if args.no_timing:
@@ -129,16 +139,17 @@ def main(argv=None) -> int:
                                 "speedup (median over rounds)": [np.median(secs["full"] / v) for v in secs.values()]})
                   .to_string(index=False))
             return 0
-    classify, cid, real_a, real_b, real_labels, frechet = shape_classifier(args.samples)
-    executor = make_executor(args.executor, unet, model="builtin", address=args.address)
-    outs = outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=args.chunk, batch_size=args.batch_size,
+    clf = classifier_for(args.model, args.samples)
+    executor = make_executor(args.executor, unet, model=args.model, weights=args.weights, device=args.device,
+                             address=args.address)
+    outs = outcomes(unet, ms, prompts, seeds, cache, clf, chunk=args.chunk, batch_size=args.batch_size,
                     executor=executor)
-    fair = summarize_stored(cache, outs, ms, flops, secs, real_a, real_b, frechet,
-                            strata=[unet.class_index(p) for p in prompts], real_strata=real_labels, store=True)
-    cols = ["method", "flop_speedup", "speedup", "ssim", "ssim_lo", "ssim_hi", "ssim_own", "agreement", "agreement_lo",
-            "agreement_hi", "frechet", "frechet_lo", "frechet_hi"]
+    fair = summarize_stored(cache, outs, ms, flops, secs, clf, strata=strata_of(unet, prompts), store=True)
+    cols = [c for c in ["method", "flop_speedup", "speedup", "ssim", "ssim_lo", "ssim_hi", "ssim_own", "agreement",
+                        "agreement_lo", "agreement_hi", "frechet", "frechet_lo", "frechet_hi"] if c in fair.table]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
-        print(f"{fair.samples} samples per method; Fréchet distance between two real sets: {fair.frechet_real:.3f}")
+        print(f"{fair.samples} samples per method" + (f"; Fréchet distance between two real sets: {fair.frechet_real:.3f}"
+                                                      if fair.classified else "; no quality classifier: faithfulness only"))
         print(fair.table[cols].to_string(index=False))
         for axis in ("flop_speedup",) + (() if args.no_timing else ("speedup",)):
             print(equal_cost(fair, axis)[["family", "quality", "value", "lo", "hi", "advantage", "adv_lo", "adv_hi",

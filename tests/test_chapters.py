@@ -156,24 +156,37 @@ def test_other_unets_reads_each_architectures_record(tmp_path):
     assert len(r.missing) == 1 and r.missing[0].startswith("glide: the other_unets benchmark") and "run `python" in r.missing[0]
 
 
-def test_alternatives_without_a_classifier_reads_the_ssim_only_record(monkeypatch, unet, tmp_path):
+def test_alternatives_without_a_classifier_is_the_same_comparison_without_its_columns(monkeypatch, unet, tmp_path,
+                                                                                      one_thread):
+    from unetdyn.paper import fair, plots
+    from unetdyn.paper.alternatives import methods
     from unetdyn.paper.cache import model_id
     from unetdyn.paper.chapters import ch07_alternatives as ch07
 
+    ms = methods(fewer=(), dual=(), cache=(), truncate=(10,))  # the shortcut needs 100 steps
+    prompts = ["circle", "star"]
     monkeypatch.setattr(ch07, "load_unet", lambda model, weights: unet)
-    p = ch07.Params(model="tiny", samples=10, timing_samples=2, repeats=1, cache_dir=str(tmp_path))
-    with pytest.raises(CacheMiss, match="alternatives benchmark"):
+    monkeypatch.setattr(ch07, "methods", lambda: ms)
+    monkeypatch.setattr(ch07, "default_samples", lambda unet, model, n: (prompts[:n], list(range(n))))
+    p = ch07.Params(model="tiny", samples=2, chunk=2, timing_samples=2, repeats=1, batch_size=4, cache_dir=str(tmp_path))
+    with pytest.raises(CacheMiss, match="fair benchmark"):
         ch07.run(p)
-    rows = [{"method": "full", "speedup": 1.0, "ssim_mean": 1.0},
-            {"method": "paper shortcut", "speedup": 1.25, "ssim_mean": 0.8}]
-    _record(tmp_path, "alternatives", model_id(unet), {"samples": 10, "timing_samples": 2, "repeats": 1,
-                                                       "batch_size": 16, "quick": False},
-            {"rows": rows, "meta": {"model": "tiny", "samples": 10, "timing_samples": 2}})
+    secs = [[1.0, 1.0]] * len(ms)
+    secs[[m.name for m in ms].index("paper shortcut")] = [0.8, 0.7]
+    _record(tmp_path, "fair", model_id(unet), {"timing_samples": 2, "repeats": 1, "batch_size": 4},
+            {"meta": {"threads": 1}, "methods": [m.name for m in ms], "seconds": secs})
+    with pytest.raises(CacheMiss, match="fair_comparison.py --samples 2 --chunk 2"):
+        ch07.run(p)
+    fair.outcomes(unet, ms, prompts, list(range(2)), Cache(tmp_path), None, chunk=2, batch_size=4, progress=False)
     r = ch07.run(p)
-    assert r.fair is None and r.equal_cost == {} and "only the built-in model has" in r.verdict
-    assert list(r.table.method) == ["full", "paper shortcut"] and r.glide is None and r.efficiency is None
-    (speed,) = r.findings  # one timing, no range over rounds in this record: the interval is the value
-    assert speed.claim == "speedup" and "20.0%" in str(speed.ours)
+    assert not r.fair.classified and r.fair.samples == 2 and list(r.table.method) == [m.name for m in ms]
+    assert "agreement" not in r.table and r.table.set_index("method").loc["full", "ssim"] == 1.0
+    assert set(r.equal_cost["speedup"].quality) == {"ssim"} and "faithfulness" in r.verdict
+    speed, ssim = r.findings  # no GLIDE record in this store: the timing and the shortcut's SSIM
+    assert speed.claim == "speedup" and "range over rounds 20.0% to 30.0%" in speed.ours
+    assert ssim.claim == "shortcut-ssim" and "(2;" in ssim.setting
+    assert "class agreement" not in plots.methods_table(r).to_html()
+    assert plots.equal_cost(r).axes[0].get_ylabel() == "SSIM to the full output"
 
 
 def test_beyond_searches_then_reads_back(monkeypatch, unet, tmp_path, one_thread):

@@ -9,6 +9,7 @@ import torch
 
 from unetdyn.interventions import Schedule, preset
 from unetdyn.paper import fair as fr
+from unetdyn.paper import fair_readings as frr
 from unetdyn.paper.alternatives import Method, methods
 from unetdyn.paper.cache import Cache, CacheMiss
 from unetdyn.sampler import SamplerConfig
@@ -23,11 +24,23 @@ def classify(images: torch.Tensor):
     return np.zeros(len(x), dtype=np.int64), torch.cat([x.mean((2, 3)), x.std((2, 3))], 1).double().numpy()
 
 
+def stand_in(cid: str = "stand-in") -> fr.Classifier:
+    """The stand-in classifier for outcomes (they read only its ``classify`` and ``id``)."""
+    return fr.Classifier(classify, cid, None, None, None, None)
+
+
+def with_real(real, real_b) -> fr.Classifier:
+    """A classifier whose real sets are ``real`` and ``real_b`` (one stratum), for the readings."""
+    from unetdyn.builtin_model.classifier import frechet_distance
+
+    return fr.Classifier(classify, "stand-in", real, real_b, np.zeros(len(real), int), frechet_distance)
+
+
 @pytest.fixture(scope="module")
 def stored(unet, one_thread, tmp_path_factory):
     cache = Cache(tmp_path_factory.mktemp("fair"))
     ms = methods(**SMALL)
-    outs = fr.outcomes(unet, ms, PROMPTS, SEEDS, cache, classify, "stand-in", chunk=2, batch_size=4, progress=False)
+    outs = fr.outcomes(unet, ms, PROMPTS, SEEDS, cache, stand_in(), chunk=2, batch_size=4, progress=False)
     return ms, cache, outs
 
 
@@ -51,14 +64,14 @@ def test_outcomes_are_stored_per_method_and_chunk_and_reread(stored, unet):
     ms, cache, outs = stored
     entries = sorted(cache.root.glob("*/*.npz"))
     assert len(entries) == 2 * len(ms)  # two chunks of two samples
-    again = fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(cache.root, read_only=True), classify, "stand-in", chunk=2,
+    again = fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(cache.root, read_only=True), stand_in(), chunk=2,
                         progress=False)
     for name in outs:
-        for f in fr.OUTCOME_FIELDS:
+        for f in fr.FAITHFULNESS + fr.CLASSIFIED:
             np.testing.assert_array_equal(again[name][f], outs[name][f])
     # another classifier is another result
     with pytest.raises(CacheMiss, match="benchmarks/fair_comparison.py"):
-        fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(cache.root, read_only=True), classify, "another", chunk=2, progress=False)
+        fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(cache.root, read_only=True), stand_in("another"), chunk=2, progress=False)
 
 
 def test_an_interrupted_run_recomputes_only_what_is_missing(stored, unet, monkeypatch, tmp_path):
@@ -71,11 +84,11 @@ def test_an_interrupted_run_recomputes_only_what_is_missing(stored, unet, monkey
     for p in lost:
         p.unlink()
     with pytest.raises(CacheMiss, match="of the fair comparison are not in"):
-        fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path, read_only=True), classify, "stand-in", chunk=2, progress=False)
+        fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path, read_only=True), stand_in(), chunk=2, progress=False)
     calls = []
     real = fr._compute_chunk
     monkeypatch.setattr(fr, "_compute_chunk", lambda unet, ms, todo, *a: calls.append(len(todo)) or real(unet, ms, todo, *a))
-    redo = fr.outcomes(unet, ms, PROMPTS, SEEDS, copy, classify, "stand-in", chunk=2, batch_size=4, progress=False)
+    redo = fr.outcomes(unet, ms, PROMPTS, SEEDS, copy, stand_in(), chunk=2, batch_size=4, progress=False)
     assert sum(calls) == 3 and len(list(tmp_path.glob("*/*.npz"))) == 2 * len(ms)
     for name in outs:  # the same samples, the same batch shapes: the same numbers
         np.testing.assert_allclose(redo[name]["ssim"], outs[name]["ssim"], atol=1e-6)
@@ -84,9 +97,9 @@ def test_an_interrupted_run_recomputes_only_what_is_missing(stored, unet, monkey
 def test_outcomes_refuse_a_reference_with_interventions(unet, tmp_path):
     ms = methods(**SMALL)
     with pytest.raises(ValueError, match="reference"):
-        fr.outcomes(unet, [ms[-1], ms[0]], PROMPTS, SEEDS, Cache(tmp_path), classify, "x", progress=False)
+        fr.outcomes(unet, [ms[-1], ms[0]], PROMPTS, SEEDS, Cache(tmp_path), stand_in("x"), progress=False)
     with pytest.raises(ValueError, match="chunk=0"):
-        fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path), classify, "x", chunk=0, progress=False)
+        fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path), stand_in("x"), chunk=0, progress=False)
 
 
 def test_a_schedule_resumed_from_the_baseline_scores_as_if_sampled_from_scratch(stored, unet):
@@ -111,10 +124,44 @@ def test_a_lost_ddim_entry_is_recomputed_against_its_own_reference(stored, unet,
     for m in lost:
         for s in (0, 2):
             copy.path(fr._key(mid, "stand-in", m, ms[0], PROMPTS[s : s + 2], SEEDS[s : s + 2])).unlink()
-    redo = fr.outcomes(unet, ms, PROMPTS, SEEDS, copy, classify, "stand-in", chunk=2, batch_size=4, progress=False)
+    redo = fr.outcomes(unet, ms, PROMPTS, SEEDS, copy, stand_in(), chunk=2, batch_size=4, progress=False)
     for m in lost:
-        for f in fr.OUTCOME_FIELDS:
+        for f in fr.FAITHFULNESS + fr.CLASSIFIED:
             np.testing.assert_allclose(redo[m.name][f], outs[m.name][f], atol=1e-6)
+
+
+def test_without_a_classifier_the_same_comparison_reads_faithfulness_only(stored, unet, tmp_path):
+    ms, _, outs = stored
+    plain = fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path), None, chunk=2, batch_size=4, progress=False)
+    for name, o in plain.items():  # the same samples, the same batch shapes: the same faithfulness, to the bit
+        assert tuple(o) == fr.FAITHFULNESS
+        for f in fr.FAITHFULNESS:
+            np.testing.assert_array_equal(o[f], outs[name][f])
+    # its entries are its own: the classified run's store holds none of them
+    with pytest.raises(CacheMiss):
+        fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path, read_only=True), stand_in(), chunk=2, progress=False)
+
+
+def test_the_readings_without_a_classifier_leave_its_qualities_out():
+    ms, outs, flops, secs, *_ = _synthetic()
+    ms = ms + [_method("DDIM", "DDIM K=50", 50), _method("DDIM", "DDIM K=100", 100)]
+    ms[-2], ms[-1] = (Method("DDIM", m.name, m.schedule, m.config, k) for m, k in ((ms[-2], 50), (ms[-1], 100)))
+    outs.update({"DDIM K=50": dict(outs["K=50"]), "DDIM K=100": dict(outs["full"])})
+    flops.update({"DDIM K=50": 50.0, "DDIM K=100": 100.0})
+    secs.update({"DDIM K=50": [50.0, 50.0], "DDIM K=100": [100.0, 100.0]})
+    plain = {k: {f: v[f] for f in fr.FAITHFULNESS} for k, v in outs.items()}
+    f = frr.summarize(plain, ms, flops, secs, None, n_boot=300)
+    assert not f.classified and np.isnan(f.frechet_real)
+    assert not {"agreement", "frechet", "agreement_lo", "frechet_hi"} & set(f.table.columns)
+    assert set(f.boot["K=50"]) == {"ssim", "ssim_p5", "psnr", "ssim_own"}
+    # the faithfulness columns are those of the classified reading: the same resamples
+    both = _summary(ms, outs, flops, secs, *_synthetic()[4:], n_boot=300)
+    pd.testing.assert_frame_equal(f.table, both.table[f.table.columns])
+    e = frr.equal_cost(f, "flop_speedup")
+    assert set(e.quality) == {"ssim"} and e.set_index("family").loc["fewer steps", "verdict"] == "shortcut better"
+    text = frr.verdict_text(f, {"flop_speedup": e})
+    assert "only faithfulness to the full output is read" in text and "class agreement" not in text
+    assert frr.ddim_text(f).endswith("needs a quality classifier, which this model has not.")
 
 
 def test_the_key_holds_what_the_outcome_depends_on(stored):
@@ -155,24 +202,20 @@ def _synthetic(n: int = 400, seed: int = 0):
 
 
 def _summary(ms, outs, flops, secs, real, real_b, **kw):
-    from unetdyn.builtin_model.quality import frechet_distance
-
-    return fr.summarize(outs, ms, flops, secs, real, real_b, frechet_distance, **{"n_boot": 500, "n_boot_frechet": 50, **kw})
+    return frr.summarize(outs, ms, flops, secs, with_real(real, real_b), **{"n_boot": 500, "n_boot_frechet": 50, **kw})
 
 
 def test_the_summary_is_stored_under_a_digest_of_its_inputs(tmp_path, monkeypatch):
-    from unetdyn.builtin_model.quality import frechet_distance
-
     ms, outs, flops, secs, real, real_b = _synthetic(n=60)
     cache, kw = Cache(tmp_path), {"n_boot": 200, "n_boot_frechet": 20}
-    first = fr.summarize_stored(cache, outs, ms, flops, secs, real, real_b, frechet_distance, store=True, **kw)
+    first = frr.summarize_stored(cache, outs, ms, flops, secs, with_real(real, real_b), store=True, **kw)
     assert len(list(tmp_path.rglob("*.npz"))) == 1
 
     def no_bootstrap(*a, **k):
         raise AssertionError("the stored summary should have been read")
 
-    monkeypatch.setattr(fr, "summarize", no_bootstrap)
-    again = fr.summarize_stored(cache, outs, ms, flops, secs, real, real_b, frechet_distance, **kw)
+    monkeypatch.setattr(frr, "summarize", no_bootstrap)
+    again = frr.summarize_stored(cache, outs, ms, flops, secs, with_real(real, real_b), **kw)
     pd.testing.assert_frame_equal(again.table, first.table)
     assert (again.samples, again.frechet_real) == (first.samples, first.frechet_real)
     for m, qs in first.boot.items():
@@ -184,7 +227,7 @@ def test_the_summary_is_stored_under_a_digest_of_its_inputs(tmp_path, monkeypatc
     for args, options in (((outs, ms, flops, secs), kw), ((_synthetic(n=60)[1], ms, flops, {**secs, "K=50": [9.0, 9.0]}), kw),
                           ((_synthetic(n=60)[1], ms, flops, secs), {**kw, "seed": 1})):
         with pytest.raises(AssertionError, match="should have been read"):
-            fr.summarize_stored(cache, *args, real, real_b, frechet_distance, **options)
+            frr.summarize_stored(cache, *args, with_real(real, real_b), **options)
 
 
 def test_summarize_gives_intervals_around_the_known_means():
@@ -214,22 +257,22 @@ def test_wall_clock_speed_ups_are_medians_of_per_round_ratios():
 
 def test_resamples_keep_every_class_count():
     strata = np.arange(30) % 3
-    idx = fr.resample(strata, 50, np.random.default_rng(1))
+    idx = frr.resample(strata, 50, np.random.default_rng(1))
     assert idx.shape == (50, 30) and (strata[idx] == strata[None, :]).all()
     assert len(np.unique(idx)) == 30  # every sample is drawn somewhere
 
 
 def test_a_pivotal_reading_corrects_a_bias_that_puts_every_replicate_above_the_estimate():
     reads = np.linspace(2.0, 4.0, 101)  # all above the estimate 1.5, mean 3.0
-    v, lo, hi = fr._read(1.5, reads, True)
+    v, lo, hi = frr._read(1.5, reads, True)
     assert v == pytest.approx(0.0) and lo == pytest.approx(3.0 - 3.95, abs=0.02) and hi == pytest.approx(3.0 - 2.05, abs=0.02)
-    assert fr._read(1.5, reads, False) == (1.5, pytest.approx(2.05, abs=0.02), pytest.approx(3.95, abs=0.02))
+    assert frr._read(1.5, reads, False) == (1.5, pytest.approx(2.05, abs=0.02), pytest.approx(3.95, abs=0.02))
 
 
 def test_equal_cost_interpolates_the_family_curve_and_reads_the_advantage():
     ms, outs, flops, secs, real, real_b = _synthetic()
     f = _summary(ms, outs, flops, secs, real, real_b)
-    e = fr.equal_cost(f, "flop_speedup").set_index(["family", "quality"])
+    e = frr.equal_cost(f, "flop_speedup").set_index(["family", "quality"])
     # fewer steps at 1.5x: a quarter of the way from K=75 (4/3x) to K=50 (2x); the full sampler is no point of it
     row = e.loc[("fewer steps", "ssim")]
     assert row.value == pytest.approx(0.75 * t_mean(outs, "K=75") + 0.25 * t_mean(outs, "K=50"))
@@ -239,7 +282,7 @@ def test_equal_cost_interpolates_the_family_curve_and_reads_the_advantage():
     assert fd.adv_hi < 0 and fd.verdict == "shortcut better"
     # DeepCache's one setting spans no speed-up
     assert e.loc[("DeepCache", "ssim")].verdict == "outside its range" and e.loc[("DeepCache", "ssim")].fastest == pytest.approx(1.2)
-    text = fr.verdict_text(f, {"flop_speedup": fr.equal_cost(f, "flop_speedup")})
+    text = frr.verdict_text(f, {"flop_speedup": frr.equal_cost(f, "flop_speedup")})
     assert "outside the family's settings): DeepCache (1.20x..1.20x)" in text and "shortcut better: fewer steps" in text
 
 
@@ -247,7 +290,7 @@ def test_equal_cost_of_a_copy_of_the_shortcut_is_inconclusive():
     ms, outs, flops, secs, real, real_b = _synthetic()
     outs["K=75"] = outs["K=50"] = outs["paper shortcut"]
     f = _summary(ms, outs, flops, secs, real, real_b, n_boot=300, n_boot_frechet=30)
-    e = fr.equal_cost(f, "speedup").set_index(["family", "quality"])
+    e = frr.equal_cost(f, "speedup").set_index(["family", "quality"])
     for q in ("ssim", "agreement", "frechet"):  # paired resamples: the difference is exactly zero on every one
         r = e.loc[("fewer steps", q)]
         assert r.adv_lo == pytest.approx(0.0, abs=1e-12) and r.adv_hi == pytest.approx(0.0, abs=1e-12)
@@ -259,12 +302,12 @@ def t_mean(outs, name) -> float:
 
 
 def test_equal_cost_verdicts():
-    assert fr.equal_cost_verdict(0.001, 0.2) == "family better"
-    assert fr.equal_cost_verdict(-0.2, -0.001) == "shortcut better"
-    assert fr.equal_cost_verdict(-0.1, 0.0) == "inconclusive"
-    assert fr.equal_cost_verdict(np.nan, np.nan) == "n/a"
+    assert frr.equal_cost_verdict(0.001, 0.2) == "family better"
+    assert frr.equal_cost_verdict(-0.2, -0.001) == "shortcut better"
+    assert frr.equal_cost_verdict(-0.1, 0.0) == "inconclusive"
+    assert frr.equal_cost_verdict(np.nan, np.nan) == "n/a"
     with pytest.raises(ValueError, match="not among"):
-        fr.equal_cost(fr.Fair(pd.DataFrame({"method": ["full"], "family": ["full"]}), {}, 2, 0.0))
+        frr.equal_cost(frr.Fair(pd.DataFrame({"method": ["full"], "family": ["full"]}), {}, 2, 0.0))
 
 
 def test_the_ddim_sentence_reads_the_paired_difference():
@@ -277,7 +320,7 @@ def test_the_ddim_sentence_reads_the_paired_difference():
     outs.update({"DDIM K=50": low, "DDIM K=100": {**low, "ssim_own": np.ones(n)}})
     flops.update({"DDIM K=50": 50.0, "DDIM K=100": 100.0})
     secs.update({"DDIM K=50": [50.0, 50.0], "DDIM K=100": [100.0, 100.0]})
-    text = fr.ddim_text(_summary(ms, outs, flops, secs, real, real_b))
+    text = frr.ddim_text(_summary(ms, outs, flops, secs, real, real_b))
     assert "its own 100-step output at mean SSIM 0.970 to 0.970 over K = 50" in text
     assert "Its class agreement at K = 100 is 0.0%" in text and "below zero (400 samples)" in text
 
@@ -299,9 +342,8 @@ def test_the_readme_report_prints_chapter_7s_readings_from_the_committed_store()
     # the point estimates, recomputed here from the stored per-sample outcomes
     unet = load_unet("builtin")
     prompts, seeds = default_samples(unet, "builtin", 100)
-    classify, cid, *_ = fr.shape_classifier(100)
     ms = [m for m in methods() if m.name in bench.README_METHODS]
-    outs = fr.outcomes(unet, ms, prompts, seeds, Cache(CACHE_DIR, read_only=True), classify, cid, chunk=100,
+    outs = fr.outcomes(unet, ms, prompts, seeds, Cache(CACHE_DIR, read_only=True), fr.shape_classifier(100), chunk=100,
                        progress=False)
     for m in ms:
         o = outs[m.name]

@@ -168,9 +168,10 @@ def test_the_fair_comparison_on_ray_equals_it_in_process(cluster, unet, tmp_path
 
     ms = methods(K=10, fewer=(5,), dual=((4, 7),), cache=((4, 2),), truncate=(3,))
     kw = dict(chunk=2, batch_size=4, progress=False)
-    local = fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path / "local"), classify, "stand-in", **kw)
-    remote = fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path / "ray"), classify, "stand-in", executor="ray", **kw)
+    clf = fr.Classifier(classify, "stand-in", None, None, None, None)  # outcomes read its classify and id only
+    local = fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path / "local"), clf, **kw)
+    remote = fr.outcomes(unet, ms, PROMPTS, SEEDS, Cache(tmp_path / "ray"), clf, executor="ray", **kw)
     for name in local:
-        for f in fr.OUTCOME_FIELDS:
+        for f in fr.FAITHFULNESS + fr.CLASSIFIED:
             np.testing.assert_array_equal(remote[name][f], local[name][f])
     assert _entries(tmp_path / "ray") == _entries(tmp_path / "local")

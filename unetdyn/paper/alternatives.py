@@ -15,10 +15,9 @@ Every method is data: a :class:`Method` is a schedule plus a sampler config. The
 - ``guidance truncation``: classifier-free guidance's unconditional branch dropped in the
   last ``m`` steps.
 
-:func:`measure` runs them on the same prompts and seeds and reports, per method, the
-FLOPs it executes, its wall-clock per sample (median of repeats after a warm-up) and
-SSIM/PSNR to the full output. :func:`glide_costs` gives GLIDE's FLOPs and a per-call
-timed cost for the same methods (random weights suffice: cost does not depend on them).
+:mod:`unetdyn.paper.fair` runs them on the same prompts and seeds (chapter 7's fair
+comparison). :func:`glide_costs` gives GLIDE's FLOPs and a per-call timed cost for the same
+methods (random weights suffice: cost does not depend on them).
 
 Example:
     >>> ms = methods()
@@ -30,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,7 +41,7 @@ from tqdm import tqdm
 from unetdyn.cost import CallCost, timed
 from unetdyn.metrics import compare
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
-from unetdyn.sampler import RunOptions, SamplerConfig, Trajectory, sample, trajectory
+from unetdyn.sampler import RunOptions, SamplerConfig, sample
 from unetdyn.unet import Unet
 
 __all__ = [
@@ -53,7 +51,6 @@ __all__ = [
     "dual_depth",
     "deepcache",
     "guidance_truncation",
-    "measure",
     "glide_costs",
     "pareto",
     "ddim_diagnosis",
@@ -144,91 +141,10 @@ def methods(
     return out
 
 
-def _summary(vals: np.ndarray, prefix: str) -> dict[str, float]:
-    v = vals[np.isfinite(vals)]
-    if v.size == 0:  # identical to the reference everywhere (PSNR inf)
-        return {f"{prefix}_mean": float("inf"), f"{prefix}_sd": 0.0, f"{prefix}_p5": float("inf")}
-    return {
-        f"{prefix}_mean": float(v.mean()),
-        f"{prefix}_sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-        f"{prefix}_p5": float(np.percentile(v, 5)),
-    }
-
-
 def timed_run(unet, prompts, seeds, m: Method, batch_size: int) -> float:
     """Seconds to sample ``prompts``/``seeds`` with ``m`` from scratch."""
     return timed(unet, lambda: sample(unet, prompts, seeds, m.schedule,
                                       RunOptions(m.config, batch_size=batch_size, progress=False)))
-
-
-def measure(
-    unet: Unet,
-    ms: Sequence[Method],
-    prompts: Sequence[Any],
-    seeds: Sequence[int],
-    timing_samples: int = 8,
-    repeats: int = 3,
-    batch_size: int = 16,
-    progress: bool = True,
-    on_row: Callable[[dict], None] | None = None,
-    judge: Callable[[torch.Tensor], np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """Quality, FLOPs and wall-clock of every method, on the same prompts and seeds.
-
-    Quality: SSIM/PSNR of each method's output to the first method's (the full sampler),
-    over all samples; methods on the reference's sampler config resume from its trajectory
-    (bit-identical to a rerun for equal batch shapes; rounding-level otherwise).
-    Time: wall-clock of sampling the first ``timing_samples`` samples from scratch, median
-    of ``repeats`` runs after one warm-up run, per sample. ``on_row`` sees each row as
-    soon as it is measured (to save partial results). ``judge(images)`` (optional) says per
-    sample whether an output is acceptable on its own terms (for the built-in model: the
-    classifier sees the prompted class); its mean is the column ``agreement``. It matters
-    because SSIM to the reference only asks "is this the same picture": a sampler that draws
-    its noise on other steps makes another, possibly as good, picture.
-
-    Returns one row per method: ``family, method, strength, steps, unet_calls, flops,
-    flop_saving, sec_per_sample, speedup``, ``ssim_/psnr_`` ``mean, sd, p5`` and, with a
-    judge, ``agreement``.
-    """
-    ref = ms[0]
-    if ref.schedule.interventions:
-        raise ValueError(f"the first method is the reference and must be a full schedule, got {ref.name!r}")
-    base: Trajectory = trajectory(unet, prompts, seeds,
-                                  run=RunOptions(ref.config, batch_size=batch_size, progress=progress))
-    costs = CallCost(unet, prompts[0])
-    t_prompts, t_seeds = list(prompts)[:timing_samples], list(seeds)[:timing_samples]
-    if repeats > 0:
-        timed_run(unet, t_prompts, t_seeds, ref, batch_size)  # warm-up
-    rows, ref_sec, ref_flops = [], None, None
-    for m in tqdm(ms, desc="methods", unit="method", disable=not progress):
-        resume = base if m.config == ref.config else None
-        out = sample(unet, prompts, seeds, m.schedule,
-                     RunOptions(m.config, baseline=resume, batch_size=batch_size, progress=False))
-        q = compare(base.x0, out.images[0])
-        secs = [timed_run(unet, t_prompts, t_seeds, m, batch_size) for _ in range(repeats)]
-        sec = statistics.median(secs) / len(t_seeds) if secs else float("nan")
-        flops = costs.flops_per_sample(m.schedule, m.config)
-        if ref_sec is None:
-            ref_sec, ref_flops = sec, flops
-        row = {
-            "family": m.family,
-            "method": m.name,
-            "strength": m.strength,
-            "steps": m.config.steps,
-            "unet_calls": sum(costs.calls(m.schedule, m.config).values()),
-            "flops": flops,
-            "flop_saving": 1.0 - flops / ref_flops,
-            "sec_per_sample": sec,
-            "speedup": ref_sec / sec if secs else float("nan"),
-            **_summary(q["ssim"], "ssim"),
-            **_summary(q["psnr"], "psnr"),
-        }
-        if judge is not None:
-            row["agreement"] = float(np.mean(judge(out.images[0])))
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-    return pd.DataFrame(rows)
 
 
 def glide_costs(unet: Unet, ms: Sequence[Method], prompt: str = "a photo of a corgi", repeats: int = 3,

@@ -4,57 +4,104 @@ SSIM to the full output asks "is this the same picture?". A sampler that injects
 other steps draws another picture, maybe as good, and scores low by construction. So every
 method gets both kinds of quality, per sample:
 
-- **faithfulness**: SSIM/PSNR to the full 100-step ancestral output of the same seed
-  (``ssim``, ``psnr``), and to its own family's full output (``ssim_own``, ``psnr_own``: DDIM
-  against 100-step DDIM; for every other method the family's full output is the ancestral
-  sampler's, so the two coincide);
-- **distribution quality**: whether the quality classifier sees the prompted class
-  (``agree``), and the classifier's features (``feat``) for the Fréchet distance to as many
-  real images.
+- **faithfulness**, for every model: SSIM/PSNR to the full 100-step ancestral output of the
+  same seed (``ssim``, ``psnr``), and to its own family's full output (``ssim_own``,
+  ``psnr_own``: DDIM against 100-step DDIM; for every other method the family's full output is
+  the ancestral sampler's, so the two coincide);
+- **distribution quality**, where a quality classifier knows the model's classes (the built-in
+  model and its family): whether it sees the prompted class (``agree``), and its features
+  (``feat``) for the Fréchet distance to as many real images. A model without one (GLIDE, a
+  diffusers pipeline) runs the same comparison with these fields absent.
 
 :func:`outcomes` computes them chunk by chunk (chunk ``k`` holds samples ``k * chunk ...``);
 each (method, chunk) is one entry of the result store, stored when done, so an interrupted run
-keeps its work and a rerun computes only what is missing. :func:`summarize` reads the numbers
-with 95% intervals from one paired bootstrap over samples (the same resampled samples for
-every method), so differences between methods, and values interpolated along a family's
-curve, carry intervals too. :func:`equal_cost` reads each family's curve at the shortcut's
-cost.
+keeps its work and a rerun computes only what is missing. :mod:`unetdyn.paper.fair_readings`
+reads them with 95% intervals and at equal cost.
 
 Example:
     >>> from unetdyn.paper.alternatives import methods
     >>> ms = methods()
     >>> own_config(next(m for m in ms if m.name == "DDIM K=70"), ms[0]).steps
     100
+    >>> outcome_fields(None)
+    ('ssim', 'psnr', 'ssim_own', 'psnr_own')
 """
 
 from __future__ import annotations
 
-import json
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 from unetdyn.metrics import compare
-from unetdyn.paper.alternatives import FAMILIES, Method, timed_run
-from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, array_digest, content_key, model_id
+from unetdyn.paper.alternatives import Method, timed_run
+from unetdyn.paper.cache import SCHEMA_VERSION, Cache, CacheMiss, content_key, model_id
 from unetdyn.paper.executors import Executor, Unit, make_executor
-from unetdyn.paper.readings import interval, resample
+from unetdyn.paths import is_builtin
 from unetdyn.sampler import RunOptions, SamplerConfig, sample, trajectory
 from unetdyn.unet import Unet
 
-__all__ = ["OUTCOME_FIELDS", "own_config", "outcomes", "shape_classifier", "time_methods", "Fair", "summarize",
-           "summarize_stored",
-           "equal_cost", "equal_cost_verdict", "verdict_text", "ddim_text"]
+__all__ = ["FAITHFULNESS", "CLASSIFIED", "outcome_fields", "Classifier", "shape_classifier", "classifier_for",
+           "own_config", "outcomes", "strata_of", "time_methods"]
 
-# per-sample arrays of one (method, chunk) entry; feat is [n, D]
-OUTCOME_FIELDS = ("ssim", "psnr", "ssim_own", "psnr_own", "agree", "feat")
+# per-sample arrays of one (method, chunk) entry: always these, and with a classifier also CLASSIFIED (feat is [n, D])
+FAITHFULNESS = ("ssim", "psnr", "ssim_own", "psnr_own")
+CLASSIFIED = ("agree", "feat")
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A quality classifier and its real reference images, for :func:`outcomes` and the readings.
+
+    Attributes:
+        classify: images ``[N, 3, H, W]`` -> (predicted class ``[N]``, features ``[N, D]``).
+        id: its weights' checksum (part of every outcome's key).
+        real_feat, real_feat_b: its features of two independent real sets of as many images as
+            samples (the Fréchet reference, and the floor).
+        real_labels: the classes of the real images (the same in both sets).
+        frechet: ``frechet(a, b)``, the distance between two feature sets.
+    """
+
+    classify: Callable[[torch.Tensor], tuple[Any, Any]]
+    id: str
+    real_feat: np.ndarray
+    real_feat_b: np.ndarray
+    real_labels: np.ndarray
+    frechet: Callable[[np.ndarray, np.ndarray], float]
+
+
+def outcome_fields(classifier: Classifier | None) -> tuple[str, ...]:
+    """The per-sample fields :func:`outcomes` gives with this classifier (None: faithfulness only)."""
+    return FAITHFULNESS + (CLASSIFIED if classifier is not None else ())
+
+
+def shape_classifier(n_real: int) -> Classifier:
+    """The built-in model's quality classifier, with ``n_real`` images of each of its two real sets
+    (images ``0 .. n_real - 1``; their classes are ``i % 10``)."""
+    from unetdyn.builtin_model.data import make_batch
+    from unetdyn.builtin_model.classifier import REAL_SEEDS, frechet_distance, load_classifier, predict_features
+
+    clf = load_classifier(train_if_missing=False)
+    real = [make_batch(seed, range(n_real)) for seed in REAL_SEEDS]
+    feats = [predict_features(clf, x)[1] for x, _ in real]
+    return Classifier((lambda images: predict_features(clf, images)), model_id(clf), feats[0], feats[1],
+                      real[0][1].numpy(), frechet_distance)
+
+
+def classifier_for(model: str, n_real: int) -> Classifier | None:
+    """The quality classifier of ``model``: the shape classifier for the built-in model and its family
+    (they draw the same ten classes), None for any other model."""
+    return shape_classifier(n_real) if is_builtin(model) else None
+
+
+def strata_of(unet: Unet, prompts: Sequence[Any]) -> list[int] | None:
+    """Each sample's class, for a class-conditional model (the resamples keep every class's count); else None."""
+    return [unet.class_index(p) for p in prompts] if hasattr(unet, "class_index") else None
 
 
 def own_config(m: Method, ref: Method) -> SamplerConfig:
@@ -62,7 +109,7 @@ def own_config(m: Method, ref: Method) -> SamplerConfig:
     return replace(m.config, steps=ref.config.steps)
 
 
-def _key(mid: str, clf: str, m: Method, ref: Method, prompts: Sequence[Any], seeds: Sequence[int]) -> str:
+def _key(mid: str, clf: str | None, m: Method, ref: Method, prompts: Sequence[Any], seeds: Sequence[int]) -> str:
     return content_key({
         "v": SCHEMA_VERSION, "what": "fair outcome", "model": mid, "classifier": clf,
         "config": asdict(m.config), "interventions": m.schedule.to_dict()["interventions"],
@@ -77,8 +124,7 @@ def outcomes(
     prompts: Sequence[Any],
     seeds: Sequence[int],
     cache: Cache,
-    classify,
-    classifier_id: str,
+    classifier: Classifier | None,
     chunk: int = 100,
     batch_size: int = 16,
     progress: bool = True,
@@ -89,16 +135,15 @@ def outcomes(
 
     Args:
         ms: the methods; the first is the reference (a full schedule).
-        classify: images ``[N, 3, H, W]`` -> (predicted class ``[N]``, features ``[N, D]``).
-        classifier_id: a checksum of the classifier (part of every key).
+        classifier: the quality classifier (None: faithfulness only; its checksum keys every entry).
         cache: the store; read-only means nothing is computed (a miss raises :class:`CacheMiss`).
         chunk: samples per stored entry.
         executor, address: where the missing chunks are computed, one unit each (see
-            :func:`~unetdyn.paper.executors.make_executor`; on Ray, ``classify`` is sent to the
+            :func:`~unetdyn.paper.executors.make_executor`; on Ray, the classifier is sent to the
             workers); this process stores every outcome as it arrives.
 
     Returns:
-        method name -> ``{field: array over all samples}`` for :data:`OUTCOME_FIELDS`.
+        method name -> ``{field: array over all samples}`` for :func:`outcome_fields`.
     """
     ref = ms[0]
     if ref.schedule.interventions:
@@ -110,11 +155,10 @@ def outcomes(
     n = len(seeds)
     if len(prompts) != n or n < 1:
         raise ValueError(f"need as many prompts as seeds (>= 1), got {len(prompts)} and {n}")
-    mid = model_id(unet)
-    if not hasattr(unet, "class_index"):
-        raise ValueError("the fair comparison needs a class-conditional model whose classes the quality classifier "
-                         f"knows (the built-in model), not {type(unet).__name__}")
-    target = np.array([unet.class_index(p) for p in prompts])
+    if classifier is not None and not hasattr(unet, "class_index"):
+        raise ValueError("a quality classifier needs a class-conditional model whose classes it knows (the built-in "
+                         f"model), not {type(unet).__name__}; pass classifier=None for faithfulness only")
+    mid, cid, fields = model_id(unet), classifier.id if classifier else None, outcome_fields(classifier)
     got: dict[int, dict[str, dict[str, np.ndarray]]] = {}
     keys: dict[int, dict[str, str]] = {}
     units: list[Unit] = []
@@ -122,9 +166,8 @@ def outcomes(
     bar = tqdm(total=len(ms) * len(starts), desc="fair comparison", unit="entry", disable=not progress, miniters=1)
     for s in starts:
         p, sd = list(prompts[s : s + chunk]), [int(x) for x in seeds[s : s + chunk]]
-        expect = {"ssim": (len(sd),), "psnr": (len(sd),), "ssim_own": (len(sd),), "psnr_own": (len(sd),),
-                  "agree": (len(sd),), "feat": (len(sd), None)}
-        keys[s] = {m.name: _key(mid, classifier_id, m, ref, p, sd) for m in ms}
+        expect = {f: (len(sd), None) if f == "feat" else (len(sd),) for f in fields}
+        keys[s] = {m.name: _key(mid, cid, m, ref, p, sd) for m in ms}
         got[s] = {m.name: hit for m in ms if (hit := cache.get(keys[s][m.name], expect)) is not None}
         todo = [m for m in ms if m.name not in got[s]]
         if todo and cache.read_only:
@@ -133,13 +176,12 @@ def outcomes(
                             f"`python benchmarks/fair_comparison.py --samples {n} --chunk {chunk}`")
         bar.update(len(ms) - len(todo))
         if todo:
-            units.append(Unit({"todo": [m.name for m in todo], "prompts": p, "seeds": sd,
-                               "target": target[s : s + chunk], "start": s},
+            units.append(Unit({"todo": [m.name for m in todo], "prompts": p, "seeds": sd, "start": s},
                               f"the fair comparison's {', '.join(repr(m.name) for m in todo)[:200]} on samples "
                               f"{s}..{s + len(sd) - 1}"))
     if units:
         ex = make_executor(executor, unet, address=address)
-        shared = {"ms": list(ms), "classify": classify, "batch_size": batch_size}
+        shared = {"ms": list(ms), "classify": classifier.classify if classifier else None, "batch_size": batch_size}
         with closing(ex.map(_fair_unit, units, shared)) as arrivals:
             for u, items, finished in arrivals:
                 s = units[u].args["start"]
@@ -151,15 +193,15 @@ def outcomes(
                 if finished and len(units) > 1:
                     bar.set_postfix_str(f"samples {s}..{s + len(units[u].args['seeds']) - 1} done")
     bar.close()
-    return {m.name: {f: np.concatenate([got[s][m.name][f] for s in starts]) for f in OUTCOME_FIELDS} for m in ms}
+    return {m.name: {f: np.concatenate([got[s][m.name][f] for s in starts]) for f in fields} for m in ms}
 
 
-def _fair_unit(unet, ms, classify, batch_size, todo, prompts, seeds, target, start):
+def _fair_unit(unet, ms, classify, batch_size, todo, prompts, seeds, start):
     """One unit: the methods named ``todo`` on one chunk of samples (``start``: its first sample)."""
-    yield from _compute_chunk(unet, ms, [m for m in ms if m.name in todo], prompts, seeds, target, classify, batch_size)
+    yield from _compute_chunk(unet, ms, [m for m in ms if m.name in todo], prompts, seeds, classify, batch_size)
 
 
-def _compute_chunk(unet, ms, todo, prompts, seeds, target, classify, batch_size) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+def _compute_chunk(unet, ms, todo, prompts, seeds, classify, batch_size) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """The outcomes of the methods ``todo`` on one chunk of samples, yielded as ``(name, arrays)``, each when done."""
     ref = ms[0]
     base = trajectory(unet, prompts, seeds, run=RunOptions(ref.config, batch_size=batch_size, progress=False))
@@ -173,9 +215,12 @@ def _compute_chunk(unet, ms, todo, prompts, seeds, target, classify, batch_size)
 
     def finish(m: Method, out: torch.Tensor) -> dict[str, np.ndarray]:
         q, own = compare(base.x0, out), compare(reference(own_config(m, ref)), out)
-        pred, feat = classify(out)
-        return {"ssim": q["ssim"], "psnr": q["psnr"], "ssim_own": own["ssim"], "psnr_own": own["psnr"],
-                "agree": (np.asarray(pred) == target).astype(np.uint8), "feat": np.asarray(feat, np.float32)}
+        arrays = {"ssim": q["ssim"], "psnr": q["psnr"], "ssim_own": own["ssim"], "psnr_own": own["psnr"]}
+        if classify is not None:
+            pred, feat = classify(out)
+            target = np.array([unet.class_index(p) for p in prompts])
+            arrays |= {"agree": (np.asarray(pred) == target).astype(np.uint8), "feat": np.asarray(feat, np.float32)}
+        return arrays
 
     # the reference's config: every schedule resumes from the full trajectory, all in one batched run
     same = [m for m in todo if m.config == ref.config]
@@ -196,24 +241,6 @@ def _compute_chunk(unet, ms, todo, prompts, seeds, target, classify, batch_size)
         yield m.name, finish(m, out)
 
 
-def shape_classifier(n_real: int):
-    """The built-in model's quality classifier for :func:`outcomes` and :func:`summarize`.
-
-    Returns ``(classify, classifier_id, real_feat, real_feat_b, real_labels, frechet)``: the
-    classifier's (prediction, features) of images, its weights' checksum, its features of images
-    ``0 .. n_real - 1`` of each of the two real reference sets, their classes (``i % 10`` in
-    both), and the Fréchet distance.
-    """
-    from unetdyn.builtin_model.data import make_batch
-    from unetdyn.builtin_model.quality import REAL_SEEDS, frechet_distance, load_classifier, predict_features
-
-    clf = load_classifier(train_if_missing=False)
-    real = [make_batch(seed, range(n_real)) for seed in REAL_SEEDS]
-    feats = [predict_features(clf, x)[1] for x, _ in real]
-    return ((lambda images: predict_features(clf, images)), model_id(clf), feats[0], feats[1], real[0][1].numpy(),
-            frechet_distance)
-
-
 def time_methods(unet: Unet, ms: Sequence[Method], prompts: Sequence[Any], seeds: Sequence[int], repeats: int = 3,
                  batch_size: int = 16, progress: bool = True) -> np.ndarray:
     """Seconds per sample ``[methods, repeats]`` of sampling ``prompts``/``seeds`` from scratch.
@@ -230,308 +257,3 @@ def time_methods(unet: Unet, ms: Sequence[Method], prompts: Sequence[Any], seeds
     run(ms[0])
     rounds = tqdm(range(repeats), desc="timing rounds", unit="round", disable=not progress)
     return np.array([[run(m) for m in ms] for _ in rounds]).T
-
-
-# -- reading the outcomes ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fair:
-    """The fair comparison's readings.
-
-    Attributes:
-        table: one row per method: ``family, method, strength, flops, flop_speedup,
-            sec_per_sample, speedup``, and per quality ``q`` in ``ssim, ssim_p5, psnr,
-            ssim_own, agreement, frechet`` the columns ``q, q_lo, q_hi`` (95% interval);
-            ``frechet`` is bias-corrected (see :func:`_read`; ``frechet_plugin``: the plain
-            estimate).
-        boot: method -> quality -> bootstrap replicates (the same resampled samples for every
-            method, so replicates of two methods can be subtracted).
-        samples: samples per method.
-        frechet_real: the floor: the Fréchet distance between two independent real sets of
-            the same size, bias-corrected the same way.
-    """
-
-    table: pd.DataFrame
-    boot: dict[str, dict[str, np.ndarray]]
-    samples: int
-    frechet_real: float
-
-
-PIVOTAL = ("frechet",)  # bias-corrected, with the basic bootstrap interval (see _read)
-HIGHER_IS_BETTER = {"ssim": True, "ssim_p5": True, "psnr": True, "ssim_own": True, "agreement": True, "frechet": False}
-
-
-def _read(estimate: float, reads: np.ndarray, pivotal: bool) -> tuple[float, float, float]:
-    """A number and its 95% interval from bootstrap replicates: ``(value, lo, hi)``.
-
-    Not pivotal: the estimate and the percentile interval. Pivotal (the Fréchet distance): the
-    estimate of a finite sample is biased upward (a resample, which repeats samples, is more so),
-    so the replicates sit above it, often all of them; the value is then the bias-corrected
-    ``2 estimate - mean(replicates)`` and the interval the basic bootstrap interval
-    ``2 estimate - q_hi, 2 estimate - q_lo``, which corrects for the same shift. Either can fall
-    below zero where the two distributions cannot be told apart at this sample size.
-    """
-    r = reads[np.isfinite(reads)]
-    if r.size == 0:
-        return float(estimate), float("nan"), float("nan")
-    lo, hi = interval(r)
-    if not pivotal:
-        return float(estimate), lo, hi
-    return 2 * estimate - float(r.mean()), 2 * estimate - hi, 2 * estimate - lo
-
-
-def summarize(
-    outs: dict[str, dict[str, np.ndarray]],
-    ms: Sequence[Method],
-    flops: dict[str, float],
-    seconds: dict[str, Sequence[float]],
-    real_feat: np.ndarray,
-    real_feat_b: np.ndarray,
-    frechet,
-    strata: Sequence[int] | None = None,
-    real_strata: Sequence[int] | None = None,
-    n_boot: int = 2000,
-    n_boot_frechet: int = 500,
-    seed: int = 0,
-) -> Fair:
-    """Every method's qualities with their 95% intervals, from one paired bootstrap over samples.
-
-    Args:
-        flops: per method, FLOPs per sample.
-        seconds: per method, seconds per sample in each timing round (the same rounds for every
-            method). The wall-clock speed-up is the median over rounds of the full sampler's time
-            over the method's in the same round (``speedup_low``/``_high``: the range over rounds).
-        real_feat: the classifier's features of as many real images as samples (the Fréchet
-            reference); ``real_feat_b``: an independent real set (the floor).
-        frechet: ``frechet(a, b)``, the distance.
-        strata, real_strata: the class of each sample and each real image; resamples keep every
-            class's count (the design is class-balanced). None: one stratum.
-        n_boot_frechet: the Fréchet interval uses the first resamples only (each costs a matrix
-            square root); the real sets are resampled too, so the bias correction covers both.
-
-    PSNR is averaged over samples that differ from the reference.
-    """
-    n = len(next(iter(outs.values()))["ssim"])
-    if n < 2:
-        raise ValueError(f"a bootstrap needs at least 2 samples, got {n}")
-    if any(len(o["ssim"]) != n for o in outs.values()):
-        raise ValueError("every method needs the same samples")
-    rng = np.random.default_rng(seed)
-    idx = resample(np.zeros(n, int) if strata is None else strata, n_boot, rng)
-    ridx = resample(np.zeros(len(real_feat), int) if real_strata is None else real_strata, n_boot_frechet, rng)
-    ref = ms[0].name
-    rounds = {k: np.asarray(v, dtype=float) for k, v in seconds.items()}
-    rows, boot = [], {}
-    for m in ms:
-        o = outs[m.name]
-        psnr = np.where(np.isfinite(o["psnr"]), o["psnr"], np.nan)
-        stats = {
-            "ssim": (o["ssim"].mean(), o["ssim"][idx].mean(1)),
-            "ssim_p5": (np.percentile(o["ssim"], 5), np.percentile(o["ssim"][idx], 5, axis=1)),
-            "psnr": (_nanmean(psnr), _nanmean(psnr[idx], axis=1)),
-            "ssim_own": (o["ssim_own"].mean(), o["ssim_own"][idx].mean(1)),
-            "agreement": (o["agree"].mean(), o["agree"][idx].mean(1)),
-            "frechet": (frechet(o["feat"], real_feat),
-                        np.array([frechet(o["feat"][i], real_feat[j]) for i, j in zip(idx[:n_boot_frechet], ridx)])),
-        }
-        ratio = rounds[ref] / rounds[m.name]
-        row = {"family": m.family, "method": m.name, "strength": m.strength, "flops": flops[m.name],
-               "flop_speedup": flops[ref] / flops[m.name], "sec_per_sample": float(np.median(rounds[m.name])),
-               "speedup": float(np.median(ratio)), "speedup_low": float(ratio.min()), "speedup_high": float(ratio.max())}
-        for q, (v, reads) in stats.items():
-            row[q], row[f"{q}_lo"], row[f"{q}_hi"] = _read(float(v), reads, q in PIVOTAL)
-            if q in PIVOTAL:
-                row[f"{q}_plugin"] = float(v)
-        rows.append(row)
-        boot[m.name] = {q: reads for q, (_, reads) in stats.items()}
-    bidx = resample(np.zeros(len(real_feat_b), int) if real_strata is None else real_strata, n_boot_frechet, rng)
-    floor = _read(frechet(real_feat_b, real_feat),
-                  np.array([frechet(real_feat_b[i], real_feat[j]) for i, j in zip(bidx, ridx)]), True)
-    return Fair(pd.DataFrame(rows), boot, n, floor[0])
-
-
-def summarize_stored(cache: Cache, outs, ms: Sequence[Method], flops, seconds, real_feat, real_feat_b, frechet, *,
-                     strata=None, real_strata=None, store: bool = False, **kw) -> Fair:
-    """:func:`summarize`, read from the store when it holds the summary of the same inputs.
-
-    The bootstrap takes minutes (every Fréchet replicate is a matrix square root), so its result
-    is a derived entry of the store, keyed by a digest of everything it is computed from: every
-    outcome array, the FLOPs, the timing rounds, the real features, the strata and the bootstrap
-    settings. A miss computes it, and stores it where ``store`` is set and the store is writable.
-    """
-    arrays = {f"{m.name}|{q}": np.asarray(outs[m.name][q]) for m in ms for q in sorted(outs[m.name])}
-    arrays |= {"real": np.asarray(real_feat), "real_b": np.asarray(real_feat_b)}
-    key = content_key({"kind": "fair-summary", "schema": SCHEMA_VERSION, "inputs": array_digest(arrays),
-                       "methods": [m.name for m in ms], "flops": {k: float(v) for k, v in flops.items()},
-                       "seconds": {k: np.asarray(v, float).tolist() for k, v in seconds.items()},
-                       "strata": None if strata is None else list(map(int, strata)),
-                       "real_strata": None if real_strata is None else list(map(int, real_strata)), "options": kw})
-    hit = cache.get(key)
-    if hit is not None and "record" in hit:
-        rec = json.loads(bytes(hit.pop("record")).decode())
-        boot: dict[str, dict[str, np.ndarray]] = {}
-        for name, reads in hit.items():
-            method, q = name.split("|", 1)
-            boot.setdefault(method, {})[q] = reads
-        return Fair(pd.DataFrame(rec["rows"], columns=rec["columns"]), boot, rec["samples"], rec["frechet_real"])
-    fair = summarize(outs, ms, flops, seconds, real_feat, real_feat_b, frechet, strata=strata, real_strata=real_strata,
-                     **kw)
-    if store and not cache.read_only:
-        rec = {"columns": list(fair.table.columns), "rows": fair.table.to_dict("records"), "samples": fair.samples,
-               "frechet_real": fair.frechet_real}
-        blob = np.frombuffer(json.dumps(rec, allow_nan=True).encode(), dtype=np.uint8)
-        cache.put(key, {"record": blob, **{f"{m}|{q}": r for m, qs in fair.boot.items() for q, r in qs.items()}},
-                  {"what": "chapter 7's bootstrap summary", "samples": fair.samples})
-    return fair
-
-
-def _nanmean(a: np.ndarray, axis=None):
-    with warnings.catch_warnings():  # a resample where every sample equals the reference: nan
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(a, axis=axis)
-
-
-def equal_cost(fair: Fair, axis: str = "flop_speedup", qualities: Sequence[str] = ("ssim", "agreement", "frechet"),
-               at: str = "paper shortcut") -> pd.DataFrame:
-    """Each family's quality at the speed-up of ``at``, read off its curve, against ``at``'s own.
-
-    A family's curve is its own settings ordered by speed-up (``axis``: ``flop_speedup`` or the
-    wall-clock ``speedup``), linearly interpolated between the two settings around ``at``'s
-    speed-up: a point on the line between two settings one can run, not a setting itself. The
-    same interpolation on every bootstrap replicate gives the interval. The full sampler is no
-    point of any family's curve: every family changes the picture at its mildest setting
-    already (fewer steps draw their noise on other steps), so a line from it would invent
-    qualities no setting has. ``advantage`` is the family's quality minus ``at``'s, signed so
-    that positive means the family is better (for the Fréchet distance, lower is better);
-    ``verdict`` reads its interval (:func:`equal_cost_verdict`). A family whose settings do not
-    span that speed-up gets no value (``reached = False``; its range is ``slowest .. fastest``).
-    """
-    t = fair.table.set_index("method")
-    if at not in t.index:
-        raise ValueError(f"{at!r} is not among the measured methods")
-    c = float(t.loc[at, axis])
-    rows = []
-    for fam in [f for f in FAMILIES if f in set(t.family) and f not in ("full", "paper shortcut")]:
-        names = list(t.index[t.family == fam])
-        xs = np.array([t.loc[m, axis] for m in names], dtype=float)
-        order = np.argsort(xs, kind="stable")
-        names, xs = [names[i] for i in order], xs[order]
-        reached = bool(len(xs) >= 2 and xs[0] <= c <= xs[-1])
-        for q in qualities:
-            row = {"family": fam, "quality": q, "axis": axis, "at": c, "reached": reached, "slowest": float(xs[0]),
-                   "fastest": float(xs[-1]), "value": np.nan, "lo": np.nan, "hi": np.nan, "advantage": np.nan,
-                   "adv_lo": np.nan, "adv_hi": np.nan, "verdict": "outside its range", "read_between": ""}
-            if reached:
-                j = int(min(np.searchsorted(xs, c, side="right") - 1, len(xs) - 2))
-                w = 0.0 if xs[j + 1] == xs[j] else (c - xs[j]) / (xs[j + 1] - xs[j])
-                a, b = names[j], names[j + 1]
-                piv = q in PIVOTAL
-                col = f"{q}_plugin" if piv else q  # the estimate itself; _read corrects a pivotal one
-                estimate = (1 - w) * t.loc[a, col] + w * t.loc[b, col]
-                reads = (1 - w) * fair.boot[a][q] + w * fair.boot[b][q]
-                sign = 1.0 if HIGHER_IS_BETTER[q] else -1.0
-                value, lo, hi = _read(float(estimate), reads, piv)
-                advantage, alo, ahi = _read(float(sign * (estimate - t.loc[at, col])), sign * (reads - fair.boot[at][q]), piv)
-                row.update(value=value, lo=lo, hi=hi, advantage=advantage, adv_lo=alo, adv_hi=ahi,
-                           verdict=equal_cost_verdict(alo, ahi), read_between=f"{a} / {b}")
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def equal_cost_verdict(lo: float, hi: float) -> str:
-    """The verdict on a family's advantage over the shortcut from its 95% interval.
-
-    Example:
-        >>> equal_cost_verdict(0.01, 0.05), equal_cost_verdict(-0.05, -0.01), equal_cost_verdict(-0.01, 0.02)
-        ('family better', 'shortcut better', 'inconclusive')
-        >>> equal_cost_verdict(float("nan"), float("nan"))
-        'n/a'
-    """
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "n/a"
-    if lo > 0:
-        return "family better"
-    if hi < 0:
-        return "shortcut better"
-    return "inconclusive"
-
-
-QUALITY_NAMES = {"ssim": "SSIM to the full output", "ssim_p5": "5th percentile of SSIM", "psnr": "PSNR to the full output",
-                 "ssim_own": "SSIM to its own family's full output", "agreement": "class agreement",
-                 "frechet": "Fréchet distance to real images"}
-ADVANTAGE_FORMAT = {"ssim": "+.3f", "ssim_p5": "+.3f", "psnr": "+.1f", "ssim_own": "+.3f", "agreement": "+.1%",
-                    "frechet": "+.2f"}
-AXIS_NAMES = {"flop_speedup": "FLOPs", "speedup": "wall-clock"}
-
-
-def in_short(eq: pd.DataFrame) -> str:
-    """One sentence per cost axis: which families do better or worse than the shortcut on which qualities.
-
-    Example:
-        >>> eq = pd.DataFrame({"family": ["A", "A", "B", "B"], "quality": ["ssim", "agreement"] * 2,
-        ...                    "reached": [True] * 4, "verdict": ["family better"] * 2 + ["shortcut better", "inconclusive"]})
-        >>> in_short(eq)
-        'A does better on every quality (the shortcut is beaten at its own cost); B does worse on SSIM to the full output, and cannot be told apart on class agreement.'
-    """
-    words = {"family better": "better", "shortcut better": "worse", "inconclusive": "cannot be told apart"}
-    parts = []
-    for fam, d in eq[eq.reached].groupby("family", sort=False):
-        v = dict(zip(d.quality, d.verdict))
-        if set(v.values()) == {"family better"}:
-            parts.append(f"{fam} does better on every quality (the shortcut is beaten at its own cost)")
-            continue
-        said = []
-        for verdict, word in words.items():
-            qs = [QUALITY_NAMES.get(q, q) for q, x in v.items() if x == verdict]
-            if qs:
-                said.append(f"{'does ' if word != 'cannot be told apart' else ''}{word} on "
-                            f"{', '.join(qs[:-1]) + ' and ' + qs[-1] if len(qs) > 1 else qs[0]}")
-        parts.append(f"{fam} " + (", ".join(said[:-1]) + ", and " + said[-1] if len(said) > 1 else said[0]))
-    return "; ".join(parts) + "." if parts else "No family's settings span the shortcut's speed-up."
-
-
-def verdict_text(fair: Fair, tables: dict[str, pd.DataFrame], at: str = "paper shortcut") -> str:
-    """The chapter's verdict, one sentence per cost axis and quality, from :func:`equal_cost`'s intervals."""
-    t = fair.table.set_index("method")
-    s = t.loc[at]
-    out = [f"On {fair.samples} samples per method, the paper's shortcut runs **{s.speedup:.2f}x** as fast as the full "
-           f"sampler by the wall-clock and **{s.flop_speedup:.2f}x** by FLOPs, at mean SSIM **{s.ssim:.3f}** "
-           f"[{s.ssim_lo:.3f}, {s.ssim_hi:.3f}], class agreement {s.agreement:.1%} [{s.agreement_lo:.1%}, "
-           f"{s.agreement_hi:.1%}] and Fréchet distance {s.frechet:.2f} [{s.frechet_lo:.2f}, {s.frechet_hi:.2f}] "
-           f"(the full sampler: {t.iloc[0].frechet:.2f}; two real sets: {fair.frechet_real:.2f})."]
-    for axis, eq in tables.items():
-        out.append(f"\n\n**At the shortcut's {AXIS_NAMES.get(axis, axis)} speed-up ({eq['at'].iloc[0]:.2f}x)**: "
-                   f"{in_short(eq)} Each family's curve read there against the shortcut (95% intervals):\n")
-        missing = [f"{r.family} ({r.slowest:.2f}x..{r.fastest:.2f}x)" for r in eq[~eq.reached].drop_duplicates("family").itertuples()]
-        for q, d in eq[eq.reached].groupby("quality", sort=False):
-            f = ADVANTAGE_FORMAT.get(q, "+.3g")
-            by = {v: [f"{r.family} ({r.advantage:{f}} [{r.adv_lo:{f}}, {r.adv_hi:{f}}])" for r in g.itertuples()]
-                  for v, g in d.groupby("verdict", sort=False)}
-            parts = [f"{v}: " + ", ".join(fams) for v, fams in by.items()]
-            out.append(f"\n- {QUALITY_NAMES.get(q, q)}: " + "; ".join(parts) + ".")
-        if missing:
-            out.append(f"\n- no reading (the shortcut's speed-up is outside the family's settings): {', '.join(missing)}.")
-    return "".join(out)
-
-
-def ddim_text(fair: Fair) -> str:
-    """How DDIM compares with its own full output and with the ancestral sampler, from the intervals."""
-    t = fair.table.set_index("method")
-    ddim = t[t.family == "DDIM"]
-    if ddim.empty:
-        return "DDIM was not among the measured methods."
-    top = ddim.strength.astype(float).idxmax()
-    full = fair.table.method.iloc[0]
-    diff = fair.boot[top]["agreement"] - fair.boot[full]["agreement"]
-    d, (lo, hi) = t.loc[top, "agreement"] - t.loc[full, "agreement"], _read(0.0, diff, False)[1:]
-    where = "below" if hi < 0 else "above" if lo > 0 else "not distinguishable from"
-    rest = ddim.drop(top)
-    own = (f"DDIM reproduces its own {int(ddim.loc[top, 'strength'])}-step output at mean SSIM "
-           f"{rest.ssim_own.min():.3f} to {rest.ssim_own.max():.3f} over K = "
-           f"{', '.join(str(int(k)) for k in sorted(rest.strength))}, but the ancestral sampler's only at "
-           f"{ddim.ssim.min():.3f} to {ddim.ssim.max():.3f}. " if len(rest) else "")
-    return (own + f"Its class agreement at K = {int(ddim.loc[top, 'strength'])} is {t.loc[top, 'agreement']:.1%} "
-            f"[{t.loc[top, 'agreement_lo']:.1%}, {t.loc[top, 'agreement_hi']:.1%}], the full ancestral sampler's "
-            f"{t.loc[full, 'agreement']:.1%} [{t.loc[full, 'agreement_lo']:.1%}, {t.loc[full, 'agreement_hi']:.1%}]: "
-            f"a difference of {d:+.1%} [{lo:+.1%}, {hi:+.1%}], {where} zero ({fair.samples} samples).")

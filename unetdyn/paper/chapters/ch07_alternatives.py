@@ -5,20 +5,19 @@ benchmarks' records, read from the result store (this chapter computes nothing i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import pandas as pd
 
 from unetdyn.backends import load_unet
 from unetdyn.cost import CallCost
-from unetdyn.paper import fair as fr
+from unetdyn.paper import fair as fair_outcomes
+from unetdyn.paper import fair_readings as fr
 from unetdyn.paper.alternatives import load_benchmark, methods
 from unetdyn.paper.cache import Cache, CacheMiss, model_id
 from unetdyn.paper.chapters.common import param
 from unetdyn.paper.readings import Reading
 from unetdyn.paper.sweeps import default_samples
 from unetdyn.paper.verdicts import Finding, finding
-from unetdyn.paths import CACHE_DIR, is_builtin
+from unetdyn.paths import CACHE_DIR
 
 __all__ = ["Params", "Alternatives", "run", "EFFICIENCY", "DDIM"]
 
@@ -50,18 +49,18 @@ class Alternatives:
 
     Attributes:
         meta: how the timings were measured (machine, threads, date) and the samples.
-        table: one row per method (see :class:`~unetdyn.paper.fair.Fair`; plus ``flop_saving``,
+        table: one row per method (see :class:`~unetdyn.paper.fair_readings.Fair`; plus ``flop_saving``,
             ``ssim_mean``, ``psnr_mean`` for the plots).
-        fair: the readings with their bootstrap replicates (None for a model without a quality
-            classifier: then ``table`` is ``benchmarks/alternatives.py``'s SSIM-only record).
+        fair: the readings with their bootstrap replicates (for a model without a quality
+            classifier, faithfulness only: ``fair.classified`` is False).
         equal_cost: cost axis (``flop_speedup``, ``speedup``) -> each family read at the
-            shortcut's speed-up (:func:`~unetdyn.paper.fair.equal_cost`).
+            shortcut's speed-up (:func:`~unetdyn.paper.fair_readings.equal_cost`).
         verdict: the sentence computed from those intervals.
     """
 
     meta: dict
     table: pd.DataFrame
-    fair: Any
+    fair: fr.Fair
     equal_cost: dict[str, pd.DataFrame]
     verdict: str
     glide: dict | None
@@ -90,40 +89,29 @@ def _optional(cache: Cache, name: str, model_key: str, params: dict) -> dict | N
         return None
 
 
-def _fair(p: Params, unet, cache: Cache) -> tuple[pd.DataFrame, Any, dict, str, str, dict]:
-    """The fair comparison (built-in model: its quality classifier): table, readings, equal-cost tables,
-    verdict, DDIM sentence, and how it was measured."""
+def _fair(p: Params, unet, cache: Cache) -> tuple[pd.DataFrame, fr.Fair, dict, dict]:
+    """The fair comparison of ``p.model``: its table, readings, equal-cost tables and how it was measured.
+    A model without a quality classifier gets the same comparison, faithfulness only."""
     ms = methods()
     timing = {"timing_samples": p.timing_samples, "repeats": p.repeats, "batch_size": p.batch_size}
     rec = load_benchmark(cache, "fair", model_id(unet), timing)
     secs = dict(zip(rec["methods"], rec["seconds"]))  # per method, seconds per sample in each round
     if missing := [m.name for m in ms if m.name not in secs]:
         raise CacheMiss(f"the timing record has no {', '.join(missing)}: run `python benchmarks/fair_comparison.py "
-                        f"--timing-only --timing-samples {p.timing_samples} --repeats {p.repeats}`")
+                        f"--model {p.model} --timing-only --timing-samples {p.timing_samples} --repeats {p.repeats}`")
     prompts, seeds = default_samples(unet, p.model, p.samples)
-    classify, cid, real_a, real_b, real_labels, frechet = fr.shape_classifier(p.samples)
-    outs = fr.outcomes(unet, ms, prompts, seeds, cache, classify, cid, chunk=p.chunk, batch_size=p.batch_size,
-                       progress=False)
+    clf = fair_outcomes.classifier_for(p.model, p.samples)
+    outs = fair_outcomes.outcomes(unet, ms, prompts, seeds, cache, clf, chunk=p.chunk, batch_size=p.batch_size,
+                                  progress=False)
     costs = CallCost(unet, prompts[0])
     fair = fr.summarize_stored(Cache(cache.root, read_only=not p.store_summary), outs, ms,
-                               {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}, secs, real_a, real_b,
-                               frechet, strata=[unet.class_index(q) for q in prompts], real_strata=real_labels,
-                               store=p.store_summary)
+                               {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}, secs, clf,
+                               strata=fair_outcomes.strata_of(unet, prompts), store=p.store_summary)
     table = fair.table.assign(flop_saving=1 - 1 / fair.table.flop_speedup, ssim_mean=fair.table.ssim,
                               psnr_mean=fair.table.psnr)
     eq = {axis: fr.equal_cost(fair, axis) for axis in ("flop_speedup", "speedup")}
     meta = {**rec["meta"], "model": p.model, "samples": p.samples, "timing_samples": p.timing_samples}
-    return table, fair, eq, fr.verdict_text(fair, eq), fr.ddim_text(fair), meta
-
-
-def _ssim_only(p: Params, unet, cache: Cache) -> tuple[pd.DataFrame, Any, dict, str, str, dict]:
-    """A model without a quality classifier: SSIM to the full output only, as ``benchmarks/alternatives.py`` measured it."""
-    rec = load_benchmark(cache, "alternatives", model_id(unet), {"samples": p.samples, "timing_samples": p.timing_samples,
-                                                                 "repeats": p.repeats, "batch_size": p.batch_size,
-                                                                 "quick": False})
-    text = (f"On {p.samples} samples per method, SSIM to the full output only: the equal-cost readings need a quality "
-            "classifier, which only the built-in model has.")
-    return pd.DataFrame(rec["rows"]), None, {}, text, "", rec["meta"]
+    return table, fair, eq, meta
 
 
 def _glide_findings(glide: dict) -> list[Finding]:
@@ -146,7 +134,7 @@ def run(p: Params = Params()) -> Alternatives:
     :class:`~unetdyn.paper.cache.CacheMiss` naming the benchmark that makes it."""
     cache = Cache(p.cache_dir or CACHE_DIR, read_only=True)
     unet = load_unet(p.model, p.weights)
-    table, fair, eq, text, ddim_sentence, meta = (_fair if is_builtin(p.model) else _ssim_only)(p, unet, cache)
+    table, fair, eq, meta = _fair(p, unet, cache)
     glide = _optional(cache, "alternatives", "glide-architecture",
                       {"random_weights": True, "repeats": p.glide_repeats, "quick": False})
     eff = _optional(cache, "efficiency", model_id(unet), EFFICIENCY)
@@ -155,16 +143,15 @@ def run(p: Params = Params()) -> Alternatives:
     sc = table[table.method == "paper shortcut"]
     if len(sc):
         s = sc.iloc[0]
-        v = 1 - 1 / s.speedup
-        lo, hi = (1 - 1 / s.speedup_low, 1 - 1 / s.speedup_high) if "speedup_low" in s else (v, v)
-        findings.append(finding("speedup", f"built-in model, wall-clock on this CPU, chapter 7's timing "
-                                           f"({meta.get('timing_samples')} samples per run; the interval is the range "
-                                           "over rounds)",
+        v, lo, hi = 1 - 1 / s.speedup, 1 - 1 / s.speedup_low, 1 - 1 / s.speedup_high
+        model = "built-in model, wall-clock on this CPU" if p.model == "builtin" else f"{p.model}, wall-clock"
+        findings.append(finding("speedup", f"{model}, chapter 7's timing ({meta.get('timing_samples')} samples per "
+                                           "run; the interval is the range over rounds)",
                                 (lo, hi, f"{v:.1%} (range over rounds {lo:.1%} to {hi:.1%})"), "verdict"))
-        if fair is not None:
-            findings.append(finding("shortcut-ssim", f"the fair comparison's samples ({fair.samples}, ten seeds per class "
-                                                     "per 100; the first 100 are chapter 6's)",
-                                    Reading(s.ssim, s.ssim_lo, s.ssim_hi, digits=3, samples=fair.samples), "verdict", own=True))
-    return Alternatives(meta=meta, table=table, fair=fair, equal_cost=eq, verdict=text, glide=glide,
+        which = ", ten seeds per class per 100" if fair.classified else ""
+        findings.append(finding("shortcut-ssim", f"the fair comparison's samples ({fair.samples}{which}; the first 100 "
+                                                 "are chapter 6's)",
+                                Reading(s.ssim, s.ssim_lo, s.ssim_hi, digits=3, samples=fair.samples), "verdict", own=True))
+    return Alternatives(meta=meta, table=table, fair=fair, equal_cost=eq, verdict=fr.verdict_text(fair, eq), glide=glide,
                         efficiency={**eff, "params": EFFICIENCY} if eff is not None else None, findings=tuple(findings),
-                        ddim=pd.DataFrame(dd["rows"]) if dd else None, ddim_fair=ddim_sentence)
+                        ddim=pd.DataFrame(dd["rows"]) if dd else None, ddim_fair=fr.ddim_text(fair))

@@ -11,7 +11,7 @@ from matplotlib.ticker import PercentFormatter
 from unetdyn.paper.alternatives import FAMILIES
 from unetdyn.paper.alternatives import pareto as front_of
 from unetdyn.paper.canvas import WIDTH_IN, subplots
-from unetdyn.paper.fair import AXIS_NAMES, QUALITY_NAMES
+from unetdyn.paper.fair_readings import AXIS_NAMES, QUALITY_NAMES
 from unetdyn.paper.plots.common import RUN, THRESHOLD_COLOR
 from unetdyn.paper.search import METRICS
 
@@ -76,8 +76,9 @@ def equal_cost(r):
     families = [f for f in FAMILIES if f in set(t.family) and f not in ("full", "paper shortcut")]
     palette = family_colors()
     sc = t[t.method == "paper shortcut"].iloc[0]
-    qualities = ("ssim", "agreement", "frechet")
-    fig, axes = subplots(2, 3, figsize=(WIDTH_IN, 6.8), sharex="row", layout="constrained")
+    qualities = [q for q in ("ssim", "agreement", "frechet") if q in t.columns]  # without a classifier: SSIM only
+    fig, axes = subplots(2, len(qualities), figsize=(WIDTH_IN * max(len(qualities), 2) / 3, 6.8), sharex="row",
+                         layout="constrained", squeeze=False)
     for row, axis in enumerate(("flop_speedup", "speedup")):
         for col, q in enumerate(qualities):
             ax = axes[row, col]
@@ -96,7 +97,8 @@ def equal_cost(r):
                 ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     fig.legend(*axes[0, 0].get_legend_handles_labels(), fontsize=8, ncol=3, loc="outside lower center")
     fig.suptitle(f"{r.fair.samples} samples per method; bands and bars: 95% intervals;\n"
-                 "dotted: the shortcut's speed-up. Fréchet distance: lower is better.", fontsize=9)
+                 "dotted: the shortcut's speed-up." + (" Fréchet distance: lower is better." if r.fair.classified else ""),
+                 fontsize=9)
     return fig
 
 
@@ -156,7 +158,7 @@ def beyond_pareto(r, alternatives=None):
     for ax, y in ((axes[0], "speedup"), (axes[1], "flop_speedup")):
         if alternatives is not None:
             t = alternatives.table.assign(flop_speedup=1 / (1 - alternatives.table.flop_saving))
-            n = alternatives.fair.samples if alternatives.fair is not None else alternatives.meta.get("samples")
+            n = alternatives.fair.samples
             ax.scatter(t.ssim_mean, t[y], color="0.7", s=18, label=f"chapter 7's methods ({n} samples)")
         for name, marker in zip(r.parts, ("*", "P", "D", "s", "X", "^")):
             x = r.ssim[name]["all held-out samples"]
