@@ -6,6 +6,7 @@
     python benchmarks/book_times.py regenerate --params book/params.yaml   # the values the book is built with
     python benchmarks/book_times.py regenerate --executor ray --address auto   # on a Ray cluster: a worker per GPU
     python benchmarks/book_times.py steps                               # guided sample-steps each chapter needs
+    python benchmarks/book_times.py steps --member-grids --model builtin:seed1   # what a member will cost
     python benchmarks/book_times.py regenerate --member-grids --model builtin:seed1   # chapter 10's runs of one member
     python benchmarks/book_times.py build                               # `unetdyn book` from the committed store
 
@@ -23,8 +24,18 @@ as a benchmark record, so the book can cite how long its results took and where.
 ``steps`` reads each chapter from the store (computing nothing) and counts the guided
 sample-steps its results cost: per schedule, the Unet calls from its first intervened step
 on (the sampler resumes the rest from the baseline) times the samples, plus one baseline
-trajectory. Divided by a machine's rate (``sampler_efficiency.py``) it predicts the
-regeneration time there.
+trajectory; and their FLOPs, each call counted with its surgery by :class:`unetdyn.cost.CallCost`
+on the model's architecture (random weights on the meta device: FLOPs depend on shapes only).
+A chapter the store lacks for ``--model`` (a member not yet run, or not yet trained) is
+estimated from the shipped model's runs of it (``builtin``; the committed store holds all of
+them on the member grids): its schedules, compiled and FLOP-counted on the member's own
+architecture (read from its weights, or from its training checkpoint while it has none).
+Chapters 1-3 run the same schedules on every model, so their sample-steps are exact; 4-6
+choose schedules from the model's readings, so theirs are builtin's, an estimate. Every row
+says whether it was counted or estimated. Hours are the sample-steps over ``--rate`` (guided
+sample-steps per second of builtin; default 180, measured on this 2-core CPU at batch 16),
+times the FLOP ratio of a guided sample-step of the model to one of builtin's; a truncated
+step counts as a whole one there. The block-usage map of chapter 3 is not counted.
 """
 
 from __future__ import annotations
@@ -36,22 +47,30 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from unetdyn.cost import CallCost
+from unetdyn.interventions import Schedule, preset
 from unetdyn.paper import chapters
 from unetdyn.paper.alternatives import benchmark_key
 from unetdyn.paper.book import load_params, make_book
-from unetdyn.paper.cache import Cache
+from unetdyn.paper.cache import Cache, CacheMiss
 from unetdyn.paper.chapters import SweepParams
 from unetdyn.paper.chapters.ch06_shortcut import shortcut_parts
 from unetdyn.paper.chapters.ch10_is_it_the_model import GRIDS
-from unetdyn.paths import CACHE_DIR
+from unetdyn.paper.sweeps import SweepSpec
+from unetdyn.paths import CACHE_DIR, REPO_ROOT, is_builtin, member_dir
 
 # the chapters that sample (7 and 9 read benchmark records; 8's search has its own command)
 SAMPLING = [name for name, mod in chapters.CHAPTERS.items() if issubclass(mod.Params, SweepParams) and name != "08_beyond"]
+# the chapters whose schedules are fixed by their parameters (4-6 choose theirs from the model's readings)
+SAME_SCHEDULES = ("01_phases", "02_skip_vs_deconv", "03_nb_sweep")
+REFERENCE = "builtin"  # `steps` estimates from its runs: the committed store holds all of them on the member grids
+RATE = 180.0  # guided sample-steps/s of REFERENCE on the 2-core CPU, batch 16, fp32 (README: 176-189)
 
 
 def chapter_params(name: str, params_file: str | None, model: str | None = None, member_grids: bool = False,
@@ -91,19 +110,58 @@ def _recording_reads():
         Cache.get = original
 
 
-def sample_steps(name: str, params_file: str | None, root: Path, model: str | None = None,
-                 member_grids: bool = False) -> dict:
-    """The guided sample-steps chapter ``name`` costs at its parameters, counted from the store entries it reads."""
-    from unetdyn.backends import load_unet
-    from unetdyn.interventions import Schedule
+@dataclass(frozen=True)
+class Arch:
+    """A model's architecture for counting: a :class:`CallCost` on a random-weights Unet on the meta device
+    (None where the architecture is unknown), where the architecture comes from (or why it is unknown), and
+    whether the store can hold the model's results (they are keyed by its weights' checksum)."""
 
+    model: str
+    cost: CallCost | None
+    source: str
+    has_weights: bool
+
+    @property
+    def step_flops(self) -> float:
+        """FLOPs of one guided sample-step of the full Unet (two rows with guidance)."""
+        return self.cost.flops(0, 0, 2 if self.cost.unet.conditional else 1)
+
+
+def architecture(model: str, weights: str | None = None) -> Arch:
+    """``model``'s architecture: from its weights' config, else (a member still training) from its training
+    checkpoint's config, else unknown, saying why."""
+    from safetensors import safe_open
+
+    from unetdyn.backends import load_unet
+    from unetdyn.backends.builtin import BuiltinUnet
+    from unetdyn.builtin_model.checkpoint import CKPT_NAME
+    from unetdyn.builtin_model.config import TrainConfig
+
+    try:
+        return Arch(model, CallCost(load_unet(model, weights, device="meta", random_weights=True)),
+                    "its weights' config", True)
+    except (ValueError, ImportError, OSError, RuntimeError) as e:  # no weights, no backend, unreadable weights
+        why = " ".join(str(e).split())
+    ckpt = member_dir(model) / "train" / CKPT_NAME if is_builtin(model) and weights is None else None
+    if ckpt is None or not ckpt.exists():
+        return Arch(model, None, f"unknown ({why}; no training checkpoint either)", False)
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = f.metadata() or {}
+    cfg = TrainConfig.from_dict(json.loads(meta["train_config"]))
+    where = ckpt.relative_to(REPO_ROOT) if ckpt.is_relative_to(REPO_ROOT) else ckpt
+    return Arch(model, CallCost(BuiltinUnet(cfg.model).to("meta").eval()),
+                f"its training checkpoint's config ({where}, step {meta.get('step')} of {cfg.steps}; no weights yet, "
+                "so none of its results are in the store)", False)
+
+
+def chapter_runs(name: str, params_file: str | None, root: Path, model: str,
+                 member_grids: bool = False) -> tuple[SweepSpec, list[tuple[Schedule, int]]]:
+    """The spec of chapter ``name`` and the schedules it reads from the store, each with its samples, the baseline
+    first; a CacheMiss where the store lacks one."""
     p = chapter_params(name, params_file, model, member_grids, compute=False, progress=False, cache_dir=str(root))
-    spec = p.spec
     with _recording_reads() as keys:
         chapters.run(p)
-    unet = load_unet(spec.model, spec.weights)
-    blocks, skips = len(unet.skips_popped), sum(unet.skips_pushed)
-    cache, seen, steps, schedules = Cache(root, read_only=True), set(), spec.steps * spec.n_samples, 0
+    cache, seen, runs = Cache(root, read_only=True), set(), [(preset("full"), p.n_samples)]
     for key in keys:
         path = cache.path(key)
         if key in seen or not path.exists():
@@ -112,14 +170,112 @@ def sample_steps(name: str, params_file: str | None, root: Path, model: str | No
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["__meta__"]).decode())
         sched = meta["info"].get("schedule")
-        if sched is None or "ssim" not in meta["layout"]:
-            continue  # the baseline, images, timings
-        s = Schedule.from_dict(sched)
+        if sched is not None and "ssim" in meta["layout"]:  # not the baseline, images, timings
+            runs.append((Schedule.from_dict(sched), meta["layout"]["ssim"][0]))
+    return p.spec, runs
+
+
+def count(spec: SweepSpec, runs: list[tuple[Schedule, int]], cost: CallCost) -> tuple[int, float]:
+    """Guided sample-steps and FLOPs of ``runs`` on ``cost``'s Unet: per schedule, its Unet calls from its first
+    intervened step on (the sampler resumes the rest from the baseline) times its samples."""
+    unet = cost.unet
+    blocks, skips, guided = len(unet.skips_popped), sum(unet.skips_pushed), spec.guidance != 1.0 and unet.conditional
+    steps, flops = 0, 0.0
+    for s, n in runs:
         first = s.first_step()
-        calls = [st for st in s.compile(spec.steps, blocks, skips) if first is None or st.t <= first]
-        steps += len(calls) * meta["layout"]["ssim"][0]
-        schedules += 1
-    return {"chapter": name, "schedules": schedules, "sample_steps": steps, "n_samples": spec.n_samples}
+        for st in s.compile(spec.steps, blocks, skips):
+            if first is None or st.t <= first:
+                steps += n
+                flops += n * cost.flops(st.zero_skips, st.drop_blocks, 2 if st.guided and guided else 1)
+    return steps, flops
+
+
+def sample_steps(name: str, params_file: str | None, root: Path, arch: Arch, reference: Arch,
+                 member_grids: bool = False) -> dict:
+    """The guided sample-steps and FLOPs chapter ``name`` costs on ``arch``'s model: counted from the store entries
+    it reads, or, where the store lacks them, estimated from ``reference``'s entries (``flops`` None where
+    ``arch``'s architecture is unknown; ``sample_steps`` None where ``reference``'s are missing too)."""
+    row = {"chapter": name, "estimated_from": None}
+    missing = "no weights, so none of its results"
+    if arch.has_weights:
+        try:
+            spec, runs = chapter_runs(name, params_file, root, arch.model, member_grids)
+            steps, flops = count(spec, runs, arch.cost)
+            return {**row, "schedules": len(runs) - 1, "sample_steps": steps, "flops": flops,
+                    "source": "counted from the store"}
+        except CacheMiss as e:
+            missing = str(e)
+    if reference.model == arch.model:
+        return {**row, "schedules": None, "sample_steps": None, "flops": None, "source": f"not in the store: {missing}"}
+    try:
+        spec, runs = chapter_runs(name, params_file, root, reference.model, member_grids)
+    except CacheMiss as e:
+        return {**row, "schedules": None, "sample_steps": None, "flops": None,
+                "source": f"not in the store for {arch.model} nor for {reference.model} ({e}): cannot be estimated"}
+    steps, _ = count(spec, runs, reference.cost)
+    flops = count(spec, runs, arch.cost)[1] if arch.cost is not None else None
+    how = ("the same schedules on every model" if name in SAME_SCHEDULES
+           else f"schedules chosen from {reference.model}'s readings")
+    row.update(schedules=len(runs) - 1, sample_steps=steps, flops=flops, estimated_from=reference.model,
+               source=f"ESTIMATE from {reference.model}'s runs ({how})")
+    if arch.has_weights:  # those of the reference's schedules the store already holds for the model
+        sweep = chapter_params(name, params_file, arch.model, member_grids, compute=False, progress=False,
+                               cache_dir=str(root)).sweep()
+        stored = lambda key: sweep.cache.path(key).exists()  # noqa: E731
+        base = stored(sweep.key("baseline"))
+        have = [(s, n) for s, n in runs[1:]
+                if stored(sweep.key("metrics", {"interventions": s.to_dict()["interventions"]}))]
+        row.update(stored_steps=count(spec, (runs[:1] if base else []) + have, reference.cost)[0], stored_baseline=base,
+                   stored_schedules=len(have))
+        row["source"] += f"; stored for {arch.model}: {'the baseline, ' if base else ''}{len(have)} of the schedules"
+    return row
+
+
+def print_steps(rows: list[dict], arch: Arch, reference: Arch, rate: float, rate_given: bool) -> None:
+    """The table of :func:`sample_steps` rows, a total, and hours at ``rate`` (of ``reference``), scaled by FLOPs."""
+    shown = lambda a: f"architecture from {a.source}" if a.cost is not None else f"architecture {a.source}"  # noqa: E731
+    print(f"{arch.model}: {shown(arch)}")
+    if reference.model != arch.model:
+        print(f"{reference.model} (the reference estimates come from): {shown(reference)}")
+    if arch.cost is not None:
+        ratio = reference.step_flops / arch.step_flops
+        per_s = rate * ratio
+        why = ("given with --rate" if rate_given
+               else f"{reference.model} on the 2-core CPU at batch 16, measured; the README gives 176-189")
+        scaled = "" if arch.model == reference.model else (
+            f" x {reference.step_flops / 1e9:.3f} / {arch.step_flops / 1e9:.3f} GFLOP per guided step"
+            f" ({reference.model} / {arch.model}) = {per_s:.1f}")
+        print(f"rate: {rate:g} guided sample-steps/s ({why}){scaled}")
+    else:
+        per_s = None
+        print(f"GFLOP and hours cannot be estimated without {arch.model}'s architecture")
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    print(f"{'chapter':<20} {'schedules':>9} {'guided sample-steps':>20} {'GFLOP':>12} {'hours':>7}  source")
+    for r in rows:
+        hours = None if per_s is None or r["sample_steps"] is None else r["sample_steps"] / per_s / 3600
+        gflop = None if r["flops"] is None else r["flops"] / 1e9
+        print(f"{r['chapter']:<20} {fmt(r['schedules'], 'd'):>9} {fmt(r['sample_steps'], ',d'):>20} "
+              f"{fmt(gflop, ',.0f'):>12} {fmt(hours, '.2f'):>7}  {r['source']}")
+    done = [r for r in rows if r["sample_steps"] is not None]
+    total, n_est = sum(r["sample_steps"] for r in done), sum(r["estimated_from"] is not None for r in done)
+    flops = None if any(r["flops"] is None for r in done) else sum(r["flops"] for r in done)
+    hours = None if per_s is None else total / per_s / 3600
+    what = f"{n_est} of {len(done)} chapters estimated" if n_est else "all counted"
+    lacking = f"; {len(rows) - len(done)} not estimable, left out" if len(done) < len(rows) else ""
+    print(f"{'total':<20} {'':>9} {total:>20,d} {fmt(None if flops is None else flops / 1e9, ',.0f'):>12} "
+          f"{fmt(hours, '.2f'):>7}  {what}{lacking} (each chapter counts its own baseline)")
+    est = [r for r in done if r["estimated_from"] is not None]
+    part = [r for r in est if r.get("stored_steps")]  # the estimated chapters' runs the store already holds
+    if est and (part or len(est) < len(done)):
+        left = sum(r["sample_steps"] - r.get("stored_steps", 0) for r in est)
+        hours = f" ({left / per_s / 3600:.2f} h)" if per_s else ""
+        have = [f"{len(done) - len(est)} chapters counted"] if len(est) < len(done) else []
+        if part:
+            have.append(f"of those estimated, the baseline of {sum(r['stored_baseline'] for r in part)} (one trajectory "
+                        f"where they share their samples) and {sum(r['stored_schedules'] for r in part)} of their "
+                        f"{sum(r['schedules'] for r in part)} schedules")
+        print(f"left to run for {arch.model}: {left:,d} guided sample-steps{hours}; already in the store: "
+              f"{'; '.join(have)}")
 
 
 def _entries(root: Path) -> int:
@@ -129,7 +285,7 @@ def _entries(root: Path) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["regenerate", "steps", "build"])
-    ap.add_argument("--only", nargs="+", default=None, choices=SAMPLING, help="regenerate: these chapters")
+    ap.add_argument("--only", nargs="+", default=None, choices=SAMPLING, help="regenerate, steps: these chapters")
     ap.add_argument("--params", default=None, help="parameters YAML over the notebooks' defaults (build: default book/params.yaml)")
     ap.add_argument("--model", default=None, help="every chapter's model (e.g. builtin:len12k, a member of the family)")
     ap.add_argument("--member-grids", action="store_true",
@@ -144,23 +300,25 @@ def main(argv=None) -> int:
                     help="regenerate: compute in this process (local) or on Ray workers, one per GPU or CPU (ray)")
     ap.add_argument("--address", default=None,
                     help="regenerate --executor ray: the Ray cluster (e.g. auto, or ray://HOST:10001; default: a local Ray)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help=f"steps: guided sample-steps per second of {REFERENCE} (default {RATE:g}, measured on the 2-core "
+                         "CPU at batch 16); another model's rate is scaled by its FLOPs per guided step")
     ap.add_argument("--timings", action="store_true", help="regenerate: also take chapter 6's timings (on this machine)")
     ap.add_argument("--no-record", action="store_true", help="regenerate: do not store the table as a benchmark record")
     args = ap.parse_args(argv)
     if args.batch_size < 1:
         ap.error(f"--batch-size {args.batch_size} must be >= 1")
+    if args.rate is not None and not args.rate > 0:
+        ap.error(f"--rate {args.rate}: must be > 0")
     if args.address is not None and args.executor != "ray":
         ap.error(f"--address {args.address}: applies to --executor ray only")
 
     rows = []
     if args.mode == "steps":
         root = Path(args.cache_dir) if args.cache_dir else CACHE_DIR
-        for name in args.only or SAMPLING:
-            rows.append(sample_steps(name, args.params, root, args.model, args.member_grids))
-            r = rows[-1]
-            print(f"{name:<20} {r['schedules']:5d} schedules  {r['sample_steps']:>10,d} guided sample-steps", flush=True)
-        total = sum(r["sample_steps"] for r in rows)
-        print(f"{'total':<20} {'':5s}            {total:>10,d} (each chapter counts its own baseline)")
+        arch, reference = architecture(args.model or REFERENCE), architecture(REFERENCE)
+        rows = [sample_steps(name, args.params, root, arch, reference, args.member_grids) for name in args.only or SAMPLING]
+        print_steps(rows, arch, reference, args.rate or RATE, args.rate is not None)
         return 0
     if args.mode == "build":
         t0 = time.perf_counter()

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from unetdyn.paper import chapters
 from unetdyn.paper import readings as rd
 from unetdyn.paper.readings import Reading
-from unetdyn.paper.sweeps import SweepResult, SweepSpec
+from unetdyn.paper.sweeps import SweepResult
 from unetdyn.paths import CACHE_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from book_times import CHAPTER_FUNCTIONS, SPEC_FIELDS, _kwargs, chapter_params  # noqa: E402
+from book_times import SAMPLING, chapter_params  # noqa: E402
 
 
 def collect(result) -> tuple[dict[str, Reading], list, dict[str, SweepResult]]:
@@ -76,23 +77,20 @@ def curve_agreement(s32: SweepResult, s16: SweepResult, metric: str) -> tuple[in
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="02_skip_vs_deconv", choices=list(CHAPTER_FUNCTIONS))
+    ap.add_argument("--only", default="02_skip_vs_deconv", choices=SAMPLING)
     ap.add_argument("--params", default=None, help="parameters YAML over the notebook's defaults")
     ap.add_argument("--cache-dir", default=None, help="the fp32 store (default data/cache)")
     ap.add_argument("--bf16-cache-dir", required=True, help="the store holding the bf16 run")
     args = ap.parse_args(argv)
 
-    params = chapter_params(args.only, args.params)
-    spec = SweepSpec(**{k: params[k] for k in SPEC_FIELDS})
-    fn = CHAPTER_FUNCTIONS[args.only]
-    kw = _kwargs(fn, params)
     runs = {}
     for precision, root in (("fp32", args.cache_dir or CACHE_DIR), ("bf16", args.bf16_cache_dir)):
-        result = fn(spec, compute=False, progress=False, cache_dir=str(root), precision=precision, **kw)
-        runs[precision] = collect(result)
+        p = chapter_params(args.only, args.params, compute=False, progress=False, cache_dir=str(root),
+                           precision=precision)
+        runs[precision] = collect(chapters.run(p))
     (r32, f32, s32), (r16, f16, s16) = runs["fp32"], runs["bf16"]
 
-    print(f"{args.only}, {spec.n_samples} samples: readings, fp32 [95% interval] vs bf16")
+    print(f"{args.only}, {p.n_samples} samples: readings, fp32 [95% interval] vs bf16")
     width = max(map(len, r32)) + 2
     n_in = 0
     for name, a in r32.items():
@@ -107,7 +105,7 @@ def main(argv=None) -> int:
         same = 0
         for a, b in zip(f32, f16):
             same += a.verdict == b.verdict
-            print(f"  {(a.claim + ": " + a.setting)[:70]:<72} {a.verdict:>12} / {b.verdict:<12} (bf16 reads {b.ours})")
+            print(f"  {(a.claim + ': ' + a.setting)[:70]:<72} {a.verdict:>12} / {b.verdict:<12} (bf16 reads {b.ours})")
         print(f"  {same} of {len(f32)} verdicts the same")
 
     print("\ncurves: schedules whose bf16 mean lies inside the fp32 mean's 95% interval")

@@ -98,7 +98,7 @@ def sensitivity_plot(sens: Sequence[Sensitivity], cols: int = 2):
             lo_y, hi_y = min(lo_y, a) if np.isfinite(a) else lo_y, max(hi_y, b) if np.isfinite(b) else hi_y
         pad = 0.08 * (hi_y - lo_y or 1.0)
         top, bottom = hi_y + pad, lo_y - pad
-        ax.axhspan(max(inner[0], bottom), min(inner[1], top), color="#d9f0d3", alpha=0.7, lw=0, label="holds if inside")
+        ax.axhspan(max(inner[0], bottom), min(inner[1], top), color=VERDICT_COLORS["holds"], alpha=0.7, lw=0, label="holds if inside")
         xs = np.arange(len(s.values))
         for x, r, k, v in zip(xs, s.readings, ks, s.verdicts):
             lo, hi = _finite(k[0], top), _finite(k[1], top)
@@ -118,7 +118,7 @@ def sensitivity_plot(sens: Sequence[Sensitivity], cols: int = 2):
     for ax in list(axes.flat)[len(sens):]:
         ax.set_visible(False)
     handles = [plt.Line2D([], [], color=col, lw=2.2, marker="o", label=v) for v, col in edge.items()]
-    handles.append(plt.Rectangle((0, 0), 1, 1, color="#d9f0d3", label="where the claim holds"))
+    handles.append(plt.Rectangle((0, 0), 1, 1, color=VERDICT_COLORS["holds"], label="where the claim holds"))
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=11, frameon=False)
     fig.tight_layout(rect=(0, 0.14 / rows, 1, 1), h_pad=2.0)
     return fig

@@ -8,11 +8,11 @@ import pandas as pd
 from unetdyn.paper import readings as rd
 from unetdyn.paper.canvas import WIDTH_IN, subplots
 
-__all__ = ["RUN", "IDLE", "SECOND", "THRESHOLD_COLOR", "band", "panels"]
+__all__ = ["RUN", "IDLE", "SECOND", "THIRD", "FOURTH", "THRESHOLD_COLOR", "band", "panels"]
 
-# the colours every figure shares: a block or step that runs, one that does not, a second series
-# beside the first, and a threshold or reference line
-RUN, IDLE, SECOND, THRESHOLD_COLOR = "#4c72b0", "#dddddd", "#dd8452", "crimson"
+# the colours every figure shares: a block or step that runs, one that does not, a second, third
+# and fourth series beside the first, and a threshold or reference line
+RUN, IDLE, SECOND, THIRD, FOURTH, THRESHOLD_COLOR = "#4c72b0", "#dddddd", "#dd8452", "#c44e52", "#8172b3", "crimson"
 
 
 def band(ax, table: pd.DataFrame, x: str, metric: str = "ssim", k: float = 1.0, label: str | None = None,

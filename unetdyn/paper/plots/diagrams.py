@@ -10,7 +10,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from unetdyn.interventions import Schedule, SkipSteps
 from unetdyn.paper.canvas import WIDTH_IN, subplots
-from unetdyn.paper.plots.common import IDLE, RUN, SECOND, THRESHOLD_COLOR
+from unetdyn.paper.plots.common import FOURTH, IDLE, RUN, SECOND, THIRD, THRESHOLD_COLOR
 from unetdyn.unet import encoder_blocks_needed
 
 __all__ = ["fig1", "fig2", "fig11", "timelines"]
@@ -54,7 +54,7 @@ def fig2(unet, nb: int = 2, ns: int = 2):
         top_skips = set(range(zero))
         for k in range(n_enc):
             ax.add_patch(Rectangle((0, y_enc[k]), 1, 0.7, color=RUN if k < enc_run else IDLE))
-        ax.add_patch(Rectangle((1.5, 0), 1, 0.7, color="#8172b3" if not drop else IDLE))
+        ax.add_patch(Rectangle((1.5, 0), 1, 0.7, color=FOURTH if not drop else IDLE))
         ax.text(2.0, 0.35, "mid", ha="center", va="center", fontsize=8, color="white")
         stack = list(range(len(pushed)))
         for j in range(n_dec):
@@ -79,7 +79,7 @@ def fig2(unet, nb: int = 2, ns: int = 2):
 
 def fig11(r, names: Sequence[str]):
     steps = r.spec.steps
-    colors = {0: RUN, 6: SECOND, 8: "#c44e52"}
+    colors = {0: RUN, 6: SECOND, 8: THIRD}
     fig, ax = subplots(figsize=(WIDTH_IN, 1.2 + 0.5 * len(names)))
     seen = set()
     for row, name in enumerate(names):
@@ -87,12 +87,12 @@ def fig11(r, names: Sequence[str]):
         for t in range(steps, 0, -1):
             s = ran.get(t)
             seen.add(None if s is None else s.drop_blocks if s.drop_blocks in colors else "other")
-            ax.bar(t, 0.8, bottom=-row, width=0.9, color="lightgray" if s is None else colors.get(s.drop_blocks, "#8172b3"))
+            ax.bar(t, 0.8, bottom=-row, width=0.9, color="lightgray" if s is None else colors.get(s.drop_blocks, FOURTH))
     ax.set_xlim(steps + 1, 0)
     ax.set_yticks([-k + 0.4 for k in range(len(names))], list(names))
     ax.set_xlabel("t (sampling runs from left to right)")
     legend = {0: Patch(color=RUN, label="full Unet"), 6: Patch(color=SECOND, label="nb = 6 removed"),
-              8: Patch(color="#c44e52", label="nb = 8 removed"), "other": Patch(color="#8172b3", label="other nb removed"),
+              8: Patch(color=THIRD, label="nb = 8 removed"), "other": Patch(color=FOURTH, label="other nb removed"),
               None: Patch(color="lightgray", label="not run")}
     ax.legend(handles=[h for k, h in legend.items() if k in seen], ncol=3, fontsize=8, loc="lower center",
               bbox_to_anchor=(0.5, 1.0), frameon=False)
