@@ -1,6 +1,7 @@
 """The book as a reader's browser sees it: headless Chromium loads every page (1400 px wide) and
 finds math typeset, every image loaded, every figure's smallest text at least ``MIN_TEXT_PX``
-high on screen, no request to another host and no console error.
+high on screen, every markdown table within the text column, no request to another host and no
+console error.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) and the
 ``websocket-client`` package; elsewhere the tests skip, saying so. The first test builds a
@@ -152,6 +153,14 @@ class Browser:
             return i.complete ? null : new Promise(r => { i.onload = i.onerror = r; }); }))""")
         self.call("Runtime.evaluate", expression="0")  # flush events that arrived meanwhile
 
+    def at_width(self, width: int, expression: str):
+        """``expression`` evaluated with the page laid out at ``width`` CSS px, then the window's width back."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=1600, deviceScaleFactor=1, mobile=False)
+        try:
+            return self.js(expression)
+        finally:
+            self.call("Emulation.clearDeviceMetricsOverride")
+
     def requests(self) -> list[str]:
         return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
 
@@ -201,6 +210,13 @@ IMAGE_SIZES = r"""(() => {
     return Array.from(document.images).map(i => ({
         src: i.currentSrc || i.src, shown: i.getBoundingClientRect().width, natural: i.naturalWidth}));
 })()"""
+
+
+# the markdown tables wider than the text column: their last columns hidden behind a scroll bar
+CLIPPED_TABLES = r"""Array.from(document.querySelectorAll('article .pst-scrollable-table-container'))
+    .filter(c => c.scrollWidth > c.clientWidth + 1)
+    .map(c => (c.querySelector('th') || c).innerText.slice(0, 40) + ` (${c.scrollWidth} px in ${c.clientWidth})`)"""
+LAPTOP_PX = 1280  # a common laptop's window: the tables must fit it as well as the 1400 px the rest is checked at
 
 
 def _png_bytes(src: str) -> bytes | None:
@@ -256,6 +272,8 @@ def check_pages(html_dir: Path) -> dict[str, dict]:
             state["text_px"] = text_on_screen(browser.js(IMAGE_SIZES))
             small = [(img, round(px, 1)) for img, px in state["text_px"] if px is not None and px < MIN_TEXT_PX - 0.05]
             assert not small, f"{name}: figures whose smallest text is under {MIN_TEXT_PX} px on screen: {small}"
+            clipped = browser.at_width(LAPTOP_PX, CLIPPED_TABLES)  # last: the page is laid out anew at that width
+            assert not clipped, f"{name}: tables wider than the text column at {LAPTOP_PX} px: {clipped}"
             seen[name] = state
     finally:
         browser.close()

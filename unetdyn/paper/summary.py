@@ -139,11 +139,12 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         *(["The last column reads each claim across the family of built-in models ([chapter 10](10_is_it_the_model), "
            "on coarser grids): is it the Unet, or this checkpoint? The table after this one gives its verdict on each "
            "member.", ""] if members else []),
+        ":::{container} claims",  # a smaller font (book/_static/unetdyn.css): the table fits the column
         "| claim | paper | ours [95% interval], at its own setting | verdict | why |" + (" across members |" if members else ""),
         "|---|---|---|---|---|" + ("---|" if members else ""),
     ]
     by_member = ["", "**Each claim on each member** of the family ([chapter 10](10_is_it_the_model)):", "",
-                 "| claim |" + "".join(f" {m} |" for m in short) + " across members |",
+                 ":::{container} claims", "| claim |" + "".join(f" {m} |" for m in short) + " across members |",
                  "|---|" + "---|" * (len(members) + 1)]
     for r in rows:
         c = r["claim"]
@@ -165,16 +166,17 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
                      f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |{across}")
         by_member.append(f"| {link} |" + "".join(f" {MARKS.get(per.get(m, 'not run'), per.get(m))} |" for m in members)
                          + across)
+    lines.append(":::")
     if members:
-        lines += by_member
-    lines += ["", "<details><summary>Every setting of every claim</summary>", "",
+        lines += by_member + [":::"]
+    lines += ["", "<details><summary>Every setting of every claim</summary>", "", ":::{container} claims",
               "| claim | setting | paper | ours | verdict | why |", "|---|---|---|---|---|---|"]
     for r in rows:
         for f in r["detail"]:
             own = " (own)" if f.own and r["claim"].judged else ""
             lines.append(f"| {_cell(r['claim'].short)} | {_cell(f.setting + own)} | {_cell(f.paper)} | {_cell(f.ours)} | "
                          f"{MARKS.get(f.verdict, f.verdict)} | {_cell(f.why)} |")
-    lines += ["", "</details>", ""]
+    lines += [":::", "", "</details>", ""]
     apart = [r for r in rows if not r["claim"].judged]
     if apart:
         lines += ["## Listed apart: no verdict on the model", "",
