@@ -16,7 +16,8 @@ result as soon as it is computed: an interrupted run keeps its work, and a rerun
 Chapters run in book order, so later ones reuse what earlier ones stored (04-06 read the
 Fig. 8 curves of 03). Chapter 6's timings are measurements of the machine and are taken only
 with ``--timings`` (the book's are taken on the CPU it describes). Chapter 7 reads the
-benchmark scripts' records (``alternatives.py``, ``sampler_efficiency.py``) and computes nothing.
+benchmark scripts' records (``fair_comparison.py``, ``ddim_diagnosis.py``,
+``sampler_efficiency.py``, and GLIDE's costs from ``alternatives.py``) and computes nothing.
 
 Prints a table (seconds and new store entries per chapter) and stores it in the result store
 as a benchmark record, so the book can cite how long its results took and where.

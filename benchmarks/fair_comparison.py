@@ -39,8 +39,12 @@ from unetdyn.paths import CACHE_DIR
 
 
 def timing_params(args) -> dict:
-    """The parameters that identify the timing record (chapter 7 asks by the same)."""
-    return {"timing_samples": args.timing_samples, "repeats": args.repeats, "batch_size": args.batch_size}
+    """The parameters that identify the timing record (chapter 7 asks by the same; a GPU's timing is keyed apart
+    from the CPU's, chapter 7's ``timing_device``)."""
+    p = {"timing_samples": args.timing_samples, "repeats": args.repeats, "batch_size": args.batch_size}
+    if args.device not in (None, "cpu"):
+        p["device"] = args.device
+    return p
 
 
 README_METHODS = ("full", "paper shortcut", "shortcut: blocks only", "shortcut: early stop only", "ancestral K=70",
@@ -117,7 +121,7 @@ def main(argv=None) -> int:
         print(report(args.samples, args.chunk, args.cache_dir))
         return 0
 
-    unet = load_unet(args.model, args.weights, args.device)
+    unet = load_unet(args.model, args.weights, args.device, fp16=False)  # keyed by the float32 weights chapter 7 loads
     ms = methods()
     cache = Cache(args.cache_dir or CACHE_DIR)
     prompts, seeds = default_samples(unet, args.model, args.samples)
@@ -129,8 +133,10 @@ def main(argv=None) -> int:
         key = benchmark_key("fair", model_id(unet), timing_params(args))
         t = time_methods(unet, ms, prompts[: args.timing_samples], seeds[: args.timing_samples], args.repeats,
                          args.batch_size)
+        dev = torch.device(args.device or "cpu")
         meta = {"host": platform.node(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                "cpu": platform.processor() or platform.machine(), "date": datetime.date.today().isoformat()}
+                "cpu": platform.processor() or platform.machine(), "date": datetime.date.today().isoformat(),
+                "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
         cache.put_record(key, {"meta": meta, "methods": [m.name for m in ms], "seconds": t.tolist()})
         secs = {m.name: row for m, row in zip(ms, t)}
         print(f"timings stored in {cache.path(key)}")
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
     executor = make_executor(args.executor, unet, model=args.model, weights=args.weights, device=args.device,
                              address=args.address)
     outs = outcomes(unet, ms, prompts, seeds, cache, clf, chunk=args.chunk, batch_size=args.batch_size,
-                    executor=executor)
+                    executor=executor, model=args.model, weights=args.weights)
     fair = summarize_stored(cache, outs, ms, flops, secs, clf, strata=strata_of(unet, prompts), store=True)
     cols = [c for c in ["method", "flop_speedup", "speedup", "ssim", "ssim_lo", "ssim_hi", "ssim_own", "agreement",
                         "agreement_lo", "agreement_hi", "frechet", "frechet_lo", "frechet_hi"] if c in fair.table]

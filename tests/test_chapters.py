@@ -10,8 +10,16 @@ import pytest
 
 from unetdyn.interventions import DropBlocks, SkipSteps
 from unetdyn.paper import chapters
-from unetdyn.paper.chapters import ch01_phases, ch02_skip_vs_deconv, ch03_nb_sweep, ch04_n_limit, ch05_relaxation, ch06_shortcut, common
 from unetdyn.paper.cache import Cache, CacheMiss
+from unetdyn.paper.chapters import (
+    ch01_phases,
+    ch02_skip_vs_deconv,
+    ch03_nb_sweep,
+    ch04_n_limit,
+    ch05_relaxation,
+    ch06_shortcut,
+    common,
+)
 from unetdyn.paper.sweeps import Sweep, SweepSpec, default_samples
 
 SPEC = SweepSpec(n_samples=4, steps=10)
@@ -169,13 +177,14 @@ def test_alternatives_without_a_classifier_is_the_same_comparison_without_its_co
     monkeypatch.setattr(ch07, "methods", lambda: ms)
     monkeypatch.setattr(ch07, "default_samples", lambda unet, model, n: (prompts[:n], list(range(n))))
     p = ch07.Params(model="tiny", samples=2, chunk=2, timing_samples=2, repeats=1, batch_size=4, cache_dir=str(tmp_path))
-    with pytest.raises(CacheMiss, match="fair benchmark"):
+    with pytest.raises(CacheMiss, match="timings of tiny are not in .* run `python benchmarks/fair_comparison.py "
+                                        "--model tiny --timing-only"):
         ch07.run(p)
     secs = [[1.0, 1.0]] * len(ms)
     secs[[m.name for m in ms].index("paper shortcut")] = [0.8, 0.7]
     _record(tmp_path, "fair", model_id(unet), {"timing_samples": 2, "repeats": 1, "batch_size": 4},
             {"meta": {"threads": 1}, "methods": [m.name for m in ms], "seconds": secs})
-    with pytest.raises(CacheMiss, match="fair_comparison.py --samples 2 --chunk 2"):
+    with pytest.raises(CacheMiss, match="fair_comparison.py --model tiny --samples 2 --chunk 2"):
         ch07.run(p)
     fair.outcomes(unet, ms, prompts, list(range(2)), Cache(tmp_path), None, chunk=2, batch_size=4, progress=False)
     r = ch07.run(p)
@@ -242,9 +251,9 @@ def test_a_members_parameters_are_its_grid_over_the_defaults():
 
 
 def test_is_it_the_model_on_two_tiny_members(monkeypatch, tmp_path, one_thread):
-    from .conftest import random_unet
-
     from unetdyn.paper.chapters import ch10_is_it_the_model as ch10
+
+    from .conftest import random_unet
 
     unets = {"builtin": random_unet(seed=0), "builtin:other": random_unet(seed=1)}
 

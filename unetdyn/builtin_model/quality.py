@@ -200,8 +200,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m unetdyn.builtin_model.quality``: evaluate the built-in model, write quality.json and a grid."""
-    from unetdyn.viz import save_grid
     from unetdyn.backends.builtin_weights import load_builtin, read_metadata
+    from unetdyn.viz import save_grid
 
     p = argparse.ArgumentParser(prog="python -m unetdyn.builtin_model.quality", description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=Path, help="built-in Unet safetensors (default: the shipped one)")

@@ -83,8 +83,8 @@ def outcome_fields(classifier: Classifier | None) -> tuple[str, ...]:
 def shape_classifier(n_real: int) -> Classifier:
     """The built-in model's quality classifier, with ``n_real`` images of each of its two real sets
     (images ``0 .. n_real - 1``; their classes are ``i % 10``)."""
-    from unetdyn.builtin_model.data import make_batch
     from unetdyn.builtin_model.classifier import REAL_SEEDS, frechet_distance, load_classifier, predict_features
+    from unetdyn.builtin_model.data import make_batch
 
     clf = load_classifier(train_if_missing=False)
     real = [make_batch(seed, range(n_real)) for seed in REAL_SEEDS]
@@ -130,6 +130,8 @@ def outcomes(
     progress: bool = True,
     executor: str | Executor = "local",
     address: str | None = None,
+    model: str = "builtin",
+    weights: str | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per method, the per-sample outcomes over all samples (see the module's docstring).
 
@@ -141,6 +143,7 @@ def outcomes(
         executor, address: where the missing chunks are computed, one unit each (see
             :func:`~unetdyn.paper.executors.make_executor`; on Ray, the classifier is sent to the
             workers); this process stores every outcome as it arrives.
+        model, weights: how the command a miss names loads the model.
 
     Returns:
         method name -> ``{field: array over all samples}`` for :func:`outcome_fields`.
@@ -173,7 +176,8 @@ def outcomes(
         if todo and cache.read_only:
             raise CacheMiss(f"{len(todo)} of {len(ms)} methods of the fair comparison are not in {cache.root} for "
                             f"samples {s}..{s + len(sd) - 1}, first {todo[0].name!r}: run "
-                            f"`python benchmarks/fair_comparison.py --samples {n} --chunk {chunk}`")
+                            f"`python benchmarks/fair_comparison.py{_model_flags(model, weights)} --samples {n} "
+                            f"--chunk {chunk}`")
         bar.update(len(ms) - len(todo))
         if todo:
             units.append(Unit({"todo": [m.name for m in todo], "prompts": p, "seeds": sd, "start": s},
@@ -194,6 +198,11 @@ def outcomes(
                     bar.set_postfix_str(f"samples {s}..{s + len(units[u].args['seeds']) - 1} done")
     bar.close()
     return {m.name: {f: np.concatenate([got[s][m.name][f] for s in starts]) for f in fields} for m in ms}
+
+
+def _model_flags(model: str, weights: str | None) -> str:
+    """The benchmark's flags that load ``model`` (none for the built-in model's defaults)."""
+    return (f" --model {model}" if model != "builtin" else "") + (f" --weights {weights}" if weights else "")
 
 
 def _fair_unit(unet, ms, classify, batch_size, todo, prompts, seeds, start):

@@ -280,7 +280,7 @@ def in_short(eq: pd.DataFrame) -> str:
     parts = []
     for fam, d in eq[eq.reached].groupby("family", sort=False):
         v = dict(zip(d.quality, d.verdict))
-        if set(v.values()) == {"family better"}:
+        if set(v.values()) == {"family better"} and len(v) > 1:
             parts.append(f"{fam} does better on every quality (the shortcut is beaten at its own cost)")
             continue
         said = []

@@ -69,6 +69,7 @@ RULES: dict[str, Rule] = {
     "members": Rule("strs", nonempty=False),
     "precision": Rule("choice", choices=("fp32", "bf16")),
     "executor": Rule("choice", choices=("local", "ray")),
+    "timing_device": Rule("choice", choices=("cpu", "cuda")),
 }
 
 

@@ -5,6 +5,7 @@ benchmarks' records, read from the result store (this chapter computes nothing i
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import pandas as pd
 
 from unetdyn.backends import load_unet
@@ -37,6 +38,7 @@ class Params:
     timing_samples: int = param(8, "samples per timed run (--timing-samples)")
     repeats: int = param(3, "timing rounds after a warm-up (--repeats)")
     batch_size: int = param(16, "samples per Unet call of the timed runs (--batch-size)")
+    timing_device: str = param("cpu", "where the timings ran (--device): cpu or cuda; the record is keyed by it")
     glide_repeats: int = param(2, "the GLIDE random-weights cost run's --repeats")
     store_summary: bool = param(False, "store the bootstrap summary on a miss (benchmarks/fair_comparison.py does; "
                                        "the book only reads)")
@@ -94,15 +96,24 @@ def _fair(p: Params, unet, cache: Cache) -> tuple[pd.DataFrame, fr.Fair, dict, d
     A model without a quality classifier gets the same comparison, faithfulness only."""
     ms = methods()
     timing = {"timing_samples": p.timing_samples, "repeats": p.repeats, "batch_size": p.batch_size}
-    rec = load_benchmark(cache, "fair", model_id(unet), timing)
+    if p.timing_device != "cpu":
+        timing["device"] = p.timing_device
+    flags = fair_outcomes._model_flags(p.model, p.weights)
+    try:
+        rec = load_benchmark(cache, "fair", model_id(unet), timing)
+    except CacheMiss:
+        raise CacheMiss(f"chapter 7's timings of {p.model} are not in {cache.root}: run `python "
+                        f"benchmarks/fair_comparison.py{flags} --timing-only --timing-samples {p.timing_samples} "
+                        f"--repeats {p.repeats} --batch-size {p.batch_size}"
+                        + (f" --device {p.timing_device}`" if p.timing_device != "cpu" else "`")) from None
     secs = dict(zip(rec["methods"], rec["seconds"]))  # per method, seconds per sample in each round
     if missing := [m.name for m in ms if m.name not in secs]:
-        raise CacheMiss(f"the timing record has no {', '.join(missing)}: run `python benchmarks/fair_comparison.py "
-                        f"--model {p.model} --timing-only --timing-samples {p.timing_samples} --repeats {p.repeats}`")
+        raise CacheMiss(f"the timing record has no {', '.join(missing)}: run `python benchmarks/fair_comparison.py"
+                        f"{flags} --timing-only --timing-samples {p.timing_samples} --repeats {p.repeats}`")
     prompts, seeds = default_samples(unet, p.model, p.samples)
     clf = fair_outcomes.classifier_for(p.model, p.samples)
     outs = fair_outcomes.outcomes(unet, ms, prompts, seeds, cache, clf, chunk=p.chunk, batch_size=p.batch_size,
-                                  progress=False)
+                                  progress=False, model=p.model, weights=p.weights)
     costs = CallCost(unet, prompts[0])
     fair = fr.summarize_stored(Cache(cache.root, read_only=not p.store_summary), outs, ms,
                                {m.name: costs.flops_per_sample(m.schedule, m.config) for m in ms}, secs, clf,
@@ -144,8 +155,9 @@ def run(p: Params = Params()) -> Alternatives:
     if len(sc):
         s = sc.iloc[0]
         v, lo, hi = 1 - 1 / s.speedup, 1 - 1 / s.speedup_low, 1 - 1 / s.speedup_high
-        model = "built-in model, wall-clock on this CPU" if p.model == "builtin" else f"{p.model}, wall-clock"
-        findings.append(finding("speedup", f"{model}, chapter 7's timing ({meta.get('timing_samples')} samples per "
+        where = "this CPU" if p.timing_device == "cpu" else meta.get("device", p.timing_device)
+        model = "built-in model" if p.model == "builtin" else p.model
+        findings.append(finding("speedup", f"{model}, wall-clock on {where}, chapter 7's timing ({meta.get('timing_samples')} samples per "
                                            "run; the interval is the range over rounds)",
                                 (lo, hi, f"{v:.1%} (range over rounds {lo:.1%} to {hi:.1%})"), "verdict"))
         which = ", ten seeds per class per 100" if fair.classified else ""
