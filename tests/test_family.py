@@ -68,10 +68,14 @@ def test_load_unet_takes_a_member_by_name(tmp_path, monkeypatch):
         load_unet("builtin:other")
 
 
-def test_unetdyn_models_lists_the_shipped_model(capsys):
+def test_unetdyn_models_lists_the_shipped_model(capsys, monkeypatch):
+    import unetdyn.builtin_model.family as family
+
+    monkeypatch.setattr(family, "in_training", lambda: [("builtin:seed3", 1500)])
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "builtin " in out and "10000 steps" in out and "class agreement" in out
+    assert "builtin:seed3    still training: its checkpoint is at step 1,500 (data/family/seed3/train/)" in out
 
 
 def test_a_member_still_training_is_listed_with_its_step_until_it_has_weights(tmp_path):

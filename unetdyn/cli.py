@@ -338,7 +338,8 @@ def cmd_models(args) -> None:
     for m in found:
         print(f"  {m.summary()}")
     for model, step in in_training():  # no weights yet: not selectable
-        print(f"  {model:<16} still training: its checkpoint is at step {step:,} (data/family/NAME/train/)")
+        print(f"  {model:<16} still training: its checkpoint is at step {step:,} "
+              f"(data/family/{model.split(':', 1)[1]}/train/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
