@@ -353,3 +353,25 @@ def test_an_empty_run_folder_is_refused(tmp_path, capsys, monkeypatch):
         main(["train", "--out", "", "--steps", "1", "--no-progress"])
     assert e.value.code == 2 and "argument --out: is empty" in capsys.readouterr().err.splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_moves_whole_to_its_device(full_run):
+    """Model, EMA and every optimizer moment follow the run to its device (meta stands in for a GPU here);
+    AdamW's step counts stay on the CPU, as torch keeps them for a non-capturable optimizer."""
+    st = ck.restore(RESUME_CFG, full_run)
+    assert st.opt.state  # a resumed run has moments to move
+    tr._on_device(st, torch.device("meta"))
+    assert {p.device.type for p in st.model.parameters()} == {"meta"}
+    assert {v.device.type for v in st.ema.values()} == {"meta"}
+    moments = [(k, v.device.type) for s in st.opt.state.values() for k, v in s.items() if isinstance(v, torch.Tensor)]
+    assert {d for k, d in moments if k != "step"} == {"meta"} and {d for k, d in moments if k == "step"} == {"cpu"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_training_on_an_absent_gpu_is_a_one_line_error(tmp_path, capsys):
+    from unetdyn.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "torch sees no CUDA GPU here; use --device cpu" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -34,6 +34,7 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "State",
     "new_state",
+    "optimizer",
     "save_checkpoint",
     "load_checkpoint",
     "checkpoint_step",
@@ -67,8 +68,12 @@ def new_state(cfg: TrainConfig) -> State:
         torch.manual_seed(cfg.seed)
         model = BuiltinUnet(cfg.model)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
-    return State(cfg, model, ema, opt)
+    return State(cfg, model, ema, optimizer(model, cfg))
+
+
+def optimizer(model: BuiltinUnet, cfg: TrainConfig) -> torch.optim.AdamW:
+    """A fresh AdamW over ``model``'s parameters, as ``cfg`` sets it."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
 
 
 def _jsonable(x):
@@ -86,14 +91,14 @@ def save_checkpoint(st: State, out_dir: Path) -> Path:
     opt_sd = st.opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     for k, v in st.model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().contiguous().clone()
+        tensors[f"model.{k}"] = v.detach().contiguous().cpu().clone()
     for k, v in st.ema.items():
-        tensors[f"ema.{k}"] = v.contiguous().clone()
+        tensors[f"ema.{k}"] = v.contiguous().cpu().clone()
     opt_extra: dict[str, dict] = {}
     for pid, pstate in opt_sd["state"].items():
         for k, v in pstate.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"opt.{pid}.{k}"] = v.detach().contiguous().clone()
+                tensors[f"opt.{pid}.{k}"] = v.detach().contiguous().cpu().clone()
             else:
                 opt_extra.setdefault(str(pid), {})[k] = _jsonable(v)
     tensors["history"] = torch.tensor(st.history, dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS))

@@ -201,6 +201,7 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m unetdyn.builtin_model.quality``: evaluate the built-in model, write quality.json and a grid."""
     from unetdyn.backends.builtin_weights import load_builtin, read_metadata
+    from unetdyn.backends.registry import resolve_device
     from unetdyn.viz import save_grid
 
     p = argparse.ArgumentParser(prog="python -m unetdyn.builtin_model.quality", description=__doc__.split("\n")[0])
@@ -213,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--classifier", type=Path, default=CLASSIFIER_PATH, help=f"default {CLASSIFIER_PATH}")
     p.add_argument("--out", type=Path, default=BUILTIN_DIR, help=f"output folder (default {BUILTIN_DIR})")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the model samples")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -220,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     progress = not args.no_progress
 
     wpath = args.weights or BUILTIN_WEIGHTS
-    unet = load_builtin(wpath)
+    unet = load_builtin(wpath, device=resolve_device(args.device))
     meta = read_metadata(wpath)
     clf = load_classifier(args.classifier, progress=progress)
     result, images, labels = _evaluate(

@@ -22,6 +22,11 @@ resumed from a checkpoint reproduces the uninterrupted run bit for bit (same mac
 thread count). The run's configuration is :class:`~unetdyn.builtin_model.config.TrainConfig`;
 its state and checkpoint are in :mod:`unetdyn.builtin_model.checkpoint`.
 
+Device: a run trains on the CPU by default, or on a GPU (``device="cuda"``) in float32 with
+TF32 off. The batches and draws are made on the CPU either way, so a GPU run sees the same
+data and noise; its arithmetic differs from the CPU's by rounding, so a run resumed on the
+other kind of device continues from the checkpoint, not bit for bit.
+
 Example:
     >>> cfg = TrainConfig(model=BuiltinConfig(model_channels=32), steps=20000)  # doctest: +SKIP
     >>> train(cfg, "runs/builtin")                                              # doctest: +SKIP
@@ -44,6 +49,7 @@ import torch
 from tqdm import tqdm
 
 from unetdyn.backends.builtin import BuiltinConfig, BuiltinUnet
+from unetdyn.backends.registry import resolve_device
 from unetdyn.builtin_model.checkpoint import (
     CKPT_NAME,
     HISTORY_COLUMNS,
@@ -52,6 +58,7 @@ from unetdyn.builtin_model.checkpoint import (
     export_weights,
     load_checkpoint,
     new_state,
+    optimizer,
     restore,
     save_checkpoint,
 )
@@ -60,6 +67,7 @@ from unetdyn.builtin_model.data import make_batch
 from unetdyn.builtin_model.objective import DiffusionTables, hybrid_loss
 from unetdyn.noise import TRAIN_STEPS
 from unetdyn.paths import BUILTIN_WEIGHTS
+from unetdyn.unet import exact_float32
 from unetdyn.viz import save_grid
 
 __all__ = [
@@ -111,10 +119,23 @@ def _ema_decay_at(cfg: TrainConfig, n_updates: int) -> float:
 # -- the loop ----------------------------------------------------------------------------
 
 
+def _on_device(st: State, device: torch.device) -> None:
+    """Move the run to ``device``: model, EMA and the optimizer's state. The optimizer is made anew over
+    the moved parameters (``module.to`` may replace them) and given the old one's state, each moment
+    cast to its parameter's device (torch keeps non-capturable AdamW's step counts on the CPU)."""
+    state = st.opt.state_dict()
+    st.model.to(device)
+    st.ema = {k: v.to(device) for k, v in st.ema.items()}
+    st.opt = optimizer(st.model, st.cfg)
+    st.opt.load_state_dict(state)
+
+
 def _train_step(st: State, tables: DiffusionTables) -> tuple[float, ...]:
     cfg, step = st.cfg, st.step
     x0, labels = _batch(cfg, step)
     t, noise, labels = _draws(cfg, step, x0, labels)
+    dev = next(st.model.parameters()).device  # the data and draws are made on the CPU (same on every device)
+    x0, labels, t, noise = x0.to(dev), labels.to(dev), t.to(dev), noise.to(dev)
     lr = _lr_at(cfg, step)
     for g in st.opt.param_groups:
         g["lr"] = lr
@@ -152,7 +173,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step, self.checkpoint = step, checkpoint
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_steps: int | None = None) -> dict:
+def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_steps: int | None = None,
+          device: str | torch.device = "cpu") -> dict:
     """Train (or resume training) the built-in Unet into ``out_dir``.
 
     Args:
@@ -162,6 +184,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_step
         progress: show a tqdm bar with the running loss.
         max_steps: stop once this many steps in all are done (below ``cfg.steps``), as if
             interrupted there; a checkpoint is written at the stop.
+        device: where the model trains (the checkpoint is written from the CPU's copy).
 
     Returns:
         A summary: ``step``, ``train_seconds``, ``checkpoint`` (path), ``last`` (the last
@@ -169,6 +192,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_step
     """
     out_dir = Path(out_dir)
     st = restore(cfg, out_dir) if (out_dir / CKPT_NAME).exists() else new_state(cfg)
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        _on_device(st, dev)
     if not (out_dir / "data.png").exists():
         out_dir.mkdir(parents=True, exist_ok=True)
         save_grid(make_batch(cfg.data_seed, range(40))[0], out_dir / "data.png", nrow=10, scale=2)
@@ -184,7 +210,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, max_step
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1)) if in_main else None
     try:
         while st.step < end and not interrupted:
-            row = _train_step(st, tables)
+            with exact_float32(dev):
+                row = _train_step(st, tables)
             st.history.append(row)
             bar.update(1)
             if progress:
@@ -247,6 +274,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--data-seed", type=int, help=f"default {TrainConfig.data_seed}")
     a("--seed", type=int, help=f"default {TrainConfig.seed}")
     a("--threads", type=int, help="torch CPU threads (default: torch's)")
+    a("--device", default="cpu", help="cpu (default) or cuda: where the model trains (float32, TF32 off)")
     a("--export", type=Path, help="after training, export the EMA weights to this .safetensors")
     a("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -301,13 +329,14 @@ def run_train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--dropout {args.dropout} must be in [0, 1)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)  # a clear error where that device is absent
     cfg = config_from_args(args)
     done = checkpoint_step(Path(args.out))
     if done is not None and done >= cfg.steps:
         print(f"{args.out} is already at step {done} of --steps {cfg.steps}: nothing to train (a larger --steps continues it)")
     n_params = sum(p.numel() for p in BuiltinUnet(cfg.model).parameters())
     print(f"training {n_params / 1e6:.2f}M parameters into {args.out}: {json.dumps(cfg.to_dict())}")
-    result = train(cfg, args.out, progress=not args.no_progress, max_steps=args.max_steps)
+    result = train(cfg, args.out, progress=not args.no_progress, max_steps=args.max_steps, device=device)
     print(f"step {result['step']} ({result['train_seconds'] / 3600:.2f} h), checkpoint {result['checkpoint']}")
     if args.export:
         info = export_weights(args.out, args.export)
