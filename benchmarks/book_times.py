@@ -131,11 +131,9 @@ class Arch:
 def architecture(model: str, weights: str | None = None) -> Arch:
     """``model``'s architecture: from its weights' config, else (a member still training) from its training
     checkpoint's config, else unknown, saying why."""
-    from safetensors import safe_open
-
     from unetdyn.backends import load_unet
     from unetdyn.backends.builtin import BuiltinUnet
-    from unetdyn.builtin_model.checkpoint import CKPT_NAME
+    from unetdyn.builtin_model.checkpoint import CKPT_NAME, checkpoint_metadata
     from unetdyn.builtin_model.config import TrainConfig
 
     try:
@@ -146,8 +144,7 @@ def architecture(model: str, weights: str | None = None) -> Arch:
     ckpt = member_dir(model) / "train" / CKPT_NAME if is_builtin(model) and weights is None else None
     if ckpt is None or not ckpt.exists():
         return Arch(model, None, f"unknown ({why}; no training checkpoint either)", False)
-    with safe_open(str(ckpt), framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = checkpoint_metadata(ckpt.parent)
     cfg = TrainConfig.from_dict(json.loads(meta["train_config"]))
     where = ckpt.relative_to(REPO_ROOT) if ckpt.is_relative_to(REPO_ROOT) else ckpt
     return Arch(model, CallCost(BuiltinUnet(cfg.model).to("meta").eval()),

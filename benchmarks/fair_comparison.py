@@ -32,20 +32,10 @@ from unetdyn.cost import CallCost
 from unetdyn.paper.alternatives import benchmark_key, methods
 from unetdyn.paper.cache import Cache, model_id
 from unetdyn.paper.executors import make_executor
-from unetdyn.paper.fair import classifier_for, outcomes, strata_of, time_methods
+from unetdyn.paper.fair import classifier_for, outcomes, strata_of, time_methods, timing_params
 from unetdyn.paper.fair_readings import equal_cost, summarize_stored
 from unetdyn.paper.sweeps import default_samples
 from unetdyn.paths import CACHE_DIR
-
-
-def timing_params(args) -> dict:
-    """The parameters that identify the timing record (chapter 7 asks by the same; a GPU's timing is keyed apart
-    from the CPU's, chapter 7's ``timing_device``)."""
-    p = {"timing_samples": args.timing_samples, "repeats": args.repeats, "batch_size": args.batch_size}
-    if args.device not in (None, "cpu"):
-        p["device"] = args.device
-    return p
-
 
 README_METHODS = ("full", "paper shortcut", "shortcut: blocks only", "shortcut: early stop only", "ancestral K=70",
                   "ancestral K=80", "DDIM K=70", "DDIM K=100", "DeepCache nb=12 k=2", "dual depth nb=4 switch=90",
@@ -130,7 +120,8 @@ def main(argv=None) -> int:
     if args.no_timing:
         secs = {k: [v] for k, v in flops.items()}  # a stand-in so the table prints; the wall-clock columns repeat the FLOPs
     else:
-        key = benchmark_key("fair", model_id(unet), timing_params(args))
+        key = benchmark_key("fair", model_id(unet),
+                            timing_params(args.timing_samples, args.repeats, args.batch_size, args.device))
         t = time_methods(unet, ms, prompts[: args.timing_samples], seeds[: args.timing_samples], args.repeats,
                          args.batch_size)
         dev = torch.device(args.device or "cpu")

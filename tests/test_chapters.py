@@ -177,8 +177,8 @@ def test_alternatives_without_a_classifier_is_the_same_comparison_without_its_co
     monkeypatch.setattr(ch07, "methods", lambda: ms)
     monkeypatch.setattr(ch07, "default_samples", lambda unet, model, n: (prompts[:n], list(range(n))))
     p = ch07.Params(model="tiny", samples=2, chunk=2, timing_samples=2, repeats=1, batch_size=4, cache_dir=str(tmp_path))
-    with pytest.raises(CacheMiss, match="timings of tiny are not in .* run `python benchmarks/fair_comparison.py "
-                                        "--model tiny --timing-only"):
+    with pytest.raises(CacheMiss, match="fair benchmark .* is not in .* run `python benchmarks/fair_comparison.py "
+                                        "--model tiny --timing-only --timing-samples 2 --repeats 1 --batch-size 4`"):
         ch07.run(p)
     secs = [[1.0, 1.0]] * len(ms)
     secs[[m.name for m in ms].index("paper shortcut")] = [0.8, 0.7]

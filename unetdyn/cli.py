@@ -332,6 +332,7 @@ def cmd_figure(args) -> None:
 
 def cmd_models(args) -> None:
     from unetdyn.builtin_model.family import in_training, members
+    from unetdyn.paths import member_name
 
     found = members()
     print(f"{len(found)} built-in model(s); select one with --model (or -p model) as named in the first column:")
@@ -339,7 +340,7 @@ def cmd_models(args) -> None:
         print(f"  {m.summary()}")
     for model, step in in_training():  # no weights yet: not selectable
         print(f"  {model:<16} still training: its checkpoint is at step {step:,} "
-              f"(data/family/{model.split(':', 1)[1]}/train/)")
+              f"(data/family/{member_name(model)}/train/)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "checkpoint_step",
+    "checkpoint_metadata",
     "restore",
     "export_weights",
 ]
@@ -138,12 +139,18 @@ def load_checkpoint(out_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[
     return load_file(str(path)), meta
 
 
-def checkpoint_step(out_dir: Path) -> int | None:
-    """The step a run folder's checkpoint holds, or None without one."""
+def checkpoint_metadata(out_dir: Path) -> dict[str, str] | None:
+    """The metadata of a run folder's checkpoint (its step, train_config, ...; no tensor is read), or None
+    without one."""
     if not (out_dir / CKPT_NAME).exists():
         return None
     with safe_open(str(out_dir / CKPT_NAME), framework="pt") as f:
-        step = (f.metadata() or {}).get("step")
+        return f.metadata() or {}
+
+
+def checkpoint_step(out_dir: Path) -> int | None:
+    """The step a run folder's checkpoint holds, or None without one."""
+    step = (checkpoint_metadata(out_dir) or {}).get("step")
     return int(step) if step is not None else None
 
 

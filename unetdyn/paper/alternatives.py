@@ -222,16 +222,17 @@ def benchmark_key(name: str, model: str, params: dict) -> str:
     return content_key({"v": SCHEMA_VERSION, "what": "benchmark", "name": name, "model": model, "params": params})
 
 
-def load_benchmark(cache, name: str, model: str, params: dict) -> dict:
-    """The record a benchmark stored for ``model`` and ``params``; a miss names the command that makes it."""
+def load_benchmark(cache, name: str, model: str, params: dict, flags: str = "") -> dict:
+    """The record a benchmark stored for ``model`` and ``params``; a miss names the command that makes it
+    (``flags``: the script's options that are no parameters of the record, such as ``--model``)."""
     from unetdyn.paper.cache import CacheMiss
 
     rec = cache.get_record(benchmark_key(name, model, params))
     if rec is None:
-        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.items() if not isinstance(v, bool)) + "".join(
+        given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.items() if not isinstance(v, bool)) + "".join(
             f" --{k.replace('_', '-')}" for k, v in params.items() if v is True)
         raise CacheMiss(f"the {name} benchmark for these parameters is not in {cache.root}: run "
-                        f"`python {BENCHMARK_SCRIPTS[name]} {flags}`")
+                        f"`python {BENCHMARK_SCRIPTS[name]}{flags} {given}`")
     return rec
 
 

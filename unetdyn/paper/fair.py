@@ -47,7 +47,7 @@ from unetdyn.sampler import RunOptions, SamplerConfig, sample, trajectory
 from unetdyn.unet import Unet
 
 __all__ = ["FAITHFULNESS", "CLASSIFIED", "outcome_fields", "Classifier", "shape_classifier", "classifier_for",
-           "own_config", "outcomes", "strata_of", "time_methods"]
+           "own_config", "outcomes", "strata_of", "model_flags", "timing_params", "time_methods"]
 
 # per-sample arrays of one (method, chunk) entry: always these, and with a classifier also CLASSIFIED (feat is [n, D])
 FAITHFULNESS = ("ssim", "psnr", "ssim_own", "psnr_own")
@@ -176,7 +176,7 @@ def outcomes(
         if todo and cache.read_only:
             raise CacheMiss(f"{len(todo)} of {len(ms)} methods of the fair comparison are not in {cache.root} for "
                             f"samples {s}..{s + len(sd) - 1}, first {todo[0].name!r}: run "
-                            f"`python benchmarks/fair_comparison.py{_model_flags(model, weights)} --samples {n} "
+                            f"`python benchmarks/fair_comparison.py{model_flags(model, weights)} --samples {n} "
                             f"--chunk {chunk}`")
         bar.update(len(ms) - len(todo))
         if todo:
@@ -200,9 +200,18 @@ def outcomes(
     return {m.name: {f: np.concatenate([got[s][m.name][f] for s in starts]) for f in fields} for m in ms}
 
 
-def _model_flags(model: str, weights: str | None) -> str:
-    """The benchmark's flags that load ``model`` (none for the built-in model's defaults)."""
+def model_flags(model: str, weights: str | None) -> str:
+    """``benchmarks/fair_comparison.py``'s flags that load ``model`` (none for the built-in model's defaults)."""
     return (f" --model {model}" if model != "builtin" else "") + (f" --weights {weights}" if weights else "")
+
+
+def timing_params(timing_samples: int, repeats: int, batch_size: int, device: str | None = "cpu") -> dict:
+    """The parameters that key the timing record (the benchmark stores, chapter 7 reads): a GPU's timings
+    are keyed apart from the CPU's, whose key is the one it always was."""
+    p = {"timing_samples": timing_samples, "repeats": repeats, "batch_size": batch_size}
+    if device not in (None, "cpu"):
+        p["device"] = device
+    return p
 
 
 def _fair_unit(unet, ms, classify, batch_size, todo, prompts, seeds, start):
@@ -222,12 +231,13 @@ def _compute_chunk(unet, ms, todo, prompts, seeds, classify, batch_size) -> Iter
                                RunOptions(cfg, batch_size=batch_size, progress=False)).images[0]
         return full[cfg]
 
+    target = np.array([unet.class_index(p) for p in prompts]) if classify is not None else None
+
     def finish(m: Method, out: torch.Tensor) -> dict[str, np.ndarray]:
         q, own = compare(base.x0, out), compare(reference(own_config(m, ref)), out)
         arrays = {"ssim": q["ssim"], "psnr": q["psnr"], "ssim_own": own["ssim"], "psnr_own": own["psnr"]}
         if classify is not None:
             pred, feat = classify(out)
-            target = np.array([unet.class_index(p) for p in prompts])
             arrays |= {"agree": (np.asarray(pred) == target).astype(np.uint8), "feat": np.asarray(feat, np.float32)}
         return arrays
 

@@ -95,17 +95,9 @@ def _fair(p: Params, unet, cache: Cache) -> tuple[pd.DataFrame, fr.Fair, dict, d
     """The fair comparison of ``p.model``: its table, readings, equal-cost tables and how it was measured.
     A model without a quality classifier gets the same comparison, faithfulness only."""
     ms = methods()
-    timing = {"timing_samples": p.timing_samples, "repeats": p.repeats, "batch_size": p.batch_size}
-    if p.timing_device != "cpu":
-        timing["device"] = p.timing_device
-    flags = fair_outcomes._model_flags(p.model, p.weights)
-    try:
-        rec = load_benchmark(cache, "fair", model_id(unet), timing)
-    except CacheMiss:
-        raise CacheMiss(f"chapter 7's timings of {p.model} are not in {cache.root}: run `python "
-                        f"benchmarks/fair_comparison.py{flags} --timing-only --timing-samples {p.timing_samples} "
-                        f"--repeats {p.repeats} --batch-size {p.batch_size}"
-                        + (f" --device {p.timing_device}`" if p.timing_device != "cpu" else "`")) from None
+    timing = fair_outcomes.timing_params(p.timing_samples, p.repeats, p.batch_size, p.timing_device)
+    flags = fair_outcomes.model_flags(p.model, p.weights)
+    rec = load_benchmark(cache, "fair", model_id(unet), timing, f"{flags} --timing-only")
     secs = dict(zip(rec["methods"], rec["seconds"]))  # per method, seconds per sample in each round
     if missing := [m.name for m in ms if m.name not in secs]:
         raise CacheMiss(f"the timing record has no {', '.join(missing)}: run `python benchmarks/fair_comparison.py"
