@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from unetdyn.interventions import DropBlocks, SkipSteps
@@ -239,6 +240,20 @@ def test_across_reads_the_members_verdicts():
     assert across({"a": "holds", "b": "differs", "c": "imprecise"}) == "depends on the member"
     assert across({"a": "holds", "b": "imprecise"}) == "imprecise"
     assert across({"a": "-", "b": "not run"}) == "not run"
+
+
+def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
+    from unetdyn.paper.chapters import ch10_is_it_the_model as ch10
+    from unetdyn.paper.claims import CLAIMS
+
+    both, one = list(CLAIMS)[:2]
+    verdicts = pd.DataFrame({"a": ["holds", "holds"], "b": ["holds", "not run"]}, index=pd.Index([both, one], name="claim"))
+    verdicts["across"] = [ch10.across(row) for row in verdicts.to_dict("records")]
+    members = {m: ch10.MemberResult(m, findings=(object(),)) for m in ("a", "b")}
+    text = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
+    assert "1 of the 2 claims are so far read on fewer" in text
+    assert f"{CLAIMS[one].short} [so far on a only]" in text
+    assert f"{CLAIMS[both].short};" in text and f"{CLAIMS[both].short} [" not in text  # read on both: no bracket
 
 
 def test_a_members_parameters_are_its_grid_over_the_defaults():

@@ -89,3 +89,48 @@ def test_a_member_still_training_is_listed_with_its_step_until_it_has_weights(tm
     assert "builtin:seed3" not in {m.model for m in members(tmp_path)}  # not selectable yet
     _member(tmp_path, "seed3")  # once it has weights it is a member, and no longer training
     assert in_training(tmp_path) == [] and "builtin:seed3" in {m.model for m in members(tmp_path)}
+
+
+def _family_member_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("family_member", Path(__file__).parents[1] / "benchmarks" / "family_member.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["family_member"] = mod  # its dataclass looks its module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_members_stages_are_read_from_its_files(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    fm = _family_member_script()
+
+    def state(stages):
+        return {s.name: s.done for s in stages}
+
+    with pytest.raises(ValueError, match="no checkpoint .* and no weights; give --new"):
+        fm.plan("m", 10, family=tmp_path)
+    fresh = fm.plan("m", 10, new="--width 8 --seed 3", family=tmp_path)
+    assert not any(state(fresh).values()) and fresh[0].command[-4:] == ("--width", "8", "--seed", "3")
+    run = tmp_path / "m" / "train"
+    run.mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, str(run / "ckpt.safetensors"), metadata={"step": "5"})
+    halfway = fm.plan("m", 10, new="--width 8", family=tmp_path)
+    assert state(halfway) == dict.fromkeys(fm.STAGES, False)
+    assert halfway[0].state == "checkpoint at step 5 of 10" and "--width" not in halfway[0].command  # a resume
+    save_file({"x": torch.zeros(1)}, str(run / "ckpt.safetensors"), metadata={"step": "10"})
+    w = _member(tmp_path, "m", steps=10, quality={"agreement": 0.95, "frechet_gen_real": 1.0})
+    assert state(fm.plan("m", 10, family=tmp_path)) == {"train": True, "export": True, "quality": True, "card": False,
+                                                        "grids": False}
+    (tmp_path / "m" / "MODEL_CARD.md").write_text(f"sha256 `{sha256_file(w)}`")
+    assert state(fm.plan("m", 10, family=tmp_path))["card"]
+    assert not state(fm.plan("m", 12, family=tmp_path))["export"]  # trained on: its weights are of an earlier step
+    for f in run.iterdir():  # a finished run's folder removed: the weights say how far it trained
+        f.unlink()
+    assert state(fm.plan("m", 10, family=tmp_path))["train"]
+    with pytest.raises(ValueError, match="weights are of step 10 and .* holds no checkpoint to train on to --steps 12"):
+        fm.plan("m", 12, family=tmp_path)

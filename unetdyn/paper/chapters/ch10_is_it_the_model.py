@@ -100,6 +100,12 @@ class Members:
         if self.verdicts.empty:
             return "No member's claims are in the store yet."
         runs = {m: r for m, r in self.members.items() if r.findings}
+        judged = {c: [m for m in runs if self.verdicts.at[c, m] in VERDICTS] for c in self.verdicts.index}
+        partial = [c for c in self.verdicts.index if len(judged[c]) < len(self.members)]
+
+        def on(c: str) -> str:  # where a claim's reading rests on fewer than all models, name those it rests on
+            return "" if c not in partial else f" [so far on {', '.join(judged[c])} only]"
+
         parts = []
         for reading in ACROSS[:4]:
             ids = list(self.verdicts.index[self.verdicts.across == reading])
@@ -109,12 +115,13 @@ class Members:
                 named = [f"{CLAIMS[c].short} (holds on {', '.join(m for m in runs if self.verdicts.at[c, m] == 'holds')}; "
                          f"differs on {', '.join(m for m in runs if self.verdicts.at[c, m] == 'differs')})" for c in ids]
             else:
-                named = [CLAIMS[c].short for c in ids]
+                named = [CLAIMS[c].short + on(c) for c in ids]
             parts.append(f"**{reading}** ({len(ids)}): {'; '.join(named)}.")
         lead = f"Read on {len(runs)} of {len(self.members)} models ({', '.join(runs) or 'none'})."
-        if len(runs) < len(self.members):
-            lead += (" Until the others are in the store, \"on every member\" means on these only: the *read on* "
-                     "column says on how many each reading rests.")
+        if partial:
+            lead += (f" {len(partial)} of the {len(self.verdicts)} claims are so far read on fewer: until the others "
+                     "are in the store, \"on every member\" means on those named in brackets (the *read on* column "
+                     "of the table above).")
         return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
 
     def depends(self) -> list[str]:
