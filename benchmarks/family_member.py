@@ -52,8 +52,10 @@ def _digest(weights: Path) -> str | None:
     return sha.read_text().split()[0] if sha.exists() else None
 
 
-def plan(name: str, steps: int, *, threads: int = 1, new: str = "", family: Path = FAMILY_DIR) -> list[Stage]:
-    """The member's stages, each with whether it is done (read from its files) and the command that does it."""
+def plan(name: str, steps: int, *, threads: int = 1, new: str = "", device: str = "cpu", batch_size: int = 16,
+         family: Path = FAMILY_DIR) -> list[Stage]:
+    """The member's stages, each with whether it is done (read from its files) and the command that does it
+    (on ``device``; ``batch_size`` samples per Unet call in chapter 10's runs)."""
     model = f"builtin:{name}"
     home = member_dir(model, family)
     run, weights = home / "train", home / WEIGHTS_NAME
@@ -69,7 +71,7 @@ def plan(name: str, steps: int, *, threads: int = 1, new: str = "", family: Path
                          f"to --steps {steps:,}")
     trained = exported == steps if at is None else at >= steps  # a finished run's folder may have been removed
     train_cmd = (py, "-m", "unetdyn.cli", "train", "--out", str(run), "--max-steps", str(steps),
-                 "--threads", str(threads), "--no-progress", *(shlex.split(new) if at is None else ()))
+                 "--threads", str(threads), "--device", device, "--no-progress", *(shlex.split(new) if at is None else ()))
     quality = home / "quality.json"
     checked = quality.exists() and json.loads(quality.read_text()).get("model", {}).get("sha256") == digest
     card = home / "MODEL_CARD.md"
@@ -82,14 +84,14 @@ def plan(name: str, steps: int, *, threads: int = 1, new: str = "", family: Path
               (py, "-m", "unetdyn.cli", "export", "--run", str(run), "--to", str(weights), "--force")),
         Stage("quality", bool(digest) and checked, "checked on these weights" if checked else "not checked on these weights",
               (py, "-m", "unetdyn.builtin_model.quality", "--weights", str(weights), "--out", str(home),
-               "--threads", str(threads), "--no-progress")),
+               "--threads", str(threads), "--device", device, "--no-progress")),
         Stage("card", carded, "names these weights" if carded else "missing or of other weights",
               (py, "-m", "unetdyn.builtin_model.card", "--weights", str(weights),
                *(("--run", str(run)) if run.is_dir() else ()))),
         Stage("grids", False, "resumes from the store (book_times.py steps --member-grids --model "
               f"{model} says what is left)",
               (py, str(Path(__file__).with_name("book_times.py")), "regenerate", "--member-grids", "--model", model,
-               "--no-record")),
+               "--device", device, "--batch-size", str(batch_size), "--no-record")),
     ]
 
 
@@ -99,11 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, required=True, help="training steps the member is trained to")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per stage (default 1)")
     ap.add_argument("--new", default="", help="training options of a member without a checkpoint yet")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: where every stage runs")
+    ap.add_argument("--batch-size", type=int, default=16,
+                    help="samples per Unet call in chapter 10's runs (default 16: fastest on a 2-core CPU)")
     ap.add_argument("--until", choices=STAGES, default="grids", help="the last stage to run (default grids)")
     ap.add_argument("--plan", action="store_true", help="print the stages and run nothing")
     args = ap.parse_args(argv)
     if args.steps < 1:
         ap.error(f"--steps must be >= 1, got {args.steps}")
+    if args.batch_size < 1:
+        ap.error(f"--batch-size must be >= 1, got {args.batch_size}")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     # a stop request interrupts the wait below, whichever signal and however this was started (a background
     # job of a script starts with SIGINT ignored)
@@ -112,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     for stage_name in STAGES[: STAGES.index(args.until) + 1]:
         # replanned before each stage: an earlier one changes what the files say
         try:
-            stage = next(s for s in plan(args.name, args.steps, threads=args.threads, new=args.new) if s.name == stage_name)
+            stage = next(s for s in plan(args.name, args.steps, threads=args.threads, new=args.new, device=args.device,
+                                          batch_size=args.batch_size) if s.name == stage_name)
         except ValueError as exc:
             sys.exit(f"error: {exc}")
         print(f"{stage.name:<8} {'done' if stage.done else 'to run'}: {stage.state}", flush=True)

@@ -128,6 +128,8 @@ def test_a_members_stages_are_read_from_its_files(tmp_path):
                                                         "grids": False}
     (tmp_path / "m" / "MODEL_CARD.md").write_text(f"sha256 `{sha256_file(w)}`")
     assert state(fm.plan("m", 10, family=tmp_path))["card"]
+    on_gpu = {s.name: " ".join(s.command) for s in fm.plan("m", 10, device="cuda", batch_size=512, family=tmp_path)}
+    assert "--device cuda --batch-size 512" in on_gpu["grids"] and "--device cuda" in on_gpu["quality"]
     assert not state(fm.plan("m", 12, family=tmp_path))["export"]  # trained on: its weights are of an earlier step
     for f in run.iterdir():  # a finished run's folder removed: the weights say how far it trained
         f.unlink()
