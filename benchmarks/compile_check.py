@@ -28,7 +28,6 @@ import torch
 
 from unetdyn.backends import load_unet
 
-
 WAYS = ("eager, block by block", "each block compiled", "whole forward compiled")
 
 

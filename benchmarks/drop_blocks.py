@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from unetdyn.cost import CallCost
 from unetdyn.backends import load_unet
+from unetdyn.cost import CallCost
 
 
 def main(argv=None) -> int:

@@ -106,8 +106,8 @@ def throughput(unet, batches, steps: int, repeats: int) -> list[dict]:
     for b in tqdm(batches, desc="batch sizes"):
         prompts, seeds = default_samples(unet, "builtin", b)
         sample(unet, prompts, seeds, preset("full"), RunOptions(config, batch_size=b, progress=False))  # warm-up
-        times = [timed(unet, lambda: sample(unet, prompts, seeds, preset("full"),
-                                            RunOptions(config, batch_size=b, progress=False)))
+        times = [timed(unet, lambda p=prompts, s=seeds, b=b: sample(unet, p, s, preset("full"),
+                                                                  RunOptions(config, batch_size=b, progress=False)))
                  for _ in range(repeats)]
         rate = b * steps / statistics.median(times)
         out.append({"batch": b, "sample_steps_per_s": rate, "gflop_per_s": rate * 2 * step_flops / 1e9})

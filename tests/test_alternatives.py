@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
+from unetdyn.cost import CallCost
+from unetdyn.interventions import DropBlocks, EarlyStop, preset
 from unetdyn.paper.alternatives import (
     deepcache,
     dual_depth,
@@ -14,8 +16,6 @@ from unetdyn.paper.alternatives import (
     methods,
     pareto,
 )
-from unetdyn.cost import CallCost
-from unetdyn.interventions import DropBlocks, EarlyStop, preset
 from unetdyn.sampler import RunOptions, SamplerConfig, trajectory
 
 PROMPTS, SEEDS = ["circle", "star", "ring"], [0, 1, 2]

@@ -33,7 +33,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
     # the computing chapters compute into an empty store; chapter 7 and the appendix read the committed records
     params = yaml.safe_load((BOOK_DIR / "params-ci.yaml").read_text())
-    for name, p in params["notebooks"].items():
+    for p in params["notebooks"].values():
         if p.get("compute"):
             p["cache_dir"] = str(root / "cache")
     (root / "params.yaml").write_text(yaml.safe_dump(params))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from unetdyn.backends.builtin_weights import sha256_file
 from unetdyn.builtin_model.card import write_model_card
 from unetdyn.cli import main
-from unetdyn.backends.builtin_weights import sha256_file
 
 TINY = ["--width", "8", "--norm-groups", "4", "--head-channels", "8", "--batch-size", "4", "--no-progress", "--threads", "1"]
 

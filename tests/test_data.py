@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from unetdyn.builtin_model import data
 from unetdyn.backends.builtin import DEFAULT_CLASSES
+from unetdyn.builtin_model import data
 from unetdyn.builtin_model.data import CLASS_NAMES, ShapesDataset, make_batch, make_image
 from unetdyn.viz import save_grid, to_uint8
 

@@ -7,10 +7,9 @@ import json
 import pytest
 
 from tests.conftest import TINY_CONFIG, write_weights
-from unetdyn.backends import load_unet
-from unetdyn.backends import registry
-from unetdyn.builtin_model.family import WEIGHTS_NAME, members, member_weights
+from unetdyn.backends import load_unet, registry
 from unetdyn.backends.builtin_weights import WEIGHTS_FORMAT, sha256_file
+from unetdyn.builtin_model.family import WEIGHTS_NAME, member_weights, members
 from unetdyn.cli import main
 from unetdyn.paths import BUILTIN_DIR, is_builtin, member_dir, member_name
 

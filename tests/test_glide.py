@@ -138,8 +138,8 @@ def test_missing_glide_gives_install_hint(monkeypatch):
 
 def test_sampler_and_sweep_key_run_on_glide(glide: GlideUnet):
     """Two sampling steps of the real sampler on GLIDE, plain and with the bottom 8 blocks removed."""
-    from unetdyn.paper.sweeps import model_id
     from unetdyn.interventions import DropBlocks, Schedule
+    from unetdyn.paper.sweeps import model_id
     from unetdyn.sampler import RunOptions, SamplerConfig, sample
 
     cfg = SamplerConfig(steps=2)

@@ -10,8 +10,6 @@ import torch
 
 from unetdyn.backends.builtin import BuiltinConfig
 from unetdyn.builtin_model.checkpoint import export_weights
-from unetdyn.builtin_model.config import TrainConfig
-from unetdyn.builtin_model.data import CLASS_NAMES, NUM_CLASSES, make_batch
 from unetdyn.builtin_model.classifier import (
     CLASSIFIER_PATH,
     ClassifierConfig,
@@ -22,6 +20,8 @@ from unetdyn.builtin_model.classifier import (
     save_classifier,
     train_classifier,
 )
+from unetdyn.builtin_model.config import TrainConfig
+from unetdyn.builtin_model.data import CLASS_NAMES, NUM_CLASSES, make_batch
 from unetdyn.builtin_model.quality import class_grid, evaluate, format_table, main
 from unetdyn.builtin_model.train import train
 

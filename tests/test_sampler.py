@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, ScheduleError, SkipSteps, ZeroSkips
-from unetdyn.sampler import NonFiniteError, RunOptions, SamplerConfig, sample, step_noise, trajectory
 from unetdyn.noise import NoiseSchedule
+from unetdyn.sampler import NonFiniteError, RunOptions, SamplerConfig, sample, step_noise, trajectory
 from unetdyn.unet import Surgery, forward
 
 CFG = SamplerConfig(steps=12, guidance=3.0)

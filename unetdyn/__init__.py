@@ -18,7 +18,6 @@ Example:
     >>> res = sample(unet, base.prompts, base.seeds, "paper-shortcut", RunOptions(baseline=base))  # doctest: +SKIP
 """
 
-from unetdyn.metrics import compare, psnr, ssim
 from unetdyn.backends import load_unet
 from unetdyn.interventions import (
     DropBlocks,
@@ -31,6 +30,7 @@ from unetdyn.interventions import (
     load_schedule,
     preset,
 )
+from unetdyn.metrics import compare, psnr, ssim
 from unetdyn.sampler import RunOptions, SamplerConfig, sample, trajectory
 
 __all__ = [

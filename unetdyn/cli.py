@@ -146,10 +146,9 @@ def cmd_sample(args) -> None:
 
     _check_device(args.device)
 
-    from unetdyn.interventions import ScheduleError
-    from unetdyn.metrics import compare
     from unetdyn.backends import load_unet
-    from unetdyn.interventions import load_schedule
+    from unetdyn.interventions import ScheduleError, load_schedule
+    from unetdyn.metrics import compare
     from unetdyn.viz import save_grid
 
     schedules = []
@@ -237,8 +236,8 @@ def _sample_with_progress(unet, prompts, seeds, schedules, names, config, args):
 
 
 def cmd_cost(args) -> None:
-    from unetdyn.cost import schedule_cost
     from unetdyn.backends import load_unet
+    from unetdyn.cost import schedule_cost
     from unetdyn.interventions import load_schedule
 
     _check_device(args.device, meta=True)

@@ -14,9 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
+from unetdyn.backends.builtin_weights import read_metadata, verify_checksum
 from unetdyn.fileio import atomic_write
 from unetdyn.paths import BUILTIN_DIR, BUILTIN_WEIGHTS
-from unetdyn.backends.builtin_weights import read_metadata, verify_checksum
 
 __all__ = ["write_model_card"]
 

@@ -39,8 +39,8 @@ import torch
 from tqdm import tqdm
 
 from unetdyn.cost import CallCost, timed
-from unetdyn.metrics import compare
 from unetdyn.interventions import DropBlocks, DropGuidance, EarlyStop, Schedule, preset
+from unetdyn.metrics import compare
 from unetdyn.sampler import RunOptions, SamplerConfig, sample
 from unetdyn.unet import Unet
 

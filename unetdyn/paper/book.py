@@ -52,6 +52,7 @@ from unetdyn.paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
 
 __all__ = [
     "NOTEBOOKS",
+    "PARAMS_FILE",
     "APPENDICES",
     "BookError",
     "read_params_file",
