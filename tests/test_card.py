@@ -17,6 +17,8 @@ def test_card_reports_metadata_checksum_and_quality(tmp_path):
     card = write_model_card(w, tmp_path / "run", w.parent).read_text()
     assert sha256_file(w) in card and "| training steps | 2 of batch 4 |" in card
     assert "No quality check" in card and "![loss curve](losses.png)" in card
+    # the losses are kept beside the weights, where the family reads them once the run folder is gone
+    assert (w.parent / "losses.csv").read_text() == (tmp_path / "run" / "losses.csv").read_text()
 
     q = {"agreement": 0.93, "passes": True, "bar": 0.9, "per_class": {"circle": 1.0, "star": 0.86},
          "frechet_gen_real": 1.5, "frechet_real_real": 0.06, "classifier_accuracy": 0.997, "n_per_class": 100,

@@ -135,3 +135,14 @@ def test_a_members_stages_are_read_from_its_files(tmp_path):
     assert state(fm.plan("m", 10, family=tmp_path))["train"]
     with pytest.raises(ValueError, match="weights are of step 10 and .* holds no checkpoint to train on to --steps 12"):
         fm.plan("m", 12, family=tmp_path)
+
+
+def test_a_members_training_losses_come_from_its_run_then_from_its_card(tmp_path):
+    from unetdyn.builtin_model.family import training_losses
+
+    assert training_losses("builtin:m", tmp_path) is None  # neither kept
+    (tmp_path / "m" / "train").mkdir(parents=True)
+    (tmp_path / "m" / "losses.csv").write_text("step,loss\n0,1.0\n1,0.5\n")
+    assert list(training_losses("builtin:m", tmp_path).loss) == [1.0, 0.5]
+    (tmp_path / "m" / "train" / "losses.csv").write_text("step,loss\n0,1.0\n1,0.5\n2,0.25\n")
+    assert len(training_losses("builtin:m", tmp_path)) == 3  # the run folder, while it is there, is the latest

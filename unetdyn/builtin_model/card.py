@@ -42,12 +42,13 @@ def _quality_section(q: dict | None) -> list[str]:
 
 
 def write_model_card(weights: Path = BUILTIN_WEIGHTS, run_dir: Path | None = None, out_dir: Path = BUILTIN_DIR) -> Path:
-    """Write ``MODEL_CARD.md`` (and copy the loss curve) beside the weights; returns its path."""
+    """Write ``MODEL_CARD.md`` (and copy the loss curve and its table) beside the weights; returns its path."""
     digest = verify_checksum(weights)
     meta = read_metadata(weights)
     train_cfg = json.loads(meta["train_config"])
-    if run_dir is not None and (Path(run_dir) / "losses.png").exists():
-        shutil.copy2(Path(run_dir) / "losses.png", out_dir / "losses.png")
+    for name in ("losses.png", "losses.csv"):  # kept beside the weights once the run folder is gone
+        if run_dir is not None and (Path(run_dir) / name).exists():
+            shutil.copy2(Path(run_dir) / name, out_dir / name)
     qpath = out_dir / "quality.json"
     quality = json.loads(qpath.read_text()) if qpath.exists() else None
     if quality is not None and quality.get("model", {}).get("sha256") not in (None, digest):

@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unetdyn.backends.builtin_weights import read_metadata
 from unetdyn.paths import BUILTIN_DIR, FAMILY_DIR, member_dir, member_name
 
-__all__ = ["Member", "WEIGHTS_NAME", "member_weights", "members", "in_training"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Member", "WEIGHTS_NAME", "member_weights", "members", "in_training", "training_losses"]
 
 WEIGHTS_NAME = "unet.safetensors"
 
@@ -90,3 +94,19 @@ def in_training(family: Path = FAMILY_DIR) -> list[tuple[str, int]]:
                 rec = json.loads(info.read_text())
                 found.append((f"builtin:{d.name}", int(rec["step"])))
     return found
+
+
+LOSSES_NAME = "losses.csv"
+
+
+def training_losses(model: str, family: Path = FAMILY_DIR) -> pd.DataFrame | None:
+    """The training losses per step (``step, loss, mse, vb, grad_norm, lr``) of ``builtin`` or
+    ``builtin:NAME``: from its run folder ``train/`` while it has one, else the copy its card keeps
+    beside the weights; None where neither was kept."""
+    import pandas as pd  # here: loading a member's weights needs no pandas
+
+    home = member_dir(model, family)
+    for path in (home / "train" / LOSSES_NAME, home / LOSSES_NAME):
+        if path.exists():
+            return pd.read_csv(path)
+    return None

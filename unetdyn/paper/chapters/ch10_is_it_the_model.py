@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from unetdyn.builtin_model.family import in_training
+from unetdyn.builtin_model.family import in_training, training_losses
 from unetdyn.builtin_model.family import members as family_members
 from unetdyn.paper.cache import CacheMiss
 from unetdyn.paper.chapters import (
@@ -88,12 +88,15 @@ class Members:
             per model) and ``across``, the reading over members (:func:`across`).
             ``read on``: how many models gave it a verdict ("1 of 3": the across reading rests on one).
         spread: the key claims' own readings per member: ``claim, model, value, lo, hi``.
+        losses: the training losses per step of each model and of each member still training.
     """
 
     members: dict[str, MemberResult]
     verdicts: pd.DataFrame
     spread: pd.DataFrame
     cards: pd.DataFrame  # per model: width, training steps, seeds, quality check
+    # per model, and per member still training, its training losses per step (where they were kept)
+    losses: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def text(self) -> str:
         """How the claims read across the members, computed from the verdicts."""
@@ -216,4 +219,5 @@ def run(p: Params = Params()) -> Members:
                            "Fréchet": "-" if m.frechet is None else f"{m.frechet:.2f}"}
                           for m in family_members() if m.model in results])
     cards = cards.set_index("model") if len(cards) else cards
-    return Members(members=results, verdicts=verdicts, spread=pd.DataFrame(spread), cards=cards)
+    losses = {m: df for m in (*models, *(m for m, _ in in_training())) if (df := training_losses(m)) is not None}
+    return Members(members=results, verdicts=verdicts, spread=pd.DataFrame(spread), cards=cards, losses=losses)

@@ -23,7 +23,7 @@ from unetdyn.paper.galleries import fig19, fig20, fig21, image_rows
 from unetdyn.paper.plots.common import band
 from unetdyn.paper.plots.curves import block_usage, fig4, fig7, fig8, fig9, fig10, fig18, figs15_17
 from unetdyn.paper.plots.diagrams import fig1, fig2, fig11, timelines
-from unetdyn.paper.plots.members import members_spread, members_usage
+from unetdyn.paper.plots.members import members_losses, members_spread, members_usage
 from unetdyn.paper.plots.samples import fig3, fig12, fig13, fig22, figs5_6, found_pairs, held_out_histograms
 from unetdyn.paper.plots.tables import equal_cost_table, glide_table, methods_table
 from unetdyn.paper.plots.tradeoffs import (
@@ -75,6 +75,7 @@ __all__ = [
     "found_pairs",
     "beyond_pareto",
     "ddim_diagnosis",
+    "members_losses",
     "members_usage",
     "members_spread",
 ]

@@ -10,7 +10,25 @@ from unetdyn.paper.canvas import WIDTH_IN, subplots
 from unetdyn.paper.claims import CLAIMS
 from unetdyn.paper.plots.common import RUN, SECOND
 
-__all__ = ["members_usage", "members_spread"]
+__all__ = ["members_losses", "members_usage", "members_spread"]
+
+
+def members_losses(r, window: int = 200):
+    """Each member's training loss per step (a running mean over ``window`` steps; the members still
+    training up to their checkpoint): do the seeds train as the shipped model did?"""
+    if not r.losses:
+        return None
+    fig, ax = subplots(1, 1, figsize=(WIDTH_IN, 2.6), layout="constrained")
+    for i, (model, df) in enumerate(r.losses.items()):
+        smooth = df.set_index("step")["loss"].rolling(window, min_periods=window // 4).mean()
+        ax.plot(smooth.index, smooth.values, lw=1.2, label=f"{model} ({int(df.step.max()) + 1:,} steps)",
+                color=RUN if model == "builtin" else f"C{i}")
+    ax.axvline(10_000, color="grey", ls=":", lw=1)  # the shipped configuration's length
+    ax.set(yscale="log", xlabel="training step", ylabel=f"loss (mean of {window} steps)")
+    unkept = [m for m in r.members if m not in r.losses]
+    ax.legend(fontsize=8, frameon=False, title=f"no losses kept: {', '.join(unkept)}" if unkept else None,
+              title_fontsize=8)
+    return fig
 
 
 def members_usage(r):
