@@ -22,7 +22,6 @@ Nothing here commits: commit ``data/family/NAME`` and ``data/cache`` as stages f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -31,9 +30,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from unetdyn.backends.builtin_weights import read_metadata
 from unetdyn.builtin_model.checkpoint import checkpoint_step
-from unetdyn.builtin_model.family import WEIGHTS_NAME
+from unetdyn.builtin_model.family import WEIGHTS_NAME, members
 from unetdyn.paths import FAMILY_DIR, member_dir
 
 STAGES = ("train", "export", "quality", "card", "grids")
@@ -47,11 +45,6 @@ class Stage:
     command: tuple[str, ...]
 
 
-def _digest(weights: Path) -> str | None:
-    sha = weights.with_name(weights.name + ".sha256")
-    return sha.read_text().split()[0] if sha.exists() else None
-
-
 def plan(name: str, steps: int, *, threads: int = 1, new: str = "", device: str = "cpu", batch_size: int = 16,
          family: Path = FAMILY_DIR) -> list[Stage]:
     """The member's stages, each with whether it is done (read from its files) and the command that does it
@@ -61,8 +54,8 @@ def plan(name: str, steps: int, *, threads: int = 1, new: str = "", device: str 
     run, weights = home / "train", home / WEIGHTS_NAME
     py = sys.executable
     at = checkpoint_step(run)
-    exported = int(read_metadata(weights)["steps"]) if weights.exists() else None
-    digest = _digest(weights)
+    member = next((m for m in members(family) if m.model == model), None)  # None until it has weights
+    exported = member.steps if member else None
     if at is None and exported is None and not new:
         raise ValueError(f"{model}: no checkpoint in {run} and no weights; give --new with its training options "
                          "(e.g. --new \"--width 8 --steps 12000 --seed 3 --data-seed 3\")")
@@ -72,17 +65,16 @@ def plan(name: str, steps: int, *, threads: int = 1, new: str = "", device: str 
     trained = exported == steps if at is None else at >= steps  # a finished run's folder may have been removed
     train_cmd = (py, "-m", "unetdyn.cli", "train", "--out", str(run), "--max-steps", str(steps),
                  "--threads", str(threads), "--device", device, "--no-progress", *(shlex.split(new) if at is None else ()))
-    quality = home / "quality.json"
-    checked = quality.exists() and json.loads(quality.read_text()).get("model", {}).get("sha256") == digest
+    checked = member is not None and member.agreement is not None  # a record of other weights reads as none
     card = home / "MODEL_CARD.md"
-    carded = digest is not None and card.exists() and digest in card.read_text()
+    carded = member is not None and card.exists() and member.sha256 in card.read_text()
     return [
         Stage("train", trained, f"checkpoint at step {at:,} of {steps:,}" if at is not None else
               ("no checkpoint; weights of step " + f"{exported:,}" if exported is not None else "not started"),
               train_cmd),
         Stage("export", exported == steps, "no weights" if exported is None else f"weights of step {exported:,}",
               (py, "-m", "unetdyn.cli", "export", "--run", str(run), "--to", str(weights), "--force")),
-        Stage("quality", bool(digest) and checked, "checked on these weights" if checked else "not checked on these weights",
+        Stage("quality", checked, "checked on these weights" if checked else "not checked on these weights",
               (py, "-m", "unetdyn.builtin_model.quality", "--weights", str(weights), "--out", str(home),
                "--threads", str(threads), "--device", device, "--no-progress")),
         Stage("card", carded, "names these weights" if carded else "missing or of other weights",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from unetdyn.backends.builtin_weights import read_metadata
+from unetdyn.backends.builtin_weights import checksum_path, read_metadata
 from unetdyn.paths import BUILTIN_DIR, FAMILY_DIR, member_dir, member_name
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class Member:
     data_seed: int
     agreement: float | None  # the quality check's class agreement, where it was run on these weights
     frechet: float | None
+    sha256: str  # the weights' checksum as their ``.sha256`` file records it
 
     def summary(self) -> str:
         q = "quality not checked" if self.agreement is None else (
@@ -61,11 +62,12 @@ def _member(model: str, weights: Path) -> Member:
     cfg, train = json.loads(meta["config"]), json.loads(meta.get("train_config", "{}"))
     quality = weights.parent / "quality.json"
     q = json.loads(quality.read_text()) if quality.exists() else {}
-    digest = (weights.parent / f"{WEIGHTS_NAME}.sha256").read_text().split()[0]
+    digest = checksum_path(weights).read_text().split()[0]
     if q.get("model", {}).get("sha256") != digest:
         q = {}  # a check of other weights says nothing about these
     return Member(model, weights, int(cfg["model_channels"]), int(cfg["image_size"]), int(meta.get("steps", 0)),
-                  int(train.get("seed", 0)), int(meta.get("data_seed", 0)), q.get("agreement"), q.get("frechet_gen_real"))
+                  int(train.get("seed", 0)), int(meta.get("data_seed", 0)), q.get("agreement"), q.get("frechet_gen_real"),
+                  digest)
 
 
 def members(family: Path = FAMILY_DIR) -> list[Member]:
