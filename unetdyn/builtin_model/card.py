@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from unetdyn.backends.builtin_weights import read_metadata, verify_checksum
+from unetdyn.builtin_model.checkpoint import LOSSES_CSV, LOSSES_PNG
 from unetdyn.fileio import atomic_write
 from unetdyn.paths import BUILTIN_DIR, BUILTIN_WEIGHTS
 
@@ -46,7 +47,7 @@ def write_model_card(weights: Path = BUILTIN_WEIGHTS, run_dir: Path | None = Non
     digest = verify_checksum(weights)
     meta = read_metadata(weights)
     train_cfg = json.loads(meta["train_config"])
-    for name in ("losses.png", "losses.csv"):  # kept beside the weights once the run folder is gone
+    for name in (LOSSES_PNG, LOSSES_CSV):  # kept beside the weights once the run folder is gone
         if run_dir is not None and (Path(run_dir) / name).exists():
             shutil.copy2(Path(run_dir) / name, out_dir / name)
     qpath = out_dir / "quality.json"

@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 CKPT_NAME = "ckpt.safetensors"
+LOSSES_CSV = "losses.csv"  # the loss history per step, for people and for the family chapter
+LOSSES_PNG = "losses.png"
 CKPT_FORMAT = "unetdyn-train-checkpoint/1"
 HISTORY_COLUMNS = ("step", "loss", "mse", "vb", "grad_norm", "lr")
 # Fields that may differ when a run is resumed; all others must match the checkpoint.
@@ -122,8 +124,8 @@ def save_checkpoint(st: State, out_dir: Path) -> Path:
     last = dict(zip(HISTORY_COLUMNS, st.history[-1], strict=True)) if st.history else None
     info.update(step=st.step, train_seconds=st.train_seconds, last=last)
     atomic_write(out_dir / "ckpt.json", lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
-    _write_history_csv(st.history, out_dir / "losses.csv")
-    _plot_history(st.history, out_dir / "losses.png", st.cfg.lambda_vlb * TRAIN_STEPS)
+    _write_history_csv(st.history, out_dir / LOSSES_CSV)
+    _plot_history(st.history, out_dir / LOSSES_PNG, st.cfg.lambda_vlb * TRAIN_STEPS)
     return path
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from unetdyn.backends.builtin_weights import checksum_path, read_metadata
+from unetdyn.builtin_model.checkpoint import LOSSES_CSV
 from unetdyn.paths import BUILTIN_DIR, FAMILY_DIR, member_dir, member_name
 
 if TYPE_CHECKING:
@@ -98,8 +99,6 @@ def in_training(family: Path = FAMILY_DIR) -> list[tuple[str, int]]:
     return found
 
 
-LOSSES_NAME = "losses.csv"
-
 
 def training_losses(model: str, family: Path = FAMILY_DIR) -> pd.DataFrame | None:
     """The training losses per step (``step, loss, mse, vb, grad_norm, lr``) of ``builtin`` or
@@ -108,7 +107,7 @@ def training_losses(model: str, family: Path = FAMILY_DIR) -> pd.DataFrame | Non
     import pandas as pd  # here: loading a member's weights needs no pandas
 
     home = member_dir(model, family)
-    for path in (home / "train" / LOSSES_NAME, home / LOSSES_NAME):
+    for path in (home / "train" / LOSSES_CSV, home / LOSSES_CSV):
         if path.exists():
             return pd.read_csv(path)
     return None
