@@ -256,6 +256,29 @@ def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
     assert f"{CLAIMS[both].short};" in text and f"{CLAIMS[both].short} [" not in text  # read on both: no bracket
 
 
+def test_a_claim_that_depends_on_the_member_names_what_sets_the_members_apart():
+    from unetdyn.paper.chapters import ch10_is_it_the_model as ch10
+    from unetdyn.paper.claims import CLAIMS
+
+    by_seed, by_width, mixed = list(CLAIMS)[:3]
+    models = ("a", "a2", "b", "c")
+    verdicts = pd.DataFrame({"a": ["holds", "holds", "holds"], "a2": ["differs", "holds", "differs"],
+                             "b": ["holds", "differs", "holds"], "c": ["holds", "holds", "differs"]},
+                            index=pd.Index([by_seed, by_width, mixed], name="claim"))
+    verdicts["across"] = [ch10.across(row) for row in verdicts.to_dict("records")]
+    cards = pd.DataFrame({"width": [16, 16, 8, 16], "image size": 32, "training steps": [10_000, 10_000, 10_000, 12_000],
+                          "seed": [0, 1, 0, 0], "data seed": [0, 1, 0, 0]}, index=pd.Index(models, name="model"))
+    members = {m: ch10.MemberResult(m, findings=(object(),)) for m in models}
+    text = ch10.Members(members, verdicts, pd.DataFrame(), cards).text()
+    assert (f"{CLAIMS[by_seed].short} (holds on a, b, c; differs on a2: only their seeds set the two groups apart"
+            in text)
+    assert f"{CLAIMS[by_width].short} (holds on a, a2, c; differs on b: they differ in width)" in text
+    assert f"{CLAIMS[mixed].short} (holds on a, b; differs on a2, c: no one setting" in text
+    # without cards (a member not carded yet) nothing is said of what sets them apart
+    bare = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
+    assert f"{CLAIMS[by_width].short} (holds on a, a2, c; differs on b)" in bare
+
+
 def test_a_members_parameters_are_its_grid_over_the_defaults():
     from unetdyn.paper.chapters.ch10_is_it_the_model import GRIDS, member_params
 

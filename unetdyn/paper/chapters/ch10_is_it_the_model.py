@@ -49,6 +49,8 @@ GRIDS = {
 }
 ACROSS = ("holds on every member", "differs on every member", "depends on the member", "imprecise", "not run")
 # the readings whose spread across members is drawn beside their within-model intervals
+# the settings on a member's card that may set members apart ("depends on the member" names those that do)
+CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
 KEY_CLAIMS = ("fig8-crossing", "n-limit", "relax-0.8", "shortcut-ssim", "blocks-redundant-late", "phase-dip")
 
 
@@ -94,7 +96,7 @@ class Members:
     members: dict[str, MemberResult]
     verdicts: pd.DataFrame
     spread: pd.DataFrame
-    cards: pd.DataFrame  # per model: width, training steps, seeds, quality check
+    cards: pd.DataFrame  # per model: its CARD_SETTINGS and quality check
     # per model, and per member still training, its training losses per step (where they were kept)
     losses: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
@@ -115,8 +117,11 @@ class Members:
             if not ids:
                 continue
             if reading == "depends on the member":
-                named = [f"{CLAIMS[c].short} (holds on {', '.join(m for m in runs if self.verdicts.at[c, m] == 'holds')}; "
-                         f"differs on {', '.join(m for m in runs if self.verdicts.at[c, m] == 'differs')})" for c in ids]
+                named = []
+                for c in ids:
+                    holds, differs = ([m for m in runs if self.verdicts.at[c, m] == v] for v in ("holds", "differs"))
+                    named.append(f"{CLAIMS[c].short} (holds on {', '.join(holds)}; differs on {', '.join(differs)}"
+                                 f"{self._set_apart(holds, differs)})")
             else:
                 named = [CLAIMS[c].short + on(c) for c in ids]
             parts.append(f"**{reading}** ({len(ids)}): {'; '.join(named)}.")
@@ -126,6 +131,19 @@ class Members:
                      "are in the store, \"on every member\" means on those named in brackets (the *read on* column "
                      "of the table above).")
         return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
+
+    def _set_apart(self, one: list[str], other: list[str]) -> str:
+        """What the cards say sets the members of ``one`` apart from those of ``other``: the settings (width,
+        image size, training steps, seeds) in which the two groups share no value; "" where a card is missing."""
+        if self.cards.empty or not set(one + other) <= set(self.cards.index):
+            return ""
+        apart = [col for col in CARD_SETTINGS
+                 if not set(self.cards.loc[one, col]) & set(self.cards.loc[other, col])]
+        if not apart:
+            return ": no one setting on their cards sets the two groups apart"
+        if set(apart) <= {"seed", "data seed"}:
+            return ": only their seeds set the two groups apart, so the verdict moves with the training run"
+        return f": they differ in {', '.join(apart)}"
 
     def depends(self) -> list[str]:
         """The claims whose verdict depends on the member."""
@@ -213,7 +231,8 @@ def run(p: Params = Params()) -> Members:
         verdicts["across"] = [across(table[cid]) for cid in ids]
         # how many of the models gave the claim a verdict (a member not yet computed gives none)
         verdicts["read on"] = [f"{sum(v in VERDICTS for v in table[cid].values())} of {len(models)}" for cid in ids]
-    cards = pd.DataFrame([{"model": m.model, "width": m.width, "training steps": m.steps, "seed": m.seed,
+    cards = pd.DataFrame([{"model": m.model, "width": m.width, "image size": m.image_size, "training steps": m.steps,
+                           "seed": m.seed,
                            "data seed": m.data_seed,
                            "class agreement": "-" if m.agreement is None else f"{m.agreement:.1%}",
                            "Fréchet": "-" if m.frechet is None else f"{m.frechet:.2f}"}
