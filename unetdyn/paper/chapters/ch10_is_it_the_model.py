@@ -48,9 +48,9 @@ GRIDS = {
     "06_shortcut": {"fig8_t_stride": 10, "timed": False},
 }
 ACROSS = ("holds on every member", "differs on every member", "depends on the member", "imprecise", "not run")
-# the readings whose spread across members is drawn beside their within-model intervals
 # the settings on a member's card that may set members apart ("depends on the member" names those that do)
 CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
+# the readings whose spread across members is drawn beside their within-model intervals
 KEY_CLAIMS = ("fig8-crossing", "n-limit", "relax-0.8", "shortcut-ssim", "blocks-redundant-late", "phase-dip")
 
 
