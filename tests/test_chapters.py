@@ -235,10 +235,15 @@ def test_beyond_searches_then_reads_back(monkeypatch, unet, tmp_path, one_thread
 def test_across_reads_the_members_verdicts():
     from unetdyn.paper.chapters.ch10_is_it_the_model import across
 
-    assert across({"a": "holds", "b": "holds", "c": "not run"}) == "holds on every member"
+    assert across({"a": "holds", "b": "holds"}) == "holds on every member"
     assert across({"a": "differs", "b": "differs"}) == "differs on every member"
+    # a member not read yet: the agreement of those read is not "every member"
+    assert across({"a": "holds", "b": "holds", "c": "not run"}) == "holds so far"
+    assert across({"a": "differs", "b": "not run"}) == "differs so far"
     assert across({"a": "holds", "b": "differs", "c": "imprecise"}) == "depends on the member"
+    assert across({"a": "holds", "b": "differs", "c": "not run"}) == "depends on the member"
     assert across({"a": "holds", "b": "imprecise"}) == "imprecise"
+    assert across({"a": "imprecise", "b": "not run"}) == "imprecise"
     assert across({"a": "-", "b": "not run"}) == "not run"
 
 
@@ -252,8 +257,9 @@ def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
     members = {m: ch10.MemberResult(m, findings=(object(),)) for m in ("a", "b")}
     text = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
     assert "1 of the 2 claims are so far read on fewer" in text
-    assert f"{CLAIMS[one].short} [so far on a only]" in text
-    assert f"{CLAIMS[both].short};" in text and f"{CLAIMS[both].short} [" not in text  # read on both: no bracket
+    assert list(verdicts.across) == ["holds on every member", "holds so far"]
+    assert f"**holds so far** (1): {CLAIMS[one].short} [so far on a only]" in text
+    assert f"**holds on every member** (1): {CLAIMS[both].short}." in text  # read on both: no bracket
 
 
 def test_a_claim_that_depends_on_the_member_names_what_sets_the_members_apart():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unetdyn.paper import claims as cl
-from unetdyn.paper.claimplots import FINDINGS_MIME, findings_frame, sensitivity_plot
+from unetdyn.paper.claimplots import FINDINGS_MIME, MEMBERS_MIME, findings_frame, sensitivity_plot
 from unetdyn.paper.claims import CLAIMS, MARGINS, Claim
 from unetdyn.paper.readings import Reading
 from unetdyn.paper.summary import collect_findings, lead_markdown, summary_markdown
@@ -158,3 +158,27 @@ def test_findings_frame_marks_the_own_setting():
 
 def test_margins_are_declared_once():
     assert cl.MARGINS["ssim"][0] == 0.03 and cl.MARGINS["t"][0] == 5
+
+
+def test_the_summary_reads_each_claim_across_the_members_it_was_read_on(tmp_path):
+    findings = {FINDINGS_MIME: json.dumps([f.to_dict() for f in _findings()])}
+    claims = {"n-limit": {"builtin": "differs", "builtin:seed1": "differs", "across": "differs on every member",
+                          "read on": "2 of 2"},
+              "relax-0.8": {"builtin": "holds", "builtin:seed1": "not run", "across": "holds so far", "read on": "1 of 2"}}
+    members = {MEMBERS_MIME: json.dumps({"members": ["builtin", "builtin:seed1"], "claims": claims})}
+    paths = []
+    for name, data in (("06_shortcut", findings), ("10_is_it_the_model", members)):
+        paths.append(tmp_path / f"{name}.ipynb")
+        paths[-1].write_text(json.dumps({"cells": [{"cell_type": "code", "source": [],
+                                                    "outputs": [{"output_type": "display_data", "data": data}]}]}))
+    lines = summary_markdown(paths).splitlines()
+    assert "| claim | builtin | seed1 | across members |" in lines
+    # the claims table and the per-member table end each row with the reading across members
+    n_limit = [line for line in lines if line.startswith("| blocks can be removed") and "member" in line]
+    relax = [line for line in lines if line.startswith("| relaxing r") and "(read on" in line]
+    assert len(n_limit) == 2 and all(line.endswith("| **differs on every member** |") for line in n_limit)
+    assert len(relax) == 2 and all(line.endswith("| holds so far (read on 1 of 2) |") for line in relax)
+    assert "| blocks can be removed for at most ~7 steps (Figs. 9, 20) | **differs** | **differs** |" in n_limit[1]
+    lead = lead_markdown(paths)
+    assert "On 2 models of the family ([chapter 10](10_is_it_the_model)), the claims read: " in lead
+    assert "1 differs on every member, 1 holds so far." in lead

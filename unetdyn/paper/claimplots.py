@@ -58,7 +58,8 @@ def show_members(verdicts: pd.DataFrame) -> None:
 
     df = verdicts.rename(index=lambda cid: f"{CLAIMS[cid].short} ({CLAIMS[cid].where})").reset_index()
     colors = {**VERDICT_COLORS, "holds on every member": VERDICT_COLORS["holds"],
-              "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3"}
+              "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3",
+              "holds so far": "#eef8ec", "differs so far": "#faeaea"}  # paler: some member is not read yet
     html = (df.style.hide(axis="index")
             .map(lambda v: f"background-color: {colors.get(v, 'white')}", subset=list(df.columns[1:-1]))
             .set_properties(**{"text-align": "left", "white-space": "normal"})

@@ -22,7 +22,8 @@ __all__ = ["collect_findings", "collect_members", "summary_markdown", "lead_mark
 
 MARKS = {"holds": "holds", "differs": "**differs**", "imprecise": "*imprecise*", "not run": "not run", "-": "-",
          "holds on every member": "holds on every member", "differs on every member": "**differs on every member**",
-         "depends on the member": "**depends on the member**"}
+         "depends on the member": "**depends on the member**", "holds so far": "holds so far",
+         "differs so far": "**differs so far**"}
 
 
 def _read(notebook: str | Path) -> dict:
@@ -160,7 +161,7 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
             why += f"; holds at {r['held']} of {r['judged']} settings"
         per = on_members.get(c.id, {})
         read = per.get("read on", "")
-        partial = f" (so far on {read})" if read and not read.startswith(f"{len(members)} of") else ""
+        partial = f" (read on {read})" if read and not read.startswith(f"{len(members)} of") else ""
         across = f" {MARKS.get(per.get('across', 'not run'), per.get('across'))}{partial} |" if members else ""
         lines.append(f"| {link} <br> *\u201c{_cell(c.words)}\u201d* | {_cell(c.paper_value)} | {_cell(ours)} | "
                      f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |{across}")

@@ -47,7 +47,9 @@ GRIDS = {
     "05_relaxation": {"relax": [0, 3, 6, 9, 12, 15, 18, 21, 24], "fig8_t_stride": 10},
     "06_shortcut": {"fig8_t_stride": 10, "timed": False},
 }
-ACROSS = ("holds on every member", "differs on every member", "depends on the member", "imprecise", "not run")
+# "so far": every member read agrees, but some member is not read yet (not in the store)
+ACROSS = ("holds on every member", "differs on every member", "depends on the member", "imprecise", "holds so far",
+          "differs so far", "not run")
 # the settings on a member's card that may set members apart ("depends on the member" names those that do)
 CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
 # the readings whose spread across members is drawn beside their within-model intervals
@@ -112,7 +114,7 @@ class Members:
             return "" if c not in partial else f" [so far on {', '.join(judged[c])} only]"
 
         parts = []
-        for reading in ACROSS[:4]:
+        for reading in ACROSS[:-1]:
             ids = list(self.verdicts.index[self.verdicts.across == reading])
             if not ids:
                 continue
@@ -127,9 +129,9 @@ class Members:
             parts.append(f"**{reading}** ({len(ids)}): {'; '.join(named)}.")
         lead = f"Read on {len(runs)} of {len(self.members)} models ({', '.join(runs) or 'none'})."
         if partial:
-            lead += (f" {len(partial)} of the {len(self.verdicts)} claims are so far read on fewer: until the others "
-                     "are in the store, \"on every member\" means on those named in brackets (the *read on* column "
-                     "of the table above).")
+            lead += (f" {len(partial)} of the {len(self.verdicts)} claims are so far read on fewer, named in "
+                     "brackets (the *read on* column of the table above): where those members agree, the claim reads "
+                     "*holds so far* or *differs so far* until the others are in the store.")
         return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
 
     def _set_apart(self, one: list[str], other: list[str]) -> str:
@@ -162,21 +164,22 @@ class Members:
 
 
 def across(verdicts: Mapping[str, str]) -> str:
-    """One claim's reading over members from its verdict on each (``-`` and ``not run`` are left out).
+    """One claim's reading over members from its verdict on each (a ``not run`` member is not read yet; a ``-``
+    takes no verdict).
 
-    holds (differs) on every member judged; ``depends on the member`` where one holds and another
-    differs; otherwise ``imprecise`` (at least one member's interval reaches across the margin,
-    and none contradicts the others)."""
-    judged = [v for v in verdicts.values() if v in VERDICTS]
+    ``holds (differs) on every member`` where every member is read and agrees; ``holds (differs) so far`` where
+    those read agree and some member is not read yet; ``depends on the member`` where one holds and another
+    differs; otherwise ``imprecise`` (at least one member's interval reaches across the margin, and none
+    contradicts the others)."""
+    judged = {v for v in verdicts.values() if v in VERDICTS}
     if not judged:
         return "not run"
-    if set(judged) == {"holds"}:
-        return "holds on every member"
-    if set(judged) == {"differs"}:
-        return "differs on every member"
-    if {"holds", "differs"} <= set(judged):
+    if {"holds", "differs"} <= judged:
         return "depends on the member"
-    return "imprecise"
+    if len(judged) > 1 or judged == {"imprecise"}:
+        return "imprecise"
+    reading = judged.pop()
+    return f"{reading} so far" if "not run" in verdicts.values() else f"{reading} on every member"
 
 
 def member_params(name: str, model: str, grids: Mapping[str, Mapping], **runtime):
@@ -228,7 +231,7 @@ def run(p: Params = Params()) -> Members:
     ids = [cid for cid in CLAIMS if cid in table and CLAIMS[cid].judged]  # the claims that take a verdict
     verdicts = pd.DataFrame([{m: table[cid].get(m, "not run") for m in models} for cid in ids], index=pd.Index(ids, name="claim"))
     if len(verdicts):
-        verdicts["across"] = [across(table[cid]) for cid in ids]
+        verdicts["across"] = [across(row) for row in verdicts.to_dict("records")]
         # how many of the models gave the claim a verdict (a member not yet computed gives none)
         verdicts["read on"] = [f"{sum(v in VERDICTS for v in table[cid].values())} of {len(models)}" for cid in ids]
     cards = pd.DataFrame([{"model": m.model, "width": m.width, "image size": m.image_size, "training steps": m.steps,
