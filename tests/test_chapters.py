@@ -61,7 +61,8 @@ def test_block_sweep_and_the_chapters_that_reuse_it(store):
     # the block-usage map: every bottom nb of the model, every other step from K down
     assert b.usage_nbs == tuple(range(1, 17)) and b.usage_steps[0] == SPEC.steps
     assert b.usage.shape == (16, len(b.usage_steps)) and (b.usage > 0).all()
-    assert "the bottom 8, by" in b.usage_text()
+    assert b.usage_share.shape == (16, len(b.usage_steps)) and ((b.usage_share > 0) & (b.usage_share < 1)).all()
+    assert "the bottom 8, by" in b.usage_text() and "decoder 8, " in b.usage_text()
     # chapters 4 and 5 ask for the same Fig. 8 sweep by the same spec: read-only works for it
     cross = ch03_nb_sweep.fig8_crossings(common.SweepParams.of(SPEC).open(), [2, 4], 2, 3)
     assert {k: str(v) for k, v in cross.items()} == {k: str(b.crossings[k]) for k in (2, 4)}
@@ -331,5 +332,6 @@ def test_is_it_the_model_on_two_tiny_members(monkeypatch, tmp_path, one_thread):
     for cid, row in r.verdicts.iterrows():  # the across reading is the rule applied to the row
         assert row.across == ch10.across({m: row[m] for m in ("builtin", "builtin:other")}), cid
     assert all(r.members[m].usage[2].shape == (16, 2) for m in r.members)  # 16 bottom-nb rows, t = 10 and 5
+    assert all(r.members[m].usage[3].shape == (16, 2) for m in r.members)  # 16 decoders' input shares
     again = ch10.run(p)  # and read back from the store, unchanged
     assert again.verdicts.equals(r.verdicts) and not any(res.missing for res in again.members.values())

@@ -71,7 +71,7 @@ def test_ray_stores_the_local_entries_to_the_bit(cluster, unet, local_store, tmp
     sweep = Sweep(unet, PROMPTS, SEEDS, CFG, Cache(tmp_path), batch_size=4, progress=False, executor="ray")
     _compute(sweep, together=True)
     got = _entries(tmp_path)
-    assert len(got) == len(local_store) == 1 + 2 * (len(SCHEDS) + 1) + 2 + 1
+    assert len(got) == len(local_store) == 1 + 2 * (len(SCHEDS) + 1) + 2 + 2  # block usage: x0 change, input shares
     assert got.keys() == local_store.keys()
     assert [k for k in got if got[k] != local_store[k]] == []  # same bytes: same arrays, same records
 

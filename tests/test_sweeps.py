@@ -218,14 +218,19 @@ def test_bf16_sweep_samples_in_bf16_and_never_reads_fp32_entries(unet, tmp_path,
 def test_block_usage_is_computed_once_then_read(sweep, tmp_path, monkeypatch):
     import unetdyn.paper.sweep_units as sweeps_module
 
-    first = sweep.block_usage((1, 4), (10, 5), samples=2)["change"]
-    assert first.shape == (2, 2) and np.all(first > 0)
+    first = sweep.block_usage((1, 4), (10, 5), samples=2)
+    assert first["change"].shape == (2, 2) and np.all(first["change"] > 0)
+    n_dec = len(sweep.unet.skips_popped)
+    assert first["share"].shape == (n_dec, 2) and np.all((first["share"] > 0) & (first["share"] < 1))
 
     def no_compute(*a, **k):
         raise AssertionError("the stored block usage should have been read")
 
     monkeypatch.setattr(sweeps_module, "x0_change", no_compute)
-    np.testing.assert_array_equal(sweep.block_usage((1, 4), (10, 5), samples=2)["change"], first)
+    monkeypatch.setattr(sweeps_module, "below_share", no_compute)
+    again = sweep.block_usage((1, 4), (10, 5), samples=2)
+    for name in ("change", "share"):
+        np.testing.assert_array_equal(again[name], first[name])
     read_only = Sweep(sweep.unet, PROMPTS, SEEDS, CFG, cache=Cache(tmp_path, read_only=True), progress=False)
     with pytest.raises(CacheMiss, match="block usage on 3 samples"):
         read_only.block_usage((1, 4), (10, 5), samples=3)  # other samples: another result

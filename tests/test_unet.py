@@ -72,6 +72,34 @@ def test_zero_skips_zeroes_the_top_skips(unet, ns):
     assert res.encoder_blocks == 16 and res.decoder_blocks == 16
 
 
+def test_shares_are_each_decoders_input_energy_from_below(unet):
+    x, t, labels = _inputs(unet)
+    energy = lambda h: h.pow(2).flatten(1).sum(1)  # noqa: E731
+    with torch.no_grad():
+        res = forward(unet, x, t, unet.condition([0, 4, None]), shares=True)
+        emb = unet.embed(t, labels)  # the reference, from the plain pieces: decoder j gets cat([h, skip])
+        hs, h = [], x
+        for blk in unet.input_blocks:
+            h = blk(h, emb)
+            hs.append(h)
+        h = unet.middle_block(h, emb)
+        ref = []
+        for blk in unet.output_blocks:
+            skip = hs.pop()
+            ref.append(energy(h) / (energy(h) + energy(skip)))
+            h = blk(torch.cat([h, skip], 1), emb)
+        assert list(res.below) == list(range(16))
+        for j in range(16):
+            torch.testing.assert_close(res.below[j], ref[j])
+            assert ((0 < ref[j]) & (ref[j] < 1)).all()
+        # what removing the bottom 4 blocks zeroes is decoder 4's input from below; zeroed skips leave only it
+        assert torch.equal(forward(unet, x, t, unet.condition([0, 4, None]), Surgery(drop_blocks=4), shares=True)
+                           .below[4], torch.zeros(3))
+        assert torch.equal(forward(unet, x, t, unet.condition([0, 4, None]), Surgery(zero_skips=16), shares=True)
+                           .below[15], torch.ones(3))
+        assert forward(unet, x, t, unet.condition([0, 4, None])).below == {}  # not asked for: not measured
+
+
 def test_zero_output_hook_never_outlives_the_with(unet):
     block = unet.output_blocks[3]
     with pytest.raises(RuntimeError, match="boom"), zero_output(block):

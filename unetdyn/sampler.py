@@ -35,7 +35,7 @@ from unetdyn.noise import METHODS, ModelOutput, NoiseSchedule, Rule, StepCoeffic
 from unetdyn.unet import PREDICTIONS, ForwardResult, Surgery, Unet, forward
 
 __all__ = ["SamplerConfig", "RunOptions", "Trajectory", "SampleResult", "Stats", "sample", "trajectory", "step_noise",
-           "PRECISIONS", "NonFiniteError", "x0_change"]
+           "PRECISIONS", "NonFiniteError", "x0_change", "below_share"]
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -435,6 +435,28 @@ def x0_change(unet: Unet, baseline: Trajectory, nbs: Sequence[int], steps: Seque
             for k in range(len(nbs)):
                 change[k, s] += ((x0[k + 1] - x0[0]).norm(dim=1) / x0[0].norm(dim=1)).sum().cpu()
     return change / n
+
+
+@torch.no_grad()
+def below_share(unet: Unet, baseline: Trajectory, steps: Sequence[int], batch_size: int = 16) -> torch.Tensor:
+    """Where each decoder block's input comes from at ``x_t`` of ``baseline``: ``[decoders, len(steps)]``,
+    the mean over samples of the share of the energy decoder ``j`` receives that comes from below
+    (the middle's or decoder ``j-1``'s output) rather than from the skips it pops (see
+    :func:`~unetdyn.unet.forward`), on the conditional branch. Removing the bottom ``nb`` blocks
+    zeroes what decoder ``nb`` receives from below: where that share is small, the skips carry it.
+    """
+    config, dev, n = baseline.config, unet.device, len(baseline.seeds)
+    ns = NoiseSchedule(config.steps, unet.diffusion)
+    cond = unet.condition(list(baseline.prompts))
+    share = torch.zeros(len(unet.skips_popped), len(steps))
+    for s, t in enumerate(steps):
+        for i in range(0, n, batch_size):
+            cols = list(range(i, min(n, i + batch_size)))
+            timesteps = torch.full((len(cols),), ns.timestep(t), dtype=torch.long, device=dev)
+            res = forward(unet, baseline.xs[t, cols].to(dev, unet.dtype), timesteps, _gather(cond, cols), shares=True)
+            for j, v in res.below.items():
+                share[j, s] += v.sum().cpu()
+    return share / n
 
 
 def check_parameterization(unet: Unet) -> None:

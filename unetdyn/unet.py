@@ -105,6 +105,8 @@ class Surgery:
 class ForwardResult:
     out: torch.Tensor
     kept: dict[int, torch.Tensor] = field(default_factory=dict)  # decoder outputs asked for
+    # per decoder run, per row: the share of its input's energy that comes from below, where asked for
+    below: dict[int, torch.Tensor] = field(default_factory=dict)
     encoder_blocks: int = 0  # block evaluations actually run (for efficiency accounting)
     decoder_blocks: int = 0
     middle: bool = False
@@ -137,6 +139,7 @@ def forward(
     surgery: Surgery = Surgery(),
     fill: torch.Tensor | None = None,
     keep: Sequence[int] = (),
+    shares: bool = False,
 ) -> ForwardResult:
     """The Unet forward with surgery applied; returns the head's output and what was kept.
 
@@ -145,6 +148,10 @@ def forward(
         fill: replacement for decoder ``nb-1``'s output when blocks are dropped
             (default zeros of its shape).
         keep: decoder indices whose outputs to return in ``kept`` (for cache fill).
+        shares: return in ``below``, per decoder run, the share of the energy it receives that
+            comes from below (the middle's or the decoder beneath's output) rather than from the
+            skips it pops: ``||h||^2 / (||h||^2 + sum ||skip||^2)`` per row. Removing the bottom
+            ``nb`` blocks replaces exactly that input of decoder ``nb``.
 
     Example:
         >>> res = forward(unet, x, t, cond, Surgery(drop_blocks=8))  # doctest: +SKIP
@@ -188,6 +195,9 @@ def forward(
         for j in range(nb, n_dec):
             k = unet.skips_popped[j]
             popped = tuple(stack.pop() for _ in range(k))
+            if shares:
+                below = _energy(h)
+                res.below[j] = below / (below + sum((_energy(s) for s in popped), torch.zeros_like(below)))
             h = unet.decoder_block(j, h, popped, ctx)
             if j in keep:
                 res.kept[j] = h
@@ -196,6 +206,11 @@ def forward(
         # 4. head
         res.out = unet.head(h, ctx)
         return res
+
+
+def _energy(h: torch.Tensor) -> torch.Tensor:
+    """Per row, the squared norm of ``h`` (in float32)."""
+    return h.float().pow(2).flatten(1).sum(1)
 
 
 @contextmanager

@@ -229,27 +229,36 @@ class Sweep:
         return arrays
 
     def block_usage(self, nbs: Sequence[int], steps: Sequence[int], samples: int) -> dict[str, np.ndarray]:
-        """``change[i, j]``: how far the step from ``x_t`` (``t = steps[j]``) of the baseline moves
-        its x0 estimate when the bottom ``nbs[i]`` decoder blocks are removed from that one call,
-        the mean over the first ``samples`` samples (:func:`~unetdyn.sampler.x0_change`; cached)."""
+        """Per step of the baseline's run (``t = steps[j]``), the mean over its first ``samples`` samples (each
+        cached):
+
+        - ``change[i, j]``: how far the step from ``x_t`` moves its x0 estimate when the bottom ``nbs[i]``
+          decoder blocks are removed from that one call (:func:`~unetdyn.sampler.x0_change`);
+        - ``share[k, j]``: the share of the energy decoder ``k`` receives at ``x_t`` that comes from below,
+          not from its skips (:func:`~unetdyn.sampler.below_share`).
+        """
         n = min(samples, len(self.seeds))
-        key = self.key("block-usage-x0", {"nbs": list(map(int, nbs)), "steps": list(map(int, steps)), "samples": n})
-        hit = self.cache.get(key, {"change": (len(nbs), len(steps))}) if self.cache is not None else None
-        if hit is not None:
-            return hit
-        if not self.computes:
-            raise CacheMiss(f"{self._describe(f'the block usage on {n} samples')} is not in the store")
-        # the noise derives from (seed, t): the first samples' run is the full baseline's first columns
-        first = None
+        first = None  # the noise derives from (seed, t): the first samples' run is the full baseline's first columns
         if self._base is not None:
             b = self._base
             first = Trajectory(b.prompts[:n], b.seeds[:n], b.config, b.xs[:, :n], b.x0_hat[:, :n])
-        change = self.executor.call(
-            sweep_units.block_usage_unit, self._describe(f"the block usage on {n} samples"), **self._samples(),
-            nbs=list(nbs), steps=list(steps), n=n, first=first, progress=self._shows_progress)
-        arrays = {"change": change}
-        if self.cache is not None:
-            self.cache.put(key, arrays, {"what": "block usage"})
+        steps, nbs = list(map(int, steps)), list(map(int, nbs))
+        parts = (("block-usage-x0", "change", "the block usage", sweep_units.block_usage_unit, {"nbs": nbs}, len(nbs)),
+                 ("block-share", "share", "the decoders' input shares", sweep_units.below_share_unit, {},
+                  len(self.unet.skips_popped)))
+        arrays = {}
+        for what, name, described, unit, extra, rows in parts:
+            key = self.key(what, {**extra, "steps": steps, "samples": n})
+            hit = self.cache.get(key, {name: (rows, len(steps))}) if self.cache is not None else None
+            if hit is None:
+                if not self.computes:
+                    raise CacheMiss(f"{self._describe(f'{described} on {n} samples')} is not in the store")
+                hit = {name: self.executor.call(unit, self._describe(f"{described} on {n} samples"), **self._samples(),
+                                                **extra, steps=steps, n=n, first=first,
+                                                progress=self._shows_progress)}
+                if self.cache is not None:
+                    self.cache.put(key, hit, {"what": described})
+            arrays.update(hit)
         return arrays
 
     # -- schedules --------------------------------------------------------------------------

@@ -64,6 +64,8 @@ class BlockSweep:
     usage_steps: tuple[int, ...] = ()
     usage: np.ndarray | None = field(default=None, repr=False)  # [nb, t]: the x0 estimate's relative change
     usage_samples: int = 0
+    # [decoder, t]: the share of the energy each decoder receives that comes from below, not from its skips
+    usage_share: np.ndarray | None = field(default=None, repr=False)
 
     def usage_text(self) -> str:
         """The block-usage heatmap in words: where each group of bottom blocks starts to matter."""
@@ -75,8 +77,14 @@ class BlockSweep:
                 row = self.usage[i]
                 parts.append(f"the bottom {nb}, by {row.min():.1%} to {row.max():.1%} "
                              f"(most at t = {self.usage_steps[int(np.argmax(row))]})")
-        return (f"Removing blocks from one call moves that step's x0 estimate (on the first {self.usage_samples} "
+        text = (f"Removing blocks from one call moves that step's x0 estimate (on the first {self.usage_samples} "
                 "samples, at the steps shown): " + "; ".join(parts) + ".")
+        if self.usage_share is not None:
+            shares = [f"decoder {nb}, {row.min():.0%} to {row.max():.0%}" for nb, row in enumerate(self.usage_share)
+                      if nb in (1, 2, 4, 8, 12)]
+            text += (" What removing the bottom nb blocks zeroes is the part of decoder nb's input that comes from "
+                     "below; of the energy it receives, that part is: " + "; ".join(shares) + ".")
+        return text
 
 
 def _fig8(sweep: Sweep, nbs: Sequence[int], n: int, t_stride: int, extra: Sequence[int] = (), images: int = 0) -> SweepResult:
@@ -126,7 +134,7 @@ def run(p: Params = Params()) -> BlockSweep:
     sweep, base, st = p.open()
     usage_nbs = tuple(range(1, len(sweep.unet.skips_popped) + 1))
     usage_steps = tuple(range(p.steps, 0, -p.usage_stride))
-    usage = sweep.block_usage(usage_nbs, usage_steps, p.usage_samples)["change"]
+    usage = sweep.block_usage(usage_nbs, usage_steps, p.usage_samples)
     res = _fig8(sweep, p.nbs, p.n, p.t_stride, p.image_t_starts, p.image_samples)
     # the crossings are read on the regular grid only (the image t_starts may sit between)
     on_grid = SweepResult(res.table[res.table.t_start.isin(set(t_grid(p.steps, p.t_stride, p.n)))])
@@ -148,4 +156,5 @@ def run(p: Params = Params()) -> BlockSweep:
                             untested=f"{ties} of {pairs} adjacent pairs tie at the grid's first t_start" if ties else ""))
     return BlockSweep(spec=p.spec, n=p.n, nbs=tuple(p.nbs), baseline=base, result=res, crossings=cross,
                       order_violations=viol, findings=tuple(findings), sensitivities=tuple(sens), usage_nbs=usage_nbs,
-                      usage_steps=usage_steps, usage=usage, usage_samples=min(p.usage_samples, p.n_samples))
+                      usage_steps=usage_steps, usage=usage["change"], usage_samples=min(p.usage_samples, p.n_samples),
+                      usage_share=usage["share"])

@@ -78,7 +78,8 @@ class MemberResult:
 
     model: str
     findings: tuple[Finding, ...]
-    usage: tuple[tuple[int, ...], tuple[int, ...], np.ndarray] | None = field(default=None, repr=False)
+    # chapter 3's block-usage maps: nbs, steps, the x0 change [nb, t] and the input share from below [decoder, t]
+    usage: tuple[tuple[int, ...], tuple[int, ...], np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     missing: tuple[str, ...] = ()
 
 
@@ -205,7 +206,7 @@ def _member(model: str, p: Params) -> MemberResult:
             continue
         findings += rec.findings
         if name == "03_nb_sweep" and rec.usage is not None:
-            usage = (rec.usage_nbs, rec.usage_steps, rec.usage)
+            usage = (rec.usage_nbs, rec.usage_steps, rec.usage, rec.usage_share)
     return MemberResult(model, tuple(findings), usage, tuple(missing))
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from unetdyn.paper import readings as rd
 from unetdyn.paper.canvas import WIDTH_IN, subplots
 
-__all__ = ["RUN", "IDLE", "SECOND", "THIRD", "FOURTH", "THRESHOLD_COLOR", "band", "panels"]
+__all__ = ["RUN", "IDLE", "SECOND", "THIRD", "FOURTH", "THRESHOLD_COLOR", "band", "panels", "share_map"]
 
 # the colours every figure shares: a block or step that runs, one that does not, a second, third
 # and fourth series beside the first, and a threshold or reference line
@@ -37,3 +37,17 @@ def panels(n: int, height: float):
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, list(axes.flat[:n])
+
+
+def share_map(ax, steps, share):
+    """``share[j, s]`` (decoder ``j``'s input from below, at ``t = steps[s]``) as a heatmap, t increasing to the
+    right, with its colour bar; darker is more from below."""
+    steps = np.asarray(steps)
+    order = np.argsort(steps)
+    rows = np.arange(len(share))
+    im = ax.pcolormesh(steps[order], rows, np.asarray(share)[:, order], vmin=0, vmax=1, cmap="magma_r",
+                       shading="nearest")
+    ax.set_yticks(rows[::2], [str(j) for j in rows[::2]])
+    ax.set(xlabel="t", ylabel="decoder j (0: bottom)")
+    ax.figure.colorbar(im, ax=ax, label="share from below")
+    return im

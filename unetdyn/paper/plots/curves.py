@@ -10,7 +10,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
 from unetdyn.paper.canvas import WIDTH_IN, subplots
-from unetdyn.paper.plots.common import THRESHOLD_COLOR, band, panels
+from unetdyn.paper.plots.common import THRESHOLD_COLOR, band, panels, share_map
 
 __all__ = ["fig4", "figs15_17", "fig18", "fig7", "fig8", "block_usage", "fig9", "fig10"]
 
@@ -113,8 +113,9 @@ def block_usage(r, threshold: float = 0.8):
     sampling runs from right to left): (a) the final output's loss, 1 - mean SSIM to x0, with the
     bottom nb blocks removed for n steps from t_start (Fig. 8's curves, the threshold as a contour);
     (b) the relative change of the step's x0 estimate at x_t when they are removed from that one
-    call. Darker is a larger effect in both."""
-    fig, (a, b) = subplots(2, 1, figsize=(WIDTH_IN, 6.4), layout="constrained")
+    call. Darker is a larger effect in both. (c) the share of the energy each decoder block receives at
+    x_t that comes from below rather than from its skips: what removing the blocks beneath it zeroes."""
+    fig, (a, b, c) = subplots(3, 1, figsize=(WIDTH_IN, 9.4), layout="constrained")
     mean = r.result.table.groupby(["nb", "t_start"]).ssim.mean().unstack("t_start")
     mean = mean.loc[list(r.nbs)]
     loss = np.clip(1 - mean.to_numpy(), 1e-4, 1)
@@ -135,7 +136,13 @@ def block_usage(r, threshold: float = 0.8):
     b.set(xlabel="t", ylabel="bottom nb removed",
           title=f"(b) the step's x0 estimate: relative change, removed from that one call ({r.usage_samples} samples)")
     fig.colorbar(im, ax=b, label="||change of x0|| / ||x0||")
-    for ax in (a, b):
+    if r.usage_share is not None:
+        share_map(c, steps, r.usage_share)
+        c.set_title(f"(c) decoder j's input: the share of its energy from below, not from its skips "
+                    f"({r.usage_samples} samples)")
+    else:
+        c.axis("off")
+    for ax in (a, b, c):
         ax.set_xlim(0, r.spec.steps + 1)
         ax.title.set_fontsize(9)
     return fig

@@ -8,7 +8,7 @@ from matplotlib.colors import LogNorm
 
 from unetdyn.paper.canvas import WIDTH_IN, subplots
 from unetdyn.paper.claims import CLAIMS
-from unetdyn.paper.plots.common import RUN, SECOND
+from unetdyn.paper.plots.common import RUN, SECOND, share_map
 
 __all__ = ["members_losses", "members_usage", "members_spread"]
 
@@ -32,32 +32,35 @@ def members_losses(r, window: int = 200):
 
 
 def members_usage(r):
-    """Per member, the relative change of each step's x0 estimate when the bottom nb blocks are removed
-    from that one call (chapter 3's map (b)): t increases to the right, darker is a larger effect."""
+    """Per member (a row each), chapter 3's maps (b) and (c): the relative change of each step's x0 estimate
+    when the bottom nb blocks are removed from that one call, and the share of each decoder's input energy
+    that comes from below. t increases to the right; darker is a larger effect, or more from below."""
     maps = {m: res.usage for m, res in r.members.items() if res.usage is not None}
     if not maps:
         return None
-    models = list(r.members)  # a panel per member: one whose map is not in the store yet says so
-    cols = min(2, len(models))
-    rows = -(-len(models) // cols)
-    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, 2.9 * rows), squeeze=False, layout="constrained")
+    models = list(r.members)  # a row per member: one whose maps are not in the store yet says so
+    fig, axes = subplots(len(models), 2, figsize=(WIDTH_IN, 2.3 * len(models) + 0.4), squeeze=False,
+                         layout="constrained")
     norm = LogNorm(1e-4, 1)
-    for ax, model in zip(axes.flat, models):
+    for (left, right), model in zip(axes, models):
         if model not in maps:
-            ax.set(title=model, xticks=[], yticks=[])
-            ax.text(0.5, 0.5, "not in the store yet\n(chapter 3 on the member grids)", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=9, color="grey")
+            for ax in (left, right):
+                ax.set(title=model, xticks=[], yticks=[])
+                ax.text(0.5, 0.5, "not in the store yet\n(chapter 3 on the member grids)", ha="center",
+                        va="center", transform=ax.transAxes, fontsize=9, color="grey")
             continue
-        nbs, steps, usage = maps[model]
+        nbs, steps, usage, share = maps[model]
         steps = np.asarray(steps)
         order = np.argsort(steps)
-        im = ax.pcolormesh(steps[order], np.arange(len(nbs)), np.clip(np.asarray(usage)[:, order], 1e-5, None),
-                           norm=norm, cmap="magma_r", shading="nearest")
-        ax.set_yticks(np.arange(len(nbs))[1::4], [str(nb) for nb in nbs][1::4])
-        ax.set(title=model, xlabel="t", ylabel="bottom nb removed")
-    for ax in axes.flat[len(models):]:
-        ax.axis("off")
-    fig.colorbar(im, ax=axes, label="||change of x0|| / ||x0||", shrink=0.9)
+        im = left.pcolormesh(steps[order], np.arange(len(nbs)), np.clip(np.asarray(usage)[:, order], 1e-5, None),
+                             norm=norm, cmap="magma_r", shading="nearest")
+        left.set_yticks(np.arange(len(nbs))[1::4], [str(nb) for nb in nbs][1::4])
+        left.set(title=f"{model}: x0 change", xlabel="t", ylabel="bottom nb removed")
+        fig.colorbar(im, ax=left, label="||change|| / ||x0||")
+        share_map(right, steps, share)
+        right.set_title(f"{model}: input from below")
+    for ax in axes.flat:
+        ax.title.set_fontsize(9)
     return fig
 
 
