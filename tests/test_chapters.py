@@ -259,8 +259,17 @@ def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
     text = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
     assert "1 of the 2 claims are so far read on fewer" in text
     assert list(verdicts.across) == ["holds on every member", "holds so far"]
-    assert f"**holds so far** (1): {CLAIMS[one].short} [so far on a only]" in text
-    assert f"**holds on every member** (1): {CLAIMS[both].short}." in text  # read on both: no bracket
+    assert f"**holds so far** (1): on a only: {CLAIMS[one].short}." in text
+    assert f"**holds on every member** (1): {CLAIMS[both].short}." in text  # read on both: unmarked
+    # claims read on different sets of members: one nested item per set, the fully read one first
+    verdicts = pd.DataFrame({"a": ["holds", "holds", "holds"], "b": ["not run", "holds", "holds"],
+                             "c": ["not run", "holds", "not run"]}, index=pd.Index(list(CLAIMS)[:3], name="claim"))
+    verdicts["across"] = [ch10.across(row) for row in verdicts.to_dict("records")]
+    members = {m: ch10.MemberResult(m, findings=(object(),)) for m in ("a", "b", "c")}
+    text = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
+    first, second, third = (CLAIMS[c].short for c in verdicts.index)
+    assert f"- **holds on every member** (1): {second}." in text
+    assert f"- **holds so far** (2):\n  - on a, b only: {third}.\n  - on a only: {first}." in text
 
 
 def test_a_claim_that_depends_on_the_member_names_what_sets_the_members_apart():

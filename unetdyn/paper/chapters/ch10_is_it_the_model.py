@@ -111,9 +111,6 @@ class Members:
         judged = {c: [m for m in runs if self.verdicts.at[c, m] in VERDICTS] for c in self.verdicts.index}
         partial = [c for c in self.verdicts.index if len(judged[c]) < len(self.members)]
 
-        def on(c: str) -> str:  # where a claim's reading rests on fewer than all models, name those it rests on
-            return "" if c not in partial else f" [so far on {', '.join(judged[c])} only]"
-
         parts = []
         for reading in ACROSS[:-1]:
             ids = list(self.verdicts.index[self.verdicts.across == reading])
@@ -125,14 +122,21 @@ class Members:
                     holds, differs = ([m for m in runs if self.verdicts.at[c, m] == v] for v in ("holds", "differs"))
                     named.append(f"{CLAIMS[c].short} (holds on {', '.join(holds)}; differs on {', '.join(differs)}"
                                  f"{self._set_apart(holds, differs)})")
-            else:
-                named = [CLAIMS[c].short + on(c) for c in ids]
-            parts.append(f"**{reading}** ({len(ids)}): {'; '.join(named)}.")
+                parts.append(f"**{reading}** ({len(ids)}): {'; '.join(named)}.")
+                continue
+            # grouped by the models a claim was read on: every model first, unmarked; then "on a, b only: ..."
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for c in sorted(ids, key=lambda c: -len(judged[c])):
+                groups.setdefault(tuple(judged[c]) if c in partial else (), []).append(CLAIMS[c].short)
+            named = [(f"on {', '.join(on)} only: " if on else "") + "; ".join(shorts) + "." for on, shorts in groups.items()]
+            # one group inline; several, one nested item each
+            parts.append(f"**{reading}** ({len(ids)}):" + (f" {named[0]}" if len(named) == 1 else
+                                                          "".join(f"\n  - {g}" for g in named)))
         lead = f"Read on {len(runs)} of {len(self.members)} models ({', '.join(runs) or 'none'})."
         if partial:
-            lead += (f" {len(partial)} of the {len(self.verdicts)} claims are so far read on fewer, named in "
-                     "brackets (the *read on* column of the table above): where those members agree, the claim reads "
-                     "*holds so far* or *differs so far* until the others are in the store.")
+            lead += (f" {len(partial)} of the {len(self.verdicts)} claims are so far read on fewer (the *read on* "
+                     "column of the table above; below, \"on ... only\" names them): where those members agree, the "
+                     "claim reads *holds so far* or *differs so far* until the others are in the store.")
         return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
 
     def _set_apart(self, one: list[str], other: list[str]) -> str:
