@@ -335,12 +335,19 @@ def test_is_it_the_model_on_two_tiny_members(monkeypatch, tmp_path, one_thread):
     first = ch10.run(p)  # read-only on an empty store: every chapter of every member is reported missing
     assert first.verdicts.empty and all(len(r.missing) == 6 for r in first.members.values())
     assert "04_n_limit (" in first.missing_text()
+    assert all(res.usage is None for res in first.members.values())
+    # the block-usage maps alone (cheap) are shown before the rest of chapter 3 is in the store
+    ch03_nb_sweep.usage(ch10.member_params("03_nb_sweep", "builtin", grids, compute=True, progress=False,
+                                           cache_dir=str(tmp_path)))
+    maps = ch10.run(p)
+    assert maps.members["builtin"].usage is not None and maps.members["builtin:other"].usage is None
+    assert any(m.startswith("03_nb_sweep (") for m in maps.members["builtin"].missing)
     r = ch10.run(replace(p, compute=True))
     assert list(r.verdicts.columns) == ["builtin", "builtin:other", "across", "read on"]
     assert set(r.verdicts.across) <= set(ch10.ACROSS)
     for cid, row in r.verdicts.iterrows():  # the across reading is the rule applied to the row
         assert row.across == ch10.across({m: row[m] for m in ("builtin", "builtin:other")}), cid
-    assert all(r.members[m].usage[2].shape == (16, 2) for m in r.members)  # 16 bottom-nb rows, t = 10 and 5
-    assert all(r.members[m].usage[3].shape == (16, 2) for m in r.members)  # 16 decoders' input shares
+    assert all(r.members[m].usage.change.shape == (16, 2) for m in r.members)  # 16 bottom-nb rows, t = 10 and 5
+    assert all(r.members[m].usage.share.shape == (16, 2) for m in r.members)  # 16 decoders' input shares
     again = ch10.run(p)  # and read back from the store, unchanged
     assert again.verdicts.equals(r.verdicts) and not any(res.missing for res in again.members.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from unetdyn.paper.readings import Reading, bootstrap
 from unetdyn.paper.sweeps import Sweep, SweepResult, SweepSpec
 from unetdyn.paper.verdicts import Finding, Sensitivity, finding, sensitivity
 
-__all__ = ["Params", "BlockSweep", "run", "fig8_crossings", "FIG8_READINGS"]
+__all__ = ["Params", "BlockSweep", "Usage", "run", "usage", "fig8_crossings", "FIG8_READINGS"]
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,29 @@ FIG8_READINGS = {
 }
 
 
+class Usage(NamedTuple):
+    """The block-usage maps (:meth:`~unetdyn.paper.sweeps.Sweep.block_usage`) and where they were read."""
+
+    nbs: tuple[int, ...]
+    steps: tuple[int, ...]
+    change: np.ndarray  # [nb, t]: the x0 estimate's relative change
+    share: np.ndarray  # [decoder, t]: the share of each decoder's input energy from below
+
+
+def usage(p: Params = Params(), sweep: Sweep | None = None) -> Usage:
+    """Chapter 3's block-usage maps alone: a few Unet calls per step on the first samples, far cheaper than
+    Fig. 8's schedules, so that they can be read before the rest of the chapter is in the store."""
+    sweep = sweep or p.sweep()
+    nbs = tuple(range(1, len(sweep.unet.skips_popped) + 1))
+    steps = tuple(range(p.steps, 0, -p.usage_stride))
+    maps = sweep.block_usage(nbs, steps, p.usage_samples)
+    return Usage(nbs, steps, maps["change"], maps["share"])
+
+
 def run(p: Params = Params()) -> BlockSweep:
     """Chapter 3: Fig. 8's curves, their crossings and order, and the block-usage heatmap."""
     sweep, base, st = p.open()
-    usage_nbs = tuple(range(1, len(sweep.unet.skips_popped) + 1))
-    usage_steps = tuple(range(p.steps, 0, -p.usage_stride))
-    usage = sweep.block_usage(usage_nbs, usage_steps, p.usage_samples)
+    use = usage(p, sweep)
     res = _fig8(sweep, p.nbs, p.n, p.t_stride, p.image_t_starts, p.image_samples)
     # the crossings are read on the regular grid only (the image t_starts may sit between)
     on_grid = SweepResult(res.table[res.table.t_start.isin(set(t_grid(p.steps, p.t_stride, p.n)))])
@@ -155,6 +173,6 @@ def run(p: Params = Params()) -> BlockSweep:
     findings.append(finding("bottom-up-order", f"nb = {', '.join(map(str, p.nbs))}", viol, "fig-8", own=True,
                             untested=f"{ties} of {pairs} adjacent pairs tie at the grid's first t_start" if ties else ""))
     return BlockSweep(spec=p.spec, n=p.n, nbs=tuple(p.nbs), baseline=base, result=res, crossings=cross,
-                      order_violations=viol, findings=tuple(findings), sensitivities=tuple(sens), usage_nbs=usage_nbs,
-                      usage_steps=usage_steps, usage=usage["change"], usage_samples=min(p.usage_samples, p.n_samples),
-                      usage_share=usage["share"])
+                      order_violations=viol, findings=tuple(findings), sensitivities=tuple(sens), usage_nbs=use.nbs,
+                      usage_steps=use.steps, usage=use.change, usage_samples=min(p.usage_samples, p.n_samples),
+                      usage_share=use.share)

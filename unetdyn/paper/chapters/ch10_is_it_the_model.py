@@ -78,8 +78,7 @@ class MemberResult:
 
     model: str
     findings: tuple[Finding, ...]
-    # chapter 3's block-usage maps: nbs, steps, the x0 change [nb, t] and the input share from below [decoder, t]
-    usage: tuple[tuple[int, ...], tuple[int, ...], np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    usage: ch03_nb_sweep.Usage | None = field(default=None, repr=False)  # chapter 3's block-usage maps
     missing: tuple[str, ...] = ()
 
 
@@ -201,6 +200,10 @@ def _member(model: str, p: Params) -> MemberResult:
     findings, usage, missing = [], None, []
     runtime = {"compute": p.compute, "device": p.device, "batch_size": p.batch_size, "progress": p.progress,
                "cache_dir": p.cache_dir}
+    try:  # the maps alone: they cost far less than the chapter's schedules, so they may be in the store before
+        usage = ch03_nb_sweep.usage(member_params("03_nb_sweep", model, p.grids, **runtime))
+    except CacheMiss:
+        pass  # the chapter's own run below reports what is missing
     for name, mod in SWEEPS.items():
         try:
             rec = mod.run(member_params(name, model, p.grids, **runtime))
@@ -209,8 +212,6 @@ def _member(model: str, p: Params) -> MemberResult:
             missing.append(f"{name} ({text if len(text) <= 160 else text[:157] + '...'})")
             continue
         findings += rec.findings
-        if name == "03_nb_sweep" and rec.usage is not None:
-            usage = (rec.usage_nbs, rec.usage_steps, rec.usage, rec.usage_share)
     return MemberResult(model, tuple(findings), usage, tuple(missing))
 
 
