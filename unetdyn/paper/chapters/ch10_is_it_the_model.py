@@ -48,8 +48,8 @@ GRIDS = {
     "06_shortcut": {"fig8_t_stride": 10, "timed": False},
 }
 # "so far": every member read agrees, but some member is not read yet (not in the store)
-ACROSS = ("holds on every member", "differs on every member", "depends on the member", "imprecise", "holds so far",
-          "differs so far", "not run")
+ACROSS = ("holds on every member", "holds so far", "differs on every member", "differs so far", "depends on the member",
+          "imprecise", "not run")
 # the settings on a member's card that may set members apart ("depends on the member" names those that do)
 CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
 # the readings whose spread across members is drawn beside their within-model intervals
