@@ -18,6 +18,7 @@ Fig. 8 curves of 03). Chapter 6's timings are measurements of the machine and ar
 with ``--timings`` (the book's are taken on the CPU it describes). Chapter 7 reads the
 benchmark scripts' records (``fair_comparison.py``, ``ddim_diagnosis.py``,
 ``sampler_efficiency.py``, and GLIDE's costs from ``alternatives.py``) and computes nothing.
+With ``--member-grids``, chapter 3's block-usage maps come first: minutes of a member's hours.
 
 Prints a table (seconds and new store entries per chapter) and stores it in the result store
 as a benchmark record, so the book can cite how long its results took and where.
@@ -328,6 +329,11 @@ def main(argv=None) -> int:
                    "precision": args.precision, "compute": True}
         if args.executor == "ray":  # each chapter's sweeps compute on the cluster; this process writes the store
             runtime.update({"executor": "ray", "address": args.address})
+        if args.member_grids and "03_nb_sweep" in (args.only or SAMPLING):
+            # chapter 3's block-usage maps first: minutes, where the member's schedules take hours, and chapter 10
+            # shows a member's maps as soon as they are in the store
+            print("03_nb_sweep: the block-usage maps first ...", flush=True)
+            chapters.ch03_nb_sweep.usage(chapter_params("03_nb_sweep", args.params, args.model, True, **runtime))
         for name in args.only or SAMPLING:
             p = chapter_params(name, args.params, args.model, args.member_grids, **runtime)
             before, t0 = _entries(root), time.perf_counter()
