@@ -182,3 +182,19 @@ def test_the_summary_reads_each_claim_across_the_members_it_was_read_on(tmp_path
     lead = lead_markdown(paths)
     assert "On 2 models of the family ([chapter 10](10_is_it_the_model)), the claims read: " in lead
     assert "1 differs on every member, 1 holds so far." in lead
+
+
+def test_the_members_table_names_members_short_and_keeps_their_full_names_for_the_summary(monkeypatch):
+    import IPython.display
+    import pandas as pd
+
+    from unetdyn.paper.claimplots import show_members
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda data, raw=False: shown.append(data))
+    verdicts = pd.DataFrame({"builtin": ["differs"], "builtin:seed1": ["not run"], "across": ["differs so far"],
+                             "read on": ["1 of 2"]}, index=pd.Index(["n-limit"], name="claim"))
+    show_members(verdicts)
+    (data,) = shown
+    assert ">seed1</th>" in data["text/html"] and "builtin:seed1" not in data["text/html"]
+    assert json.loads(data[MEMBERS_MIME])["members"] == ["builtin", "builtin:seed1"]

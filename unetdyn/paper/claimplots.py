@@ -56,7 +56,10 @@ def show_members(verdicts: pd.DataFrame) -> None:
     """Display each claim's verdict on each member of the family and across them (tagged for the summary page)."""
     from IPython.display import display
 
-    df = verdicts.rename(index=lambda cid: f"{CLAIMS[cid].short} ({CLAIMS[cid].where})").reset_index()
+    # members by their short names ("seed1" for builtin:seed1), as the summary names them: the table fits the page
+    df = (verdicts.rename(index=lambda cid: f"{CLAIMS[cid].short} ({CLAIMS[cid].where})",
+                          columns=lambda c: c.removeprefix("builtin:"))
+          .reset_index())
     colors = {**VERDICT_COLORS, "holds on every member": VERDICT_COLORS["holds"],
               "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3",
               "holds so far": "#eef8ec", "differs so far": "#faeaea"}  # paler: some member is not read yet
