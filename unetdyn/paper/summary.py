@@ -139,7 +139,9 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         "",
         *(["The last column reads each claim across the family of built-in models ([chapter 10](10_is_it_the_model), "
            "on coarser grids): is it the Unet, or this checkpoint? The table after this one gives its verdict on each "
-           "member.", ""] if members else []),
+           "member. Each member runs chapters 1-6 only, so a claim whose own setting lies elsewhere (the shortcut's "
+           "SSIM on chapter 7's samples, its speed-up on GLIDE's architecture) is read there at its first judged "
+           "setting, and its last column may read otherwise than the verdict beside it.", ""] if members else []),
         ":::{container} claims",  # a smaller font (book/_static/unetdyn.css): the table fits the column
         "| claim | paper | ours [95% interval], at its own setting | verdict | why |" + (" across members |" if members else ""),
         "|---|---|---|---|---|" + ("---|" if members else ""),
