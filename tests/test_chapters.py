@@ -295,6 +295,24 @@ def test_a_claim_that_depends_on_the_member_names_what_sets_the_members_apart():
     assert f"{CLAIMS[by_width].short} (holds on a, a2, c; differs on b)" in bare
 
 
+def test_the_usage_text_compares_each_members_maps_with_the_first(one_thread):
+    from unetdyn.paper.chapters import ch10_is_it_the_model as ch10
+
+    rng = np.random.default_rng(0)
+    change, share = 10 ** rng.uniform(-4, 0, (16, 5)), rng.uniform(0.2, 0.8, (16, 5))
+    maps = {"a": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change, share),
+            "b": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change * 2, share + 0.1),
+            "c": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 5, 1), change[:, ::2], share[:, ::2]),
+            "d": None}
+    members = {m: ch10.MemberResult(m, findings=(), usage=u) for m, u in maps.items()}
+    text = ch10.Members(members, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()).usage_text()
+    assert text.startswith("Each member's maps against a's")
+    assert "b: r = 1.000; shares 0.100 apart on average, at most 0.10" in text  # twice the effect: the same pattern
+    assert "c: read on other blocks or steps, not compared" in text and "d:" not in text
+    alone = {"a": members["a"], "d": members["d"]}
+    assert ch10.Members(alone, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()).usage_text() == ""
+
+
 def test_a_members_parameters_are_its_grid_over_the_defaults():
     from unetdyn.paper.chapters.ch10_is_it_the_model import GRIDS, member_params
 

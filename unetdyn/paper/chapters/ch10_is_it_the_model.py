@@ -151,6 +151,27 @@ class Members:
             return ": only their seeds set the two groups apart, so the verdict moves with the training run"
         return f": they differ in {', '.join(apart)}"
 
+    def usage_text(self) -> str:
+        """How far each member's block-usage maps lie from the first model's, computed from the maps: the
+        correlation of the x0 change (log scale, over every nb and t) and the difference of the input share
+        from below (over every decoder and t)."""
+        maps = {m: r.usage for m, r in self.members.items() if r.usage is not None}
+        if len(maps) < 2:
+            return ""
+        (ref_name, ref), *others = maps.items()
+        log = lambda a: np.log10(np.clip(a, 1e-5, None)).ravel()  # noqa: E731 - the maps' own floor
+        parts = []
+        for m, u in others:
+            if u.change.shape != ref.change.shape or u.share.shape != ref.share.shape:
+                parts.append(f"{m}: read on other blocks or steps, not compared")
+                continue
+            corr = np.corrcoef(log(u.change), log(ref.change))[0, 1]
+            diff = np.abs(u.share - ref.share)
+            parts.append(f"{m}: r = {corr:.3f}; shares {diff.mean():.3f} apart on average, at most {diff.max():.2f}")
+        return (f"Each member's maps against {ref_name}'s (the correlation of the x0 change, log scale, over every "
+                "nb and t; how far the input shares from below lie apart, over every decoder and t): "
+                + "; ".join(parts) + ".")
+
     def depends(self) -> list[str]:
         """The claims whose verdict depends on the member."""
         return list(self.verdicts.index[self.verdicts.across == "depends on the member"])
