@@ -333,7 +333,12 @@ def main(argv=None) -> int:
             # chapter 3's block-usage maps first: minutes, where the member's schedules take hours, and chapter 10
             # shows a member's maps as soon as they are in the store
             print("03_nb_sweep: the block-usage maps first ...", flush=True)
+            before, t0 = _entries(root), time.perf_counter()
             chapters.ch03_nb_sweep.usage(chapter_params("03_nb_sweep", args.params, args.model, True, **runtime))
+            rows.append({"chapter": "03_nb_sweep (usage maps)", "seconds": time.perf_counter() - t0,
+                         "new entries": _entries(root) - before})
+            print(f"{'03 usage maps':<20} {rows[-1]['seconds']:8.1f} s  {rows[-1]['new entries']:5d} new entries",
+                  flush=True)
         for name in args.only or SAMPLING:
             p = chapter_params(name, args.params, args.model, args.member_grids, **runtime)
             before, t0 = _entries(root), time.perf_counter()

@@ -135,13 +135,14 @@ def test_a_member_without_weights_is_counted_from_its_training_checkpoint(monkey
     assert none.cost is None and not none.has_weights and none.source.startswith("unknown (")
 
 
-def test_a_members_regeneration_takes_chapter_3s_usage_maps_first(monkeypatch, tmp_path):
+def test_a_members_regeneration_takes_chapter_3s_usage_maps_first(monkeypatch, tmp_path, capsys):
     calls = []
     monkeypatch.setattr(bt.chapters.ch03_nb_sweep, "usage", lambda p: calls.append(("usage", p.model, p.compute)))
     monkeypatch.setattr(bt, "regenerate", lambda p, timings: calls.append((type(p).__module__.split(".")[-1], p.model)))
     args = ["regenerate", "--member-grids", "--model", "builtin:seed1", "--no-record", "--cache-dir", str(tmp_path)]
     bt.main([*args, "--only", "01_phases", "03_nb_sweep"])
     assert calls == [("usage", "builtin:seed1", True), ("ch01_phases", "builtin:seed1"), ("ch03_nb_sweep", "builtin:seed1")]
+    assert "03 usage maps" in capsys.readouterr().out  # timed as a row of its own
     calls.clear()
     bt.main([*args, "--only", "01_phases"])  # no chapter 3: no maps
     assert calls == [("ch01_phases", "builtin:seed1")]

@@ -246,6 +246,7 @@ def test_across_reads_the_members_verdicts():
     assert across({"a": "holds", "b": "imprecise"}) == "imprecise"
     assert across({"a": "imprecise", "b": "not run"}) == "imprecise"
     assert across({"a": "-", "b": "not run"}) == "not run"
+    assert across({"a": "holds", "b": "-"}) == "holds so far"  # b gave no verdict: not every member read
 
 
 def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
@@ -303,12 +304,14 @@ def test_the_usage_text_compares_each_members_maps_with_the_first(one_thread):
     maps = {"a": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change, share),
             "b": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change * 2, share + 0.1),
             "c": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 5, 1), change[:, ::2], share[:, ::2]),
-            "d": None}
+            "d": None,
+            "e": ch03_nb_sweep.Usage(tuple(range(1, 17)), (10, 8, 6, 4, 2), change, share)}  # other steps, same shape
     members = {m: ch10.MemberResult(m, findings=(), usage=u) for m, u in maps.items()}
     text = ch10.Members(members, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()).usage_text()
     assert text.startswith("Each member's maps against a's")
     assert "b: r = 1.000; shares 0.100 apart on average, at most 0.10" in text  # twice the effect: the same pattern
     assert "c: read on other blocks or steps, not compared" in text and "d:" not in text
+    assert "e: read on other blocks or steps, not compared" in text
     alone = {"a": members["a"], "d": members["d"]}
     assert ch10.Members(alone, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()).usage_text() == ""
 

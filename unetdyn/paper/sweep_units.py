@@ -19,8 +19,7 @@ from unetdyn.interventions import Schedule
 from unetdyn.metrics import compare, psnr, ssim, to_uint8
 from unetdyn.sampler import RunOptions, Trajectory, below_share, sample, trajectory, x0_change
 
-__all__ = ["slim", "baseline_unit", "resumed_unit", "schedules_unit", "block_usage_unit", "below_share_unit",
-           "timing_unit"]
+__all__ = ["slim", "baseline_unit", "resumed_unit", "schedules_unit", "block_usage_unit", "timing_unit"]
 
 
 def slim(traj: Trajectory) -> Trajectory:
@@ -68,24 +67,16 @@ def schedules_unit(unet, prompts, seeds, config, batch_size, precision, start, x
         yield j, arrays
 
 
-def _first(unet, prompts, seeds, config, batch_size, precision, n, first, progress) -> Trajectory:
-    """The baseline of the first ``n`` samples: ``first``, or sampled where it is None."""
-    if first is not None:
-        return first
-    return trajectory(unet, prompts[:n], seeds[:n],
-                      run=RunOptions(config, batch_size=batch_size, progress=progress, precision=precision))
-
-
-def block_usage_unit(unet, prompts, seeds, config, batch_size, precision, nbs, steps, n, first, progress=False):
-    """:func:`~unetdyn.sampler.x0_change` on the first ``n`` samples (``first``: their baseline, or None to sample it)."""
-    first = _first(unet, prompts, seeds, config, batch_size, precision, n, first, progress)
-    return x0_change(unet, first, nbs, steps, batch_size).numpy()
-
-
-def below_share_unit(unet, prompts, seeds, config, batch_size, precision, steps, n, first, progress=False):
-    """:func:`~unetdyn.sampler.below_share` on the first ``n`` samples (``first``: their baseline, or None to sample it)."""
-    first = _first(unet, prompts, seeds, config, batch_size, precision, n, first, progress)
-    return below_share(unet, first, steps, batch_size).numpy()
+def block_usage_unit(unet, prompts, seeds, config, batch_size, precision, nbs, steps, n, first, parts,
+                     progress=False) -> dict[str, np.ndarray]:
+    """On the first ``n`` samples (``first``: their baseline, or None to sample it once), each of ``parts``:
+    ``change`` (:func:`~unetdyn.sampler.x0_change`) and ``share`` (:func:`~unetdyn.sampler.below_share`)."""
+    if first is None:
+        first = trajectory(unet, prompts[:n], seeds[:n],
+                           run=RunOptions(config, batch_size=batch_size, progress=progress, precision=precision))
+    maps = {"change": lambda: x0_change(unet, first, nbs, steps, batch_size),
+            "share": lambda: below_share(unet, first, steps, batch_size)}
+    return {name: maps[name]().numpy() for name in parts}
 
 
 def timing_unit(unet, prompts, seeds, config, batch_size, precision, schedules, repeats) -> dict[str, np.ndarray]:

@@ -243,22 +243,26 @@ class Sweep:
             b = self._base
             first = Trajectory(b.prompts[:n], b.seeds[:n], b.config, b.xs[:, :n], b.x0_hat[:, :n])
         steps, nbs = list(map(int, steps)), list(map(int, nbs))
-        parts = (("block-usage-x0", "change", "the block usage", sweep_units.block_usage_unit, {"nbs": nbs}, len(nbs)),
-                 ("block-share", "share", "the decoders' input shares", sweep_units.below_share_unit, {},
-                  len(self.unet.skips_popped)))
+        described = f"the block usage on {n} samples"
+        keys = {"change": self.key("block-usage-x0", {"nbs": nbs, "steps": steps, "samples": n}),
+                "share": self.key("block-share", {"steps": steps, "samples": n})}
+        shapes = {"change": (len(nbs), len(steps)), "share": (len(self.unet.skips_popped), len(steps))}
         arrays = {}
-        for what, name, described, unit, extra, rows in parts:
-            key = self.key(what, {**extra, "steps": steps, "samples": n})
-            hit = self.cache.get(key, {name: (rows, len(steps))}) if self.cache is not None else None
-            if hit is None:
-                if not self.computes:
-                    raise CacheMiss(f"{self._describe(f'{described} on {n} samples')} is not in the store")
-                hit = {name: self.executor.call(unit, self._describe(f"{described} on {n} samples"), **self._samples(),
-                                                **extra, steps=steps, n=n, first=first,
-                                                progress=self._shows_progress)}
+        if self.cache is not None:
+            for name, key in keys.items():
+                arrays.update(self.cache.get(key, {name: shapes[name]}) or {})
+        missing = [name for name in keys if name not in arrays]
+        if missing:
+            if not self.computes:
+                raise CacheMiss(f"{self._describe(described)} ({', '.join(missing)}) is not in the store")
+            # one unit for what is missing: the first samples' baseline is sampled once for both maps
+            computed = self.executor.call(sweep_units.block_usage_unit, self._describe(described), **self._samples(),
+                                          nbs=nbs, steps=steps, n=n, first=first, parts=missing,
+                                          progress=self._shows_progress)
+            for name in missing:
                 if self.cache is not None:
-                    self.cache.put(key, hit, {"what": described})
-            arrays.update(hit)
+                    self.cache.put(keys[name], {name: computed[name]}, {"what": f"block usage ({name})"})
+                arrays[name] = computed[name]
         return arrays
 
     # -- schedules --------------------------------------------------------------------------

@@ -52,6 +52,8 @@ ACROSS = ("holds on every member", "holds so far", "differs on every member", "d
           "imprecise", "not run")
 # the settings on a member's card that may set members apart ("depends on the member" names those that do)
 CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
+# the x0 change below which the block-usage maps do not tell values apart (their colour scale's floor)
+USAGE_FLOOR = 1e-5
 # the readings whose spread across members is drawn beside their within-model intervals
 KEY_CLAIMS = ("fig8-crossing", "n-limit", "relax-0.8", "shortcut-ssim", "blocks-redundant-late", "phase-dip")
 
@@ -159,18 +161,20 @@ class Members:
         if len(maps) < 2:
             return ""
         (ref_name, ref), *others = maps.items()
-        log = lambda a: np.log10(np.clip(a, 1e-5, None)).ravel()  # noqa: E731 - the maps' own floor
+        log = lambda a: np.log10(np.maximum(a, USAGE_FLOOR)).ravel()  # noqa: E731
         parts = []
         for m, u in others:
-            if u.change.shape != ref.change.shape or u.share.shape != ref.share.shape:
+            if (u.nbs, u.steps) != (ref.nbs, ref.steps) or u.share.shape != ref.share.shape:
                 parts.append(f"{m}: read on other blocks or steps, not compared")
                 continue
-            corr = np.corrcoef(log(u.change), log(ref.change))[0, 1]
+            with np.errstate(invalid="ignore", divide="ignore"):  # a constant map has no correlation
+                corr = np.corrcoef(log(u.change), log(ref.change))[0, 1]
             diff = np.abs(u.share - ref.share)
-            parts.append(f"{m}: r = {corr:.3f}; shares {diff.mean():.3f} apart on average, at most {diff.max():.2f}")
-        return (f"Each member's maps against {ref_name}'s (the correlation of the x0 change, log scale, over every "
-                "nb and t; how far the input shares from below lie apart, over every decoder and t): "
-                + "; ".join(parts) + ".")
+            parts.append((f"{m}: r = {corr:.3f}" if np.isfinite(corr) else f"{m}: r undefined (a constant map)")
+                         + f"; shares {diff.mean():.3f} apart on average, at most {diff.max():.2f}")
+        return (f"Each member's maps against {ref_name}'s (the correlation of the x0 change on a log scale, values "
+                f"below {USAGE_FLOOR:g} read as {USAGE_FLOOR:g} as in the maps' colour scale, over every nb and t; how "
+                "far the input shares from below lie apart, over every decoder and t): " + "; ".join(parts) + ".")
 
     def depends(self) -> list[str]:
         """The claims whose verdict depends on the member."""
@@ -189,11 +193,11 @@ class Members:
 
 
 def across(verdicts: Mapping[str, str]) -> str:
-    """One claim's reading over members from its verdict on each (a ``not run`` member is not read yet; a ``-``
-    takes no verdict).
+    """One claim's reading over members from its verdict on each (a member without a verdict, ``not run`` or
+    ``-``, is not read).
 
     ``holds (differs) on every member`` where every member is read and agrees; ``holds (differs) so far`` where
-    those read agree and some member is not read yet; ``depends on the member`` where one holds and another
+    those read agree and some member is not read; ``depends on the member`` where one holds and another
     differs; otherwise ``imprecise`` (at least one member's interval reaches across the margin, and none
     contradicts the others)."""
     judged = {v for v in verdicts.values() if v in VERDICTS}
@@ -204,7 +208,8 @@ def across(verdicts: Mapping[str, str]) -> str:
     if len(judged) > 1 or judged == {"imprecise"}:
         return "imprecise"
     reading = judged.pop()
-    return f"{reading} so far" if "not run" in verdicts.values() else f"{reading} on every member"
+    every = all(v in VERDICTS for v in verdicts.values())
+    return f"{reading} on every member" if every else f"{reading} so far"
 
 
 def member_params(name: str, model: str, grids: Mapping[str, Mapping], **runtime):
