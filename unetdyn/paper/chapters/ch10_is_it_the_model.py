@@ -52,7 +52,7 @@ ACROSS = ("holds on every member", "holds so far", "differs on every member", "d
           "imprecise", "not run")
 # the settings on a member's card that may set members apart ("depends on the member" names those that do)
 CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
-# the x0 change below which the block-usage maps do not tell values apart (their colour scale's floor)
+# the x0 change the block-usage maps clip to before drawing: below it they do not tell values apart
 USAGE_FLOOR = 1e-5
 # the readings whose spread across members is drawn beside their within-model intervals
 KEY_CLAIMS = ("fig8-crossing", "n-limit", "relax-0.8", "shortcut-ssim", "blocks-redundant-late", "phase-dip")
@@ -173,7 +173,7 @@ class Members:
             parts.append((f"{m}: r = {corr:.3f}" if np.isfinite(corr) else f"{m}: r undefined (a constant map)")
                          + f"; shares {diff.mean():.3f} apart on average, at most {diff.max():.2f}")
         return (f"Each member's maps against {ref_name}'s (the correlation of the x0 change on a log scale, values "
-                f"below {USAGE_FLOOR:g} read as {USAGE_FLOOR:g} as in the maps' colour scale, over every nb and t; how "
+                f"below {USAGE_FLOOR:g} read as {USAGE_FLOOR:g}, as the maps draw them, over every nb and t; how "
                 "far the input shares from below lie apart, over every decoder and t): " + "; ".join(parts) + ".")
 
     def depends(self) -> list[str]:
