@@ -59,9 +59,10 @@ def test_block_sweep_and_the_chapters_that_reuse_it(store):
     b = ch03_nb_sweep.run(ch03_nb_sweep.Params.of(SPEC, compute=True, **grid))
     assert set(b.crossings) == {2, 4, 6, 8}
     # the block-usage map: every bottom nb of the model, every other step from K down
-    assert b.usage_nbs == tuple(range(1, 17)) and b.usage_steps[0] == SPEC.steps
-    assert b.usage.shape == (16, len(b.usage_steps)) and (b.usage > 0).all()
-    assert b.usage_share.shape == (16, len(b.usage_steps)) and ((b.usage_share > 0) & (b.usage_share < 1)).all()
+    u = b.usage
+    assert u.nbs == tuple(range(1, 17)) and u.steps[0] == SPEC.steps
+    assert u.change.shape == (16, len(u.steps)) and (u.change > 0).all()
+    assert u.share.shape == (16, len(u.steps)) and ((u.share > 0) & (u.share < 1)).all()
     assert "the bottom 8, by" in b.usage_text() and "decoder 8, " in b.usage_text()
     # chapters 4 and 5 ask for the same Fig. 8 sweep by the same spec: read-only works for it
     cross = ch03_nb_sweep.fig8_crossings(common.SweepParams.of(SPEC).open(), [2, 4], 2, 3)
@@ -296,16 +297,24 @@ def test_a_claim_that_depends_on_the_member_names_what_sets_the_members_apart():
     assert f"{CLAIMS[by_width].short} (holds on a, a2, c; differs on b)" in bare
 
 
+def test_usage_reads_changes_below_its_floor_as_the_floor():
+    floor = ch03_nb_sweep.USAGE_FLOOR
+    u = ch03_nb_sweep.Usage((1, 2), (2, 1), np.array([[0.0, floor / 10], [floor * 3, 0.5]]), np.full((2, 2), 0.5), 4)
+    assert u.floored().tolist() == [[floor, floor], [floor * 3, 0.5]]
+    assert u.change[0, 0] == 0.0  # the map itself keeps what was measured
+    assert "(on the first 4 samples" in u.text() and "the bottom 2, by 0.0% to 50.0% (most at t = 1)" in u.text()
+
+
 def test_the_usage_text_compares_each_members_maps_with_the_first(one_thread):
     from unetdyn.paper.chapters import ch10_is_it_the_model as ch10
 
     rng = np.random.default_rng(0)
     change, share = 10 ** rng.uniform(-4, 0, (16, 5)), rng.uniform(0.2, 0.8, (16, 5))
-    maps = {"a": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change, share),
-            "b": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change * 2, share + 0.1),
-            "c": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 5, 1), change[:, ::2], share[:, ::2]),
+    maps = {"a": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change, share, 20),
+            "b": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 7, 5, 3, 1), change * 2, share + 0.1, 20),
+            "c": ch03_nb_sweep.Usage(tuple(range(1, 17)), (9, 5, 1), change[:, ::2], share[:, ::2], 20),
             "d": None,
-            "e": ch03_nb_sweep.Usage(tuple(range(1, 17)), (10, 8, 6, 4, 2), change, share)}  # other steps, same shape
+            "e": ch03_nb_sweep.Usage(tuple(range(1, 17)), (10, 8, 6, 4, 2), change, share, 20)}  # other steps, same shape
     members = {m: ch10.MemberResult(m, findings=(), usage=u) for m, u in maps.items()}
     text = ch10.Members(members, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()).usage_text()
     assert text.startswith("Each member's maps against a's")

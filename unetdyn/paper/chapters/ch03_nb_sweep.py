@@ -48,6 +48,40 @@ class Params(SweepParams):
     usage_stride: int = param(2, "the block-usage heatmap: every usage_stride-th step")
 
 
+# x0 changes below it are not told apart: the maps draw them, and chapter 10 compares them, floored at it
+USAGE_FLOOR = 1e-5
+
+
+class Usage(NamedTuple):
+    """The block-usage maps (:meth:`~unetdyn.paper.sweeps.Sweep.block_usage`) and where they were read."""
+
+    nbs: tuple[int, ...]
+    steps: tuple[int, ...]
+    change: np.ndarray  # [nb, t]: the x0 estimate's relative change
+    share: np.ndarray  # [decoder, t]: the share of each decoder's input energy from below, not from its skips
+    samples: int  # read on the first ``samples`` samples
+
+    def floored(self) -> np.ndarray:
+        """``change`` with values below :data:`USAGE_FLOOR` read as it."""
+        return np.maximum(np.asarray(self.change), USAGE_FLOOR)
+
+    def text(self) -> str:
+        """The maps in words: where each group of bottom blocks starts to matter, and how much of each
+        decoder's input comes from below."""
+        parts = []
+        for i, nb in enumerate(self.nbs):
+            if nb in (1, 2, 4, 8, 12):
+                row = self.change[i]
+                parts.append(f"the bottom {nb}, by {row.min():.1%} to {row.max():.1%} "
+                             f"(most at t = {self.steps[int(np.argmax(row))]})")
+        shares = [f"decoder {j}, {row.min():.0%} to {row.max():.0%}" for j, row in enumerate(self.share)
+                  if j in (1, 2, 4, 8, 12)]
+        return (f"Removing blocks from one call moves that step's x0 estimate (on the first {self.samples} "
+                "samples, at the steps shown): " + "; ".join(parts) + ". What removing the bottom nb blocks zeroes "
+                "is the part of decoder nb's input that comes from below; of the energy it receives, that part is: "
+                + "; ".join(shares) + ".")
+
+
 @dataclass(frozen=True)
 class BlockSweep:
     """Chapter 3: the bottom ``nb`` decoder blocks removed for ``n`` steps from each ``t_start`` (Figs. 8, 19)."""
@@ -61,31 +95,11 @@ class BlockSweep:
     order_violations: Reading
     findings: tuple[Finding, ...]
     sensitivities: tuple[Sensitivity, ...] = ()
-    usage_nbs: tuple[int, ...] = ()
-    usage_steps: tuple[int, ...] = ()
-    usage: np.ndarray | None = field(default=None, repr=False)  # [nb, t]: the x0 estimate's relative change
-    usage_samples: int = 0
-    # [decoder, t]: the share of the energy each decoder receives that comes from below, not from its skips
-    usage_share: np.ndarray | None = field(default=None, repr=False)
+    usage: Usage | None = field(default=None, repr=False)  # the block-usage maps
 
     def usage_text(self) -> str:
         """The block-usage heatmap in words: where each group of bottom blocks starts to matter."""
-        if self.usage is None:
-            return ""
-        parts = []
-        for i, nb in enumerate(self.usage_nbs):
-            if nb in (1, 2, 4, 8, 12):
-                row = self.usage[i]
-                parts.append(f"the bottom {nb}, by {row.min():.1%} to {row.max():.1%} "
-                             f"(most at t = {self.usage_steps[int(np.argmax(row))]})")
-        text = (f"Removing blocks from one call moves that step's x0 estimate (on the first {self.usage_samples} "
-                "samples, at the steps shown): " + "; ".join(parts) + ".")
-        if self.usage_share is not None:
-            shares = [f"decoder {nb}, {row.min():.0%} to {row.max():.0%}" for nb, row in enumerate(self.usage_share)
-                      if nb in (1, 2, 4, 8, 12)]
-            text += (" What removing the bottom nb blocks zeroes is the part of decoder nb's input that comes from "
-                     "below; of the energy it receives, that part is: " + "; ".join(shares) + ".")
-        return text
+        return self.usage.text() if self.usage is not None else ""
 
 
 def _fig8(sweep: Sweep, nbs: Sequence[int], n: int, t_stride: int, extra: Sequence[int] = (), images: int = 0) -> SweepResult:
@@ -130,15 +144,6 @@ FIG8_READINGS = {
 }
 
 
-class Usage(NamedTuple):
-    """The block-usage maps (:meth:`~unetdyn.paper.sweeps.Sweep.block_usage`) and where they were read."""
-
-    nbs: tuple[int, ...]
-    steps: tuple[int, ...]
-    change: np.ndarray  # [nb, t]: the x0 estimate's relative change
-    share: np.ndarray  # [decoder, t]: the share of each decoder's input energy from below
-
-
 def usage(p: Params = Params(), sweep: Sweep | None = None) -> Usage:
     """Chapter 3's block-usage maps alone: a few Unet calls per step on the first samples, far cheaper than
     Fig. 8's schedules, so that they can be read before the rest of the chapter is in the store."""
@@ -146,7 +151,7 @@ def usage(p: Params = Params(), sweep: Sweep | None = None) -> Usage:
     nbs = tuple(range(1, len(sweep.unet.skips_popped) + 1))
     steps = tuple(range(p.steps, 0, -p.usage_stride))
     maps = sweep.block_usage(nbs, steps, p.usage_samples)
-    return Usage(nbs, steps, maps["change"], maps["share"])
+    return Usage(nbs, steps, maps["change"], maps["share"], min(p.usage_samples, p.n_samples))
 
 
 def run(p: Params = Params()) -> BlockSweep:
@@ -173,6 +178,4 @@ def run(p: Params = Params()) -> BlockSweep:
     findings.append(finding("bottom-up-order", f"nb = {', '.join(map(str, p.nbs))}", viol, "fig-8", own=True,
                             untested=f"{ties} of {pairs} adjacent pairs tie at the grid's first t_start" if ties else ""))
     return BlockSweep(spec=p.spec, n=p.n, nbs=tuple(p.nbs), baseline=base, result=res, crossings=cross,
-                      order_violations=viol, findings=tuple(findings), sensitivities=tuple(sens), usage_nbs=use.nbs,
-                      usage_steps=use.steps, usage=use.change, usage_samples=min(p.usage_samples, p.n_samples),
-                      usage_share=use.share)
+                      order_violations=viol, findings=tuple(findings), sensitivities=tuple(sens), usage=use)

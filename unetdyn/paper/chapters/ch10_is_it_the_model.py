@@ -52,8 +52,6 @@ ACROSS = ("holds on every member", "holds so far", "differs on every member", "d
           "imprecise", "not run")
 # the settings on a member's card that may set members apart ("depends on the member" names those that do)
 CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
-# the x0 change the block-usage maps clip to before drawing: below it they do not tell values apart
-USAGE_FLOOR = 1e-5
 # the readings whose spread across members is drawn beside their within-model intervals
 KEY_CLAIMS = ("fig8-crossing", "n-limit", "relax-0.8", "shortcut-ssim", "blocks-redundant-late", "phase-dip")
 
@@ -161,19 +159,19 @@ class Members:
         if len(maps) < 2:
             return ""
         (ref_name, ref), *others = maps.items()
-        log = lambda a: np.log10(np.maximum(a, USAGE_FLOOR)).ravel()  # noqa: E731
         parts = []
         for m, u in others:
             if (u.nbs, u.steps) != (ref.nbs, ref.steps) or u.share.shape != ref.share.shape:
                 parts.append(f"{m}: read on other blocks or steps, not compared")
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):  # a constant map has no correlation
-                corr = np.corrcoef(log(u.change), log(ref.change))[0, 1]
+                corr = np.corrcoef(np.log10(u.floored()).ravel(), np.log10(ref.floored()).ravel())[0, 1]
             diff = np.abs(u.share - ref.share)
             parts.append((f"{m}: r = {corr:.3f}" if np.isfinite(corr) else f"{m}: r undefined (a constant map)")
                          + f"; shares {diff.mean():.3f} apart on average, at most {diff.max():.2f}")
+        floor = ch03_nb_sweep.USAGE_FLOOR
         return (f"Each member's maps against {ref_name}'s (the correlation of the x0 change on a log scale, values "
-                f"below {USAGE_FLOOR:g} read as {USAGE_FLOOR:g}, as the maps draw them, over every nb and t; how "
+                f"below {floor:g} read as {floor:g}, as the maps draw them, over every nb and t; how "
                 "far the input shares from below lie apart, over every decoder and t): " + "; ".join(parts) + ".")
 
     def depends(self) -> list[str]:

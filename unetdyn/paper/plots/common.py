@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LogNorm
 
 from unetdyn.paper import readings as rd
 from unetdyn.paper.canvas import WIDTH_IN, subplots
@@ -37,6 +38,22 @@ def panels(n: int, height: float):
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, list(axes.flat[:n])
+
+
+def change_map(ax, usage, tick_every: int = 2):
+    """``usage.floored()[i, s]`` (the x0 estimate's relative change with the bottom ``usage.nbs[i]`` blocks
+    removed from the call at ``t = usage.steps[s]``) as a log heatmap, t increasing to the right, with its
+    colour bar; darker is a larger effect."""
+    steps = np.asarray(usage.steps)
+    order = np.argsort(steps)
+    rows = np.arange(len(usage.nbs))
+    im = ax.pcolormesh(steps[order], rows, usage.floored()[:, order], norm=LogNorm(1e-4, 1), cmap="magma_r",
+                       shading="nearest")
+    first = 0 if tick_every <= 2 else 1
+    ax.set_yticks(rows[first::tick_every], [str(nb) for nb in usage.nbs][first::tick_every])
+    ax.set(xlabel="t", ylabel="bottom nb removed")
+    ax.figure.colorbar(im, ax=ax, label="||change|| / ||x0||")
+    return im
 
 
 def share_map(ax, steps, share):

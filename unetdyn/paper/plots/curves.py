@@ -10,7 +10,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
 from unetdyn.paper.canvas import WIDTH_IN, subplots
-from unetdyn.paper.plots.common import THRESHOLD_COLOR, band, panels, share_map
+from unetdyn.paper.plots.common import THRESHOLD_COLOR, band, change_map, panels, share_map
 
 __all__ = ["fig4", "figs15_17", "fig18", "fig7", "fig8", "block_usage", "fig9", "fig10"]
 
@@ -127,20 +127,15 @@ def block_usage(r, threshold: float = 0.8):
     a.set(xlabel="t_start", ylabel="bottom nb removed",
           title=f"(a) the output: 1 - mean SSIM to x0, removed for n = {r.n} steps (blue: SSIM {threshold:g})")
     fig.colorbar(im, ax=a, label="1 - SSIM")
-    steps = np.asarray(r.usage_steps)
-    order = np.argsort(steps)
-    change = np.clip(np.asarray(r.usage)[:, order], 1e-5, None)
-    im = b.pcolormesh(steps[order], np.arange(len(r.usage_nbs)), change, norm=LogNorm(1e-4, 1), cmap="magma_r",
-                      shading="nearest")
-    b.set_yticks(np.arange(len(r.usage_nbs))[::2], [str(nb) for nb in r.usage_nbs][::2])
-    b.set(xlabel="t", ylabel="bottom nb removed",
-          title=f"(b) the step's x0 estimate: relative change, removed from that one call ({r.usage_samples} samples)")
-    fig.colorbar(im, ax=b, label="||change of x0|| / ||x0||")
-    if r.usage_share is not None:
-        share_map(c, steps, r.usage_share)
+    u = r.usage
+    if u is not None:
+        change_map(b, u)
+        b.set_title(f"(b) the step's x0 estimate: relative change, removed from that one call ({u.samples} samples)")
+        share_map(c, u.steps, u.share)
         c.set_title(f"(c) decoder j's input: the share of its energy from below, not from its skips "
-                    f"({r.usage_samples} samples)")
+                    f"({u.samples} samples)")
     else:
+        b.axis("off")
         c.axis("off")
     for ax in (a, b, c):
         ax.set_xlim(0, r.spec.steps + 1)

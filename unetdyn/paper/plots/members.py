@@ -4,11 +4,10 @@ spread across members beside their intervals within one model."""
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.colors import LogNorm
 
 from unetdyn.paper.canvas import WIDTH_IN, subplots
 from unetdyn.paper.claims import CLAIMS
-from unetdyn.paper.plots.common import RUN, SECOND, share_map
+from unetdyn.paper.plots.common import RUN, SECOND, change_map, share_map
 
 __all__ = ["members_losses", "members_usage", "members_spread"]
 
@@ -41,7 +40,6 @@ def members_usage(r):
     models = list(r.members)  # a row per member: one whose maps are not in the store yet says so
     fig, axes = subplots(len(models), 2, figsize=(WIDTH_IN, 2.3 * len(models) + 0.4), squeeze=False,
                          layout="constrained")
-    norm = LogNorm(1e-4, 1)
     for (left, right), model in zip(axes, models):
         if model not in maps:
             for ax in (left, right):
@@ -49,15 +47,10 @@ def members_usage(r):
                 ax.text(0.5, 0.5, "not in the store yet\n(chapter 3 on the member grids)", ha="center",
                         va="center", transform=ax.transAxes, fontsize=9, color="grey")
             continue
-        nbs, steps, usage, share = maps[model]
-        steps = np.asarray(steps)
-        order = np.argsort(steps)
-        im = left.pcolormesh(steps[order], np.arange(len(nbs)), np.clip(np.asarray(usage)[:, order], 1e-5, None),
-                             norm=norm, cmap="magma_r", shading="nearest")
-        left.set_yticks(np.arange(len(nbs))[1::4], [str(nb) for nb in nbs][1::4])
-        left.set(title=f"{model}: x0 change", xlabel="t", ylabel="bottom nb removed")
-        fig.colorbar(im, ax=left, label="||change|| / ||x0||")
-        share_map(right, steps, share)
+        u = maps[model]
+        change_map(left, u, tick_every=4)
+        left.set_title(f"{model}: x0 change")
+        share_map(right, u.steps, u.share)
         right.set_title(f"{model}: input from below")
     for ax in axes.flat:
         ax.title.set_fontsize(9)
