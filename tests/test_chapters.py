@@ -241,13 +241,16 @@ def test_across_reads_the_members_verdicts():
     assert across({"a": "differs", "b": "differs"}) == "differs on every member"
     # a member not read yet: the agreement of those read is not "every member"
     assert across({"a": "holds", "b": "holds", "c": "not run"}) == "holds so far"
-    assert across({"a": "differs", "b": "not run"}) == "differs so far"
+    assert across({"a": "differs", "b": "differs", "c": "not run"}) == "differs so far"
+    assert across({"a": "differs", "b": "not run"}) == "one member read so far"  # nothing across members yet
     assert across({"a": "holds", "b": "differs", "c": "imprecise"}) == "depends on the member"
     assert across({"a": "holds", "b": "differs", "c": "not run"}) == "depends on the member"
     assert across({"a": "holds", "b": "imprecise"}) == "imprecise"
-    assert across({"a": "imprecise", "b": "not run"}) == "imprecise"
+    assert across({"a": "holds", "b": "imprecise", "c": "not run"}) == "imprecise so far"  # c may yet differ
+    assert across({"a": "imprecise", "b": "imprecise", "c": "not run"}) == "imprecise so far"
     assert across({"a": "-", "b": "not run"}) == "not run"
-    assert across({"a": "holds", "b": "-"}) == "holds so far"  # b gave no verdict: not every member read
+    assert across({"a": "holds", "b": "holds", "c": "-"}) == "holds so far"  # c gave no verdict: not every member read
+    assert across({"a": "holds"}) == "holds on every member"  # a family of one is read whole
 
 
 def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
@@ -260,18 +263,19 @@ def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
     members = {m: ch10.MemberResult(m, findings=(object(),)) for m in ("a", "b")}
     text = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
     assert "1 of the 2 claims are so far read on fewer" in text
-    assert list(verdicts.across) == ["holds on every member", "holds so far"]
-    assert f"**holds so far** (1): on a only: {CLAIMS[one].short}." in text
+    assert list(verdicts.across) == ["holds on every member", "one member read so far"]
+    assert f"**one member read so far** (1): on a only: {CLAIMS[one].short}." in text
     assert f"**holds on every member** (1): {CLAIMS[both].short}." in text  # read on both: unmarked
     # claims read on different sets of members: one nested item per set, the fully read one first
-    verdicts = pd.DataFrame({"a": ["holds", "holds", "holds"], "b": ["not run", "holds", "holds"],
-                             "c": ["not run", "holds", "not run"]}, index=pd.Index(list(CLAIMS)[:3], name="claim"))
+    verdicts = pd.DataFrame({"a": ["holds", "holds", "holds", "holds"], "b": ["holds", "holds", "holds", "not run"],
+                             "c": ["not run", "holds", "not run", "holds"], "d": ["not run", "holds", "holds", "not run"]},
+                            index=pd.Index(list(CLAIMS)[:4], name="claim"))
     verdicts["across"] = [ch10.across(row) for row in verdicts.to_dict("records")]
-    members = {m: ch10.MemberResult(m, findings=(object(),)) for m in ("a", "b", "c")}
+    members = {m: ch10.MemberResult(m, findings=(object(),)) for m in ("a", "b", "c", "d")}
     text = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
-    first, second, third = (CLAIMS[c].short for c in verdicts.index)
+    first, second, third, fourth = (CLAIMS[c].short for c in verdicts.index)
     assert f"- **holds on every member** (1): {second}." in text
-    assert f"- **holds so far** (2):\n  - on a, b only: {third}.\n  - on a only: {first}." in text
+    assert f"- **holds so far** (3):\n  - on a, b, d only: {third}.\n  - on a, b only: {first}.\n  - on a, c only: {fourth}." in text
 
 
 def test_a_claim_that_depends_on_the_member_names_what_sets_the_members_apart():
@@ -364,14 +368,16 @@ def test_is_it_the_model_on_two_tiny_members(monkeypatch, tmp_path, one_thread):
     p = ch10.Params(members=("builtin", "builtin:other"), grids=grids, progress=False, cache_dir=str(tmp_path))
     first = ch10.run(p)  # read-only on an empty store: every chapter of every member is reported missing
     assert first.verdicts.empty and all(len(r.missing) == 6 for r in first.members.values())
-    assert "04_n_limit (" in first.missing_text()
+    assert "- **builtin**: 01_phases, 02_skip_vs_deconv, 03_nb_sweep, 04_n_limit, 05_relaxation, 06_shortcut (and " \
+           "chapter 3's maps)" in first.missing_text()
     assert all(res.usage is None for res in first.members.values())
     # the block-usage maps alone (cheap) are shown before the rest of chapter 3 is in the store
     ch03_nb_sweep.usage(ch10.member_params("03_nb_sweep", "builtin", grids, compute=True, progress=False,
                                            cache_dir=str(tmp_path)))
     maps = ch10.run(p)
     assert maps.members["builtin"].usage is not None and maps.members["builtin:other"].usage is None
-    assert any(m.startswith("03_nb_sweep (") for m in maps.members["builtin"].missing)
+    assert "03_nb_sweep" in maps.members["builtin"].missing
+    assert "chapter 3's maps" not in maps.missing_text().split("builtin:other")[0]  # builtin's maps are read
     r = ch10.run(replace(p, compute=True))
     assert list(r.verdicts.columns) == ["builtin", "builtin:other", "across", "read on"]
     assert set(r.verdicts.across) <= set(ch10.ACROSS)

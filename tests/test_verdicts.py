@@ -164,7 +164,8 @@ def test_the_summary_reads_each_claim_across_the_members_it_was_read_on(tmp_path
     findings = {FINDINGS_MIME: json.dumps([f.to_dict() for f in _findings()])}
     claims = {"n-limit": {"builtin": "differs", "builtin:seed1": "differs", "across": "differs on every member",
                           "read on": "2 of 2"},
-              "relax-0.8": {"builtin": "holds", "builtin:seed1": "not run", "across": "holds so far", "read on": "1 of 2"}}
+              "relax-0.8": {"builtin": "holds", "builtin:seed1": "not run", "across": "one member read so far",
+                            "read on": "1 of 2"}}
     members = {MEMBERS_MIME: json.dumps({"members": ["builtin", "builtin:seed1"], "claims": claims})}
     paths = []
     for name, data in (("06_shortcut", findings), ("10_is_it_the_model", members)):
@@ -177,11 +178,11 @@ def test_the_summary_reads_each_claim_across_the_members_it_was_read_on(tmp_path
     n_limit = [line for line in lines if line.startswith("| blocks can be removed") and "member" in line]
     relax = [line for line in lines if line.startswith("| relaxing r") and "(read on" in line]
     assert len(n_limit) == 2 and all(line.endswith("| **differs on every member** |") for line in n_limit)
-    assert len(relax) == 2 and all(line.endswith("| holds so far (read on 1 of 2) |") for line in relax)
+    assert len(relax) == 2 and all(line.endswith("| one member read so far (read on 1 of 2) |") for line in relax)
     assert "| blocks can be removed for at most ~7 steps (Figs. 9, 20) | **differs** | **differs** |" in n_limit[1]
     lead = lead_markdown(paths)
     assert "On 2 models of the family ([chapter 10](10_is_it_the_model)), the claims read: " in lead
-    assert "1 differs on every member, 1 holds so far." in lead
+    assert "1 differs on every member, 1 read on one member only so far." in lead
 
 
 def test_the_members_table_names_members_short_and_keeps_their_full_names_for_the_summary(monkeypatch):
@@ -192,9 +193,11 @@ def test_the_members_table_names_members_short_and_keeps_their_full_names_for_th
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda data, raw=False: shown.append(data))
-    verdicts = pd.DataFrame({"builtin": ["differs"], "builtin:seed1": ["not run"], "across": ["differs so far"],
+    verdicts = pd.DataFrame({"builtin": ["differs"], "builtin:seed1": ["not run"], "across": ["one member read so far"],
                              "read on": ["1 of 2"]}, index=pd.Index(["n-limit"], name="claim"))
     show_members(verdicts)
     (data,) = shown
     assert ">seed1</th>" in data["text/html"] and "builtin:seed1" not in data["text/html"]
+    # how many members were read sits in the across cell, where it is partial
+    assert ">one member read so far (read on 1 of 2)</td>" in data["text/html"] and ">read on</th>" not in data["text/html"]
     assert json.loads(data[MEMBERS_MIME])["members"] == ["builtin", "builtin:seed1"]

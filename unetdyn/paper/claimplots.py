@@ -56,16 +56,25 @@ def show_members(verdicts: pd.DataFrame) -> None:
     """Display each claim's verdict on each member of the family and across them (tagged for the summary page)."""
     from IPython.display import display
 
-    # members by their short names ("seed1" for builtin:seed1), as the summary names them: the table fits the page
+    # members by their short names ("seed1" for builtin:seed1), as the summary names them, and the count of members
+    # read folded into the across cell where it is partial: the table fits the page
     df = (verdicts.rename(index=lambda cid: f"{CLAIMS[cid].short} ({CLAIMS[cid].where})",
                           columns=lambda c: c.removeprefix("builtin:"))
           .reset_index())
+    members = len(verdicts.columns) - 2
+    df["across"] = [a if read.startswith(f"{members} of") else f"{a} (read on {read})"
+                    for a, read in zip(df.pop("across"), df.pop("read on"))]
     colors = {**VERDICT_COLORS, "holds on every member": VERDICT_COLORS["holds"],
               "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3",
-              "holds so far": "#eef8ec", "differs so far": "#faeaea"}  # paler: some member is not read yet
+              "holds so far": "#eef8ec", "differs so far": "#faeaea", "imprecise so far": "#fffaea",
+              "one member read so far": "#f3f3f3"}  # paler: some member is not read yet
     html = (df.style.hide(axis="index")
-            .map(lambda v: f"background-color: {colors.get(v, 'white')}", subset=list(df.columns[1:-1]))
+            .map(lambda v: f"background-color: {colors.get(v.split(' (read on')[0], 'white')}",
+                 subset=list(df.columns[1:]))
             .set_properties(**{"text-align": "left", "white-space": "normal"})
+            # the claim's words get room; one verdict word per member stays on one line
+            .set_properties(subset=list(df.columns[1:-1]), **{"white-space": "nowrap"})
+            .set_table_styles([{"selector": "td:first-child", "props": "min-width: 12em"}])
             .to_html())
     record = {"members": [c for c in verdicts.columns if c not in ("across", "read on")],
               "claims": verdicts.to_dict("index")}

@@ -23,7 +23,8 @@ __all__ = ["collect_findings", "collect_members", "summary_markdown", "lead_mark
 MARKS = {"holds": "holds", "differs": "**differs**", "imprecise": "*imprecise*", "not run": "not run", "-": "-",
          "holds on every member": "holds on every member", "differs on every member": "**differs on every member**",
          "depends on the member": "**depends on the member**", "holds so far": "holds so far",
-         "differs so far": "**differs so far**"}
+         "differs so far": "**differs so far**", "imprecise so far": "*imprecise so far*",
+         "one member read so far": "one member read so far"}
 
 
 def _read(notebook: str | Path) -> dict:
@@ -105,7 +106,8 @@ def lead_markdown(notebooks: Sequence[str | Path]) -> str:
     members, on_members = collect_members(notebooks)
     if members:
         across = [v["across"] for v in on_members.values() if v.get("across") not in (None, "not run")]
-        counts = ", ".join(f"{across.count(a)} {a}" for a in dict.fromkeys(across))
+        counts = ", ".join(f"{across.count(a)} " + ("read on one member only so far" if a == "one member read so far"
+                                                   else a) for a in dict.fromkeys(across))
         read = max((int(v.get("read on", "0").split()[0]) for v in on_members.values()), default=0)
         so_far = f", so far read on {read} of them" if read < len(members) else ""
         lines += ["", f"**Is it the model?** On {len(members)} models of the family ([chapter 10](10_is_it_the_model)"
@@ -139,7 +141,8 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         "",
         *(["The last column reads each claim across the family of built-in models ([chapter 10](10_is_it_the_model), "
            "on coarser grids): is it the Unet, or this checkpoint? The table after this one gives its verdict on each "
-           "member. Each member runs chapters 1-6 only, so a claim whose own setting lies elsewhere (the shortcut's "
+           "member. *So far* marks a reading that may still change: some member's results are not in the store yet "
+           "(*read on* says how many are); *one member read so far* says nothing across members yet. Each member runs chapters 1-6 only, so a claim whose own setting lies elsewhere (the shortcut's "
            "SSIM on chapter 7's samples, its speed-up on GLIDE's architecture) is read there at its first judged "
            "setting, and its last column may read otherwise than the verdict beside it.", ""] if members else []),
         ":::{container} claims",  # a smaller font (book/_static/unetdyn.css): the table fits the column

@@ -47,9 +47,10 @@ GRIDS = {
     "05_relaxation": {"relax": [0, 3, 6, 9, 12, 15, 18, 21, 24], "fig8_t_stride": 10},
     "06_shortcut": {"fig8_t_stride": 10, "timed": False},
 }
-# "so far": every member read agrees, but some member is not read yet (not in the store)
+# "so far": every member read agrees, but some member is not read yet (not in the store); a claim read on one
+# member only says nothing across members yet
 ACROSS = ("holds on every member", "holds so far", "differs on every member", "differs so far", "depends on the member",
-          "imprecise", "not run")
+          "imprecise", "imprecise so far", "one member read so far", "not run")
 # the settings on a member's card that may set members apart ("depends on the member" names those that do)
 CARD_SETTINGS = ("width", "image size", "training steps", "seed", "data seed")
 # the readings whose spread across members is drawn beside their within-model intervals
@@ -133,9 +134,11 @@ class Members:
                                                           "".join(f"\n  - {g}" for g in named)))
         lead = f"Read on {len(runs)} of {len(self.members)} models ({', '.join(runs) or 'none'})."
         if partial:
-            lead += (f" {len(partial)} of the {len(self.verdicts)} claims are so far read on fewer (the *read on* "
-                     "column of the table above; below, \"on ... only\" names them): where those members agree, the "
-                     "claim reads *holds so far* or *differs so far* until the others are in the store.")
+            lead += (f" {len(partial)} of the {len(self.verdicts)} claims are so far read on fewer (the table above "
+                     "says how many in their *across* cell; below, \"on ... only\" names them): where those members agree, the "
+                     "claim reads *holds so far*, *differs so far* or *imprecise so far* until the others are in the "
+                     "store; a claim read on one member only reads *one member read so far*, for it says nothing "
+                     "across members yet.")
         return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
 
     def _set_apart(self, one: list[str], other: list[str]) -> str:
@@ -180,9 +183,12 @@ class Members:
 
     def missing_text(self) -> str:
         """What the store lacks, per member, with the command that computes it; and the members still training."""
-        lines = [f"- **{m}**: {'; '.join(r.missing)}" for m, r in self.members.items() if r.missing]
-        text = ("Not in the store yet (`python benchmarks/book_times.py regenerate --member-grids --model NAME` computes "
-                "a member's):\n\n" + "\n".join(lines)) if lines else "Every member's chapters 1-6 are in the store."
+        lines = [f"- **{m}**: {', '.join(r.missing)}" + ("" if r.usage is not None else " (and chapter 3's maps)")
+                 for m, r in self.members.items() if r.missing]
+        text = ("Not in the store yet, per member: the chapters some of whose runs on the member grids are missing. "
+                "`python benchmarks/book_times.py steps --member-grids --model NAME` counts what is left of a member's "
+                "runs, and `python benchmarks/book_times.py regenerate --member-grids --model NAME` computes them.\n\n"
+                + "\n".join(lines)) if lines else "Every member's chapters 1-6 are in the store."
         training = in_training()
         if training:
             text += ("\n\nStill training, and not compared yet (their runs carry over between sessions in "
@@ -195,19 +201,23 @@ def across(verdicts: Mapping[str, str]) -> str:
     ``-``, is not read).
 
     ``holds (differs) on every member`` where every member is read and agrees; ``holds (differs) so far`` where
-    those read agree and some member is not read; ``depends on the member`` where one holds and another
-    differs; otherwise ``imprecise`` (at least one member's interval reaches across the margin, and none
-    contradicts the others)."""
-    judged = {v for v in verdicts.values() if v in VERDICTS}
+    at least two are read, they agree, and some member is not read; ``one member read so far`` where only one
+    is; ``depends on the member`` where one holds and another differs; otherwise ``imprecise`` (at least one
+    member's interval reaches across the margin, and none contradicts the others), ``so far`` while some
+    member is not read (it may yet differ where another holds)."""
+    read = [v for v in verdicts.values() if v in VERDICTS]
+    judged = set(read)
     if not judged:
         return "not run"
     if {"holds", "differs"} <= judged:
         return "depends on the member"
-    if len(judged) > 1 or judged == {"imprecise"}:
-        return "imprecise"
-    reading = judged.pop()
-    every = all(v in VERDICTS for v in verdicts.values())
-    return f"{reading} on every member" if every else f"{reading} so far"
+    every = len(read) == len(verdicts)
+    if len(read) == 1 and not every:
+        return "one member read so far"
+    reading = "imprecise" if len(judged) > 1 else judged.pop()
+    if every:
+        return reading if reading == "imprecise" else f"{reading} on every member"
+    return f"{reading} so far"
 
 
 def member_params(name: str, model: str, grids: Mapping[str, Mapping], **runtime):
@@ -231,9 +241,8 @@ def _member(model: str, p: Params) -> MemberResult:
     for name, mod in SWEEPS.items():
         try:
             rec = mod.run(member_params(name, model, p.grids, **runtime))
-        except CacheMiss as exc:
-            text = " ".join(str(exc).split())
-            missing.append(f"{name} ({text if len(text) <= 160 else text[:157] + '...'})")
+        except CacheMiss:
+            missing.append(name)
             continue
         findings += rec.findings
     return MemberResult(model, tuple(findings), usage, tuple(missing))

@@ -4,12 +4,20 @@ spread across members beside their intervals within one model."""
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from unetdyn.paper.canvas import WIDTH_IN, subplots
 from unetdyn.paper.claims import CLAIMS
 from unetdyn.paper.plots.common import RUN, SECOND, change_map, share_map
 
 __all__ = ["members_losses", "members_usage", "members_spread"]
+
+# the verdict rule's regions, pale: the readings drawn over them stay readable
+HOLDS, DIFFERS = "#e3f2df", "#f8e1e1"
+# the y-axis of a claim's panel, by its unit (a key of the claims' margins)
+UNITS = {"ssim": "SSIM", "ssim spread": "SSIM spread", "psnr": "PSNR gap (dB)", "t": "t_start", "n": "n (steps)",
+         "r": "r (steps)", "share": "share of samples", "time saved": "share of cost saved", "count": "count"}
 
 
 def members_losses(r, window: int = 200):
@@ -59,16 +67,18 @@ def members_usage(r):
 
 def members_spread(r):
     """Per key claim, each member's reading at the claim's own setting with its 95% interval (within one
-    model), side by side: where the points scatter more than the intervals are wide, the model matters."""
+    model), side by side, over the verdict rule's regions: an interval wholly in the green one holds, wholly
+    in the red one differs. Where the points scatter more than the intervals are wide, the model matters."""
     t = r.spread
     if t.empty:
         return None
     claims = list(dict.fromkeys(t.claim))
     cols = min(2, len(claims))
     rows = -(-len(claims) // cols)
-    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, 2.5 * rows), squeeze=False, layout="constrained")
+    fig, axes = subplots(rows, cols, figsize=(WIDTH_IN, 2.5 * rows + 0.5), squeeze=False, layout="constrained")
     models = list(r.members)
     for ax, cid in zip(axes.flat, claims):
+        c = CLAIMS[cid]
         part = t[t.claim == cid].set_index("model")
         for i, m in enumerate(models):
             if m not in part.index:  # no reading at the claim's setting on this member yet
@@ -79,14 +89,37 @@ def members_spread(r):
             hi = row.hi if np.isfinite(row.hi) else row.value
             ax.errorbar([i], [row.value], yerr=[[row.value - row.lo], [hi - row.value]], fmt="o",
                         color=RUN if m == "builtin" else SECOND, capsize=3)
-        paper = CLAIMS[cid].paper  # the paper's value (dotted) or range (shaded)
-        if isinstance(paper, tuple):
-            ax.axhspan(*paper, color="grey", alpha=0.15, lw=0)
-        elif isinstance(paper, (int, float)):
-            ax.axhline(paper, color="grey", ls=":", lw=1)
+        if isinstance(c.paper, tuple):  # the paper's range (edges) or value (dotted)
+            for edge in c.paper:
+                ax.axhline(edge, color="grey", ls=":", lw=1)
+        elif isinstance(c.paper, (int, float)):
+            ax.axhline(c.paper, color="grey", ls=":", lw=1)
+        _regions(ax, c)
         ax.set_xticks(range(len(models)), [m.replace("builtin:", "") for m in models])
         ax.set_xlim(-0.5, len(models) - 0.5)
-        ax.set_title(CLAIMS[cid].short, fontsize=9)
+        ax.set_ylabel(UNITS.get(c.unit, c.unit), fontsize=8)
+        ax.set_title(c.short, fontsize=9)
     for ax in axes.flat[len(claims):]:
         ax.axis("off")
+    handles = [Line2D([], [], color=RUN, marker="o", ls="", label="the shipped model"),
+               Line2D([], [], color=SECOND, marker="o", ls="", label="other members"),
+               Line2D([], [], color="grey", ls=":", lw=1, label="the paper's value"),
+               Patch(color=HOLDS, label="holds (with the margin)"), Patch(color=DIFFERS, label="differs")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     return fig
+
+
+def _regions(ax, c) -> None:
+    """Shade where an interval holds (green) and where it differs (red) under claim ``c``'s verdict rule; the
+    y-axis spans the readings and the finite edges of the region where the claim holds."""
+    ax.autoscale_view()
+    inner, outer = c.regions()
+    ends = [e for e in inner if np.isfinite(e)]
+    lo, hi = min(ax.get_ylim()[0], *ends), max(ax.get_ylim()[1], *ends)
+    lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+    ax.axhspan(max(inner[0], lo), min(inner[1], hi), color=HOLDS, lw=0, zorder=0)
+    if outer[0] > lo:
+        ax.axhspan(lo, outer[0], color=DIFFERS, lw=0, zorder=0)
+    if outer[1] < hi:
+        ax.axhspan(outer[1], hi, color=DIFFERS, lw=0, zorder=0)
+    ax.set_ylim(lo, hi)
