@@ -62,7 +62,7 @@ def show_members(verdicts: pd.DataFrame) -> None:
                           columns=lambda c: c.removeprefix("builtin:"))
           .reset_index())
     members = len(verdicts.columns) - 2
-    df["across"] = [a if read.startswith(f"{members} of") else f"{a} (read on {read})"
+    df["across"] = [a if read.startswith(f"{members} of") or a == "one member read so far" else f"{a} (read on {read})"
                     for a, read in zip(df.pop("across"), df.pop("read on"))]
     colors = {**VERDICT_COLORS, "holds on every member": VERDICT_COLORS["holds"],
               "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3",

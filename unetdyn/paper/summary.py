@@ -132,7 +132,7 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         "where the claim is true, **differs** when it lies wholly where the claim is false by more than the margin "
         "(for a direction or an effect, such as a dip: wholly below the margin, an effect too small to matter), "
         "**imprecise** otherwise (an interval that straddles an edge, is wider than the margin allows, or is open at "
-        "the grid's edge). The margins, their reasons and the rule are in [What differs](differences); a threshold or "
+        "the grid's edge and reaches where the claim holds; one open but wholly where it is false differs). The margins, their reasons and the rule are in [What differs](differences); a threshold or "
         "window the paper does not give is ours, and the chapter that reads it shows the verdict over a range of it.",
         "",
         f"**In all: {n} claims; {t['holds']} hold, {t['differs']} differ, {t['imprecise']} are imprecise"
@@ -166,7 +166,8 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
             why += f"; holds at {r['held']} of {r['judged']} settings"
         per = on_members.get(c.id, {})
         read = per.get("read on", "")
-        partial = f" (read on {read})" if read and not read.startswith(f"{len(members)} of") else ""
+        partial = (f" (read on {read})" if read and not read.startswith(f"{len(members)} of")
+                   and per.get("across") != "one member read so far" else "")
         across = f" {MARKS.get(per.get('across', 'not run'), per.get('across'))}{partial} |" if members else ""
         lines.append(f"| {link} <br> *\u201c{_cell(c.words)}\u201d* | {_cell(c.paper_value)} | {_cell(ours)} | "
                      f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |{across}")
