@@ -163,7 +163,7 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         ours = f"{own.ours} ({own.setting})" if own else "-"
         why = own.why if own else "its own setting was not run"
         if r["judged"] > 1:
-            why += f"; holds at {r['held']} of {r['judged']} settings"
+            why += f". Of the claim's {r['judged']} settings (folded below), it holds at {r['held']}"
         per = on_members.get(c.id, {})
         read = per.get("read on", "")
         partial = (f" (read on {read})" if read and not read.startswith(f"{len(members)} of")

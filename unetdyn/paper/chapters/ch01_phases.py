@@ -167,7 +167,7 @@ def run(p: Params = Params()) -> Phases:
     for jump, cid in ((5, "five-steps-pronounced"), (2, "one-step-benign")):
         if jump in below_at:  # the pooled share is a choice: per t_start as well
             ts, v = below_at[jump]
-            sens.append(sensitivity(cid, f"t_start, one at a time, not pooled (n = {jump})", ts[np.argsort(ts)], np.nan,
+            sens.append(sensitivity(cid, f"t_start, one at a time, not pooled (a jump of {jump})", ts[np.argsort(ts)], np.nan,
                                     lambda t, ts=ts, v=v: bootstrap(lambda m: float(m[0]), v[ts == t], digits=2, strata=st)))
     by = {(s_.claim, s_.parameter): s_ for s_ in sens}
     chosen = lambda cid, *pars: [by[(cid, q)] for q in pars if (cid, q) in by]  # noqa: E731
@@ -197,7 +197,7 @@ def run(p: Params = Params()) -> Phases:
                                     (2, "one-step-benign", "n = 1 (Fig. 1b: a jump of 2)", True)):
         if jump in below:
             findings.append(finding(cid, f"{setting}, pooled over t_start", below[jump], "fig-18", own=own,
-                                    choices=chosen(cid, f"t_start, one at a time, not pooled (n = {jump})") if own else ()))
+                                    choices=chosen(cid, f"t_start, one at a time, not pooled (a jump of {jump})") if own else ()))
     if fig4_eq4 is not None:
         _, v1 = rd.curve_matrix(fig4_eq4.table, "t_start")
         change = boot(lambda m: float(np.mean(m)), v1 - vals, digits=3)  # paired: same samples, same t_start
