@@ -135,6 +135,13 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         "the grid's edge and reaches where the claim holds; one open but wholly where it is false differs). The margins, their reasons and the rule are in [What differs](differences); a threshold or "
         "window the paper does not give is ours, and the chapter that reads it shows the verdict over a range of it.",
         "",
+        "**Terms** ([The method](index)): `t` counts the 100 sampling steps down, from pure noise at `t = 100` to the "
+        "output at `t = 1`; an intervention starts at `t_start` and lasts `n` steps; it removes the bottom `nb` decoder "
+        "blocks or zeroes the top `ns` skips; `r` untouched steps let the model relax between two cuts; a *jump* of `k` "
+        "goes from `t` to `t - k` in one step. A *setting* is one way of reading a claim (its parameters): the claim's "
+        "own setting gives its verdict. A *held-out contrast* is found on half of the samples and measured on the other "
+        "half. The *store* is the committed result cache the book is read from.",
+        "",
         f"**In all: {n} claims; {t['holds']} hold, {t['differs']} differ, {t['imprecise']} are imprecise"
         + (f", {t['not run']} not run at their own setting" if t["not run"] else "") + ".** "
         "The shortcut's mean SSIM is counted once, on chapter 7's samples; its other readings are settings of that claim.",
