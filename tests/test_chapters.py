@@ -263,6 +263,7 @@ def test_the_across_text_names_the_members_a_partly_read_claim_rests_on():
     members = {m: ch10.MemberResult(m, findings=(object(),)) for m in ("a", "b")}
     text = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()
     assert "1 of the 2 claims are so far read on fewer" in text
+    assert "**No claim depends on the member so far**: of the 1 claim read on two or more members" in text
     assert list(verdicts.across) == ["holds on every member", "one member read so far"]
     assert f"**one member read so far** (1): on a only: {CLAIMS[one].short}." in text
     assert f"**holds on every member** (1): {CLAIMS[both].short}." in text  # read on both: unmarked
@@ -295,6 +296,7 @@ def test_a_claim_that_depends_on_the_member_names_what_sets_the_members_apart():
     assert (f"{CLAIMS[by_seed].short} (holds on a, b, c; differs on a2: only their seeds set the two groups apart"
             in text)
     assert f"{CLAIMS[by_width].short} (holds on a, a2, c; differs on b: they differ in width)" in text
+    assert "**3 of the 3 claims read on two or more members depend on the member**" in text
     assert f"{CLAIMS[mixed].short} (holds on a, b; differs on a2, c: no one setting" in text
     # without cards (a member not carded yet) nothing is said of what sets them apart
     bare = ch10.Members(members, verdicts, pd.DataFrame(), pd.DataFrame()).text()

@@ -139,6 +139,14 @@ class Members:
                      "claim reads *holds so far*, *differs so far* or *imprecise so far* until the others are in the "
                      "store; a claim read on one member only reads *one member read so far*, for it says nothing "
                      "across members yet.")
+        compared = sum(len(judged[c]) >= 2 for c in self.verdicts.index)
+        depends = self.depends()
+        if depends:
+            lead += (f" **{len(depends)} of the {compared} claims read on two or more members depend on the member** "
+                     "(below: which members, and what sets them apart).")
+        elif compared:
+            lead += (f" **No claim depends on the member{' so far' if partial else ''}**: of the {compared} "
+                     f"claim{'s' if compared != 1 else ''} read on two or more members, none holds on one and differs on another.")
         return lead + "\n\n" + "\n\n".join(f"- {x}" for x in parts)
 
     def _set_apart(self, one: list[str], other: list[str]) -> str:
