@@ -35,7 +35,8 @@ architecture (read from its weights, or from its training checkpoint while it ha
 Chapters 1-3 run the same schedules on every model, so their sample-steps are exact; 4-6
 choose schedules from the model's readings, so theirs are builtin's, an estimate. Every row
 says whether it was counted or estimated. Hours are the sample-steps over ``--rate`` (guided
-sample-steps per second of builtin; default 180, measured on this 2-core CPU at batch 16),
+sample-steps per second of builtin; default 180, measured on one 2-core CPU at batch 16; the
+machines' speed varies, and ``--measure-rate`` times builtin here first, a few seconds),
 times the FLOP ratio of a guided sample-step of the model to one of builtin's; a truncated
 step counts as a whole one there. The block-usage map of chapter 3 is not counted.
 """
@@ -55,7 +56,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetdyn.cost import CallCost
+from unetdyn.backends import load_unet
+from unetdyn.cost import CallCost, timed
 from unetdyn.interventions import Schedule, preset
 from unetdyn.paper import chapters
 from unetdyn.paper.alternatives import benchmark_key
@@ -64,8 +66,9 @@ from unetdyn.paper.cache import Cache, CacheMiss
 from unetdyn.paper.chapters import SweepParams
 from unetdyn.paper.chapters.ch06_shortcut import shortcut_parts
 from unetdyn.paper.chapters.ch10_is_it_the_model import GRIDS
-from unetdyn.paper.sweeps import SweepSpec
+from unetdyn.paper.sweeps import SweepSpec, default_samples
 from unetdyn.paths import CACHE_DIR, REPO_ROOT, is_builtin, member_dir
+from unetdyn.sampler import RunOptions, SamplerConfig, sample
 
 # the chapters that sample (7 and 9 read benchmark records; 8's search has its own command)
 SAMPLING = [name for name, mod in chapters.CHAPTERS.items() if issubclass(mod.Params, SweepParams) and name != "08_beyond"]
@@ -132,7 +135,6 @@ class Arch:
 def architecture(model: str, weights: str | None = None) -> Arch:
     """``model``'s architecture: from its weights' config, else (a member still training) from its training
     checkpoint's config, else unknown, saying why."""
-    from unetdyn.backends import load_unet
     from unetdyn.backends.builtin import BuiltinUnet
     from unetdyn.builtin_model.checkpoint import CKPT_NAME, checkpoint_metadata
     from unetdyn.builtin_model.config import TrainConfig
@@ -230,8 +232,19 @@ def sample_steps(name: str, params_file: str | None, root: Path, arch: Arch, ref
     return row
 
 
-def print_steps(rows: list[dict], arch: Arch, reference: Arch, rate: float, rate_given: bool) -> None:
-    """The table of :func:`sample_steps` rows, a total, and hours at ``rate`` (of ``reference``), scaled by FLOPs."""
+def measure_rate(model: str = REFERENCE, samples: int = 16, steps: int = 20) -> float:
+    """Guided sample-steps per second of ``model`` on this machine, now: ``samples`` samples of ``steps``
+    respaced steps in one batch (as ``regenerate`` runs them on a CPU), after a warm-up."""
+    unet = load_unet(model)
+    prompts, seeds = default_samples(unet, model, samples)
+    warm, run = (RunOptions(SamplerConfig(steps=k), batch_size=samples, progress=False) for k in (2, steps))
+    sample(unet, prompts, seeds, "full", warm)
+    return samples * steps / timed(unet, lambda: sample(unet, prompts, seeds, "full", run))
+
+
+def print_steps(rows: list[dict], arch: Arch, reference: Arch, rate: float, rate_given: bool | str) -> None:
+    """The table of :func:`sample_steps` rows, a total, and hours at ``rate`` (of ``reference``), scaled by FLOPs;
+    ``rate_given``: whether ``--rate`` gave it, or where it was measured."""
     shown = lambda a: f"architecture from {a.source}" if a.cost is not None else f"architecture {a.source}"  # noqa: E731
     print(f"{arch.model}: {shown(arch)}")
     if reference.model != arch.model:
@@ -239,12 +252,13 @@ def print_steps(rows: list[dict], arch: Arch, reference: Arch, rate: float, rate
     if arch.cost is not None:
         ratio = reference.step_flops / arch.step_flops
         per_s = rate * ratio
-        why = ("given with --rate" if rate_given
-               else f"{reference.model} on the 2-core CPU at batch 16, measured; the README gives 176-189")
+        why = (rate_given if isinstance(rate_given, str) else "given with --rate" if rate_given
+               else f"{reference.model} on a 2-core CPU at batch 16, measured; the README gives 176-189, and "
+                    "slower machines; --measure-rate times it here")
         scaled = "" if arch.model == reference.model else (
             f" x {reference.step_flops / 1e9:.3f} / {arch.step_flops / 1e9:.3f} GFLOP per guided step"
             f" ({reference.model} / {arch.model}) = {per_s:.1f}")
-        print(f"rate: {rate:g} guided sample-steps/s ({why}){scaled}")
+        print(f"rate: {rate:.4g} guided sample-steps/s ({why}){scaled}")
     else:
         per_s = None
         print(f"GFLOP and hours cannot be estimated without {arch.model}'s architecture")
@@ -302,6 +316,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=None,
                     help=f"steps: guided sample-steps per second of {REFERENCE} (default {RATE:g}, measured on the 2-core "
                          "CPU at batch 16); another model's rate is scaled by its FLOPs per guided step")
+    ap.add_argument("--measure-rate", action="store_true",
+                    help=f"steps: time {REFERENCE} on this machine first (a few seconds) and use its rate")
     ap.add_argument("--timings", action="store_true", help="regenerate: also take chapter 6's timings (on this machine)")
     ap.add_argument("--no-record", action="store_true", help="regenerate: do not store the table as a benchmark record")
     args = ap.parse_args(argv)
@@ -309,6 +325,8 @@ def main(argv=None) -> int:
         ap.error(f"--batch-size {args.batch_size} must be >= 1")
     if args.rate is not None and not args.rate > 0:
         ap.error(f"--rate {args.rate}: must be > 0")
+    if args.measure_rate and (args.rate is not None or args.mode != "steps"):
+        ap.error("--measure-rate: with steps only, and not with --rate")
     if args.address is not None and args.executor != "ray":
         ap.error(f"--address {args.address}: applies to --executor ray only")
 
@@ -317,7 +335,11 @@ def main(argv=None) -> int:
         root = Path(args.cache_dir) if args.cache_dir else CACHE_DIR
         arch, reference = architecture(args.model or REFERENCE), architecture(REFERENCE)
         rows = [sample_steps(name, args.params, root, arch, reference, args.member_grids) for name in args.only or SAMPLING]
-        print_steps(rows, arch, reference, args.rate or RATE, args.rate is not None)
+        rate, given = args.rate or RATE, args.rate is not None
+        if args.measure_rate:
+            rate = measure_rate()
+            given = f"{REFERENCE} measured here just now: 16 samples, 20 steps, torch threads: {torch.get_num_threads()}"
+        print_steps(rows, arch, reference, rate, given)
         return 0
     if args.mode == "build":
         t0 = time.perf_counter()

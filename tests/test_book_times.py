@@ -109,6 +109,17 @@ def test_the_table_labels_estimates_and_scales_the_rate_by_flops(store, capsys):
     assert out[-1].startswith(f"left to run for builtin:wide: {left:,d} guided sample-steps ({left / per_s / 3600:.2f} h)")
 
 
+def test_the_rate_can_be_measured_here_and_the_table_says_so(store, capsys):
+    root, params, unets = store
+    ref = arch(unets, "builtin", True)
+    rate = bt.measure_rate("builtin", samples=2, steps=2)  # the shipped model, timed on this machine
+    assert rate > 0 and rate < float("inf")
+    bt.print_steps([bt.sample_steps("01_phases", params, root, ref, ref)], ref, ref, rate, "measured here just now")
+    assert f"rate: {rate:.4g} guided sample-steps/s (measured here just now)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # one rate or the other, and only where hours are estimated
+        bt.main(["steps", "--rate", "90", "--measure-rate"])
+
+
 def test_the_reference_missing_a_chapter_is_reported_not_guessed(store):
     root, params, unets = store
     ref, wide = arch(unets, "builtin", True), arch(unets, "builtin:wide", False)
