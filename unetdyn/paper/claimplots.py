@@ -19,7 +19,7 @@ from unetdyn.paper.canvas import subplots
 from unetdyn.paper.claims import CLAIMS
 from unetdyn.paper.verdicts import Finding, Sensitivity, known, what_holds
 
-__all__ = ["FINDINGS_MIME", "MEMBERS_MIME", "VERDICT_COLORS", "show_findings", "show_members", "show_what_holds",
+__all__ = ["FINDINGS_MIME", "MEMBERS_MIME", "VERDICT_COLORS", "read_on_note", "show_findings", "show_members", "show_what_holds",
            "sensitivity_plot"]
 
 FINDINGS_MIME = "application/vnd.unetdyn.findings+json"  # the book's summary page collects these
@@ -52,6 +52,21 @@ def show_findings(findings: Sequence[Finding]) -> None:
     display({"text/html": html, "text/plain": df.to_string(index=False), FINDINGS_MIME: json.dumps(records)}, raw=True)
 
 
+def read_on_note(across: str, read_on: str, members: int) -> str:
+    """What an across-members cell adds to its reading ``across``: how many of the ``members`` were read
+    (``read_on``, e.g. "2 of 4") where not all were, and nothing where ``across`` already says it (one
+    member read so far).
+
+    >>> read_on_note("holds so far", "2 of 4", 4), read_on_note("holds on every member", "4 of 4", 4)
+    (' (read on 2 of 4)', '')
+    >>> read_on_note("one member read so far", "1 of 4", 4)
+    ''
+    """
+    if not read_on or read_on.startswith(f"{members} of") or across == "one member read so far":
+        return ""
+    return f" (read on {read_on})"
+
+
 def show_members(verdicts: pd.DataFrame) -> None:
     """Display each claim's verdict on each member of the family and across them (tagged for the summary page)."""
     from IPython.display import display
@@ -62,8 +77,7 @@ def show_members(verdicts: pd.DataFrame) -> None:
                           columns=lambda c: c.removeprefix("builtin:"))
           .reset_index())
     members = len(verdicts.columns) - 2
-    df["across"] = [a if read.startswith(f"{members} of") or a == "one member read so far" else f"{a} (read on {read})"
-                    for a, read in zip(df.pop("across"), df.pop("read on"))]
+    df["across"] = [a + read_on_note(a, read, members) for a, read in zip(df.pop("across"), df.pop("read on"))]
     colors = {**VERDICT_COLORS, "holds on every member": VERDICT_COLORS["holds"],
               "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3",
               "holds so far": "#eef8ec", "differs so far": "#faeaea", "imprecise so far": "#fffaea",

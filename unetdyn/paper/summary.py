@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from unetdyn.fileio import atomic_write
-from unetdyn.paper.claimplots import FINDINGS_MIME, MEMBERS_MIME
+from unetdyn.paper.claimplots import FINDINGS_MIME, MEMBERS_MIME, read_on_note
 from unetdyn.paper.claims import MARGINS
 from unetdyn.paper.verdicts import VERDICTS, Finding, claim_rows
 
@@ -172,10 +172,9 @@ def summary_markdown(notebooks: Sequence[str | Path]) -> str:
         if r["judged"] > 1:
             why += f". Of the claim's {r['judged']} settings (folded below), it holds at {r['held']}"
         per = on_members.get(c.id, {})
-        read = per.get("read on", "")
-        partial = (f" (read on {read})" if read and not read.startswith(f"{len(members)} of")
-                   and per.get("across") != "one member read so far" else "")
-        across = f" {MARKS.get(per.get('across', 'not run'), per.get('across'))}{partial} |" if members else ""
+        reading = per.get("across", "not run")
+        partial = read_on_note(reading, per.get("read on", ""), len(members))
+        across = f" {MARKS.get(reading, reading)}{partial} |" if members else ""
         lines.append(f"| {link} <br> *\u201c{_cell(c.words)}\u201d* | {_cell(c.paper_value)} | {_cell(ours)} | "
                      f"{MARKS.get(r['verdict'], r['verdict'])} | {_cell(why)} |{across}")
         by_member.append(f"| {link} |" + "".join(f" {MARKS.get(per.get(m, 'not run'), per.get(m))} |" for m in members)
