@@ -30,7 +30,7 @@ def members_losses(r, window: int = 200):
         smooth = df.set_index("step")["loss"].rolling(window, min_periods=window // 4).mean()
         ax.plot(smooth.index, smooth.values, lw=1.2, label=f"{model} ({int(df.step.max()) + 1:,} steps)",
                 color=RUN if model == "builtin" else f"C{i}")
-    ax.axvline(10_000, color="grey", ls=":", lw=1)  # the shipped configuration's length
+    ax.axvline(10_000, color="grey", ls=":", lw=1)  # where the shipped model stopped (of 12,000 configured)
     ax.set(yscale="log", xlabel="training step", ylabel=f"loss (mean of {window} steps)")
     unkept = [m for m in r.members if m not in r.losses]
     ax.legend(fontsize=8, frameon=False, title=f"no losses kept: {', '.join(unkept)}" if unkept else None,
