@@ -203,3 +203,28 @@ def test_the_build_refuses_a_chapter_with_an_error_or_no_figure(tmp_path):
     msg = str(err.value)
     assert "chapter ch stopped on an error (ZeroDivisionError" in msg and "drew no figure" in msg
     assert "chapter gone has not been executed" in msg and "unetdyn figure" in msg
+
+
+def test_the_book_runner_drops_only_papermills_misreadings_of_a_parameters_cell(tmp_path, caplog):
+    import logging
+
+    import papermill as pm
+
+    from unetdyn.paper.book import _quiet_kernel
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('budget = "ssim>=0.8"  # a budget\nn = 3',
+                                                                   metadata={"tags": ["parameters"]})],
+                                 metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    path = tmp_path / "p.ipynb"
+    nbformat.write(nb, str(path))
+    with caplog.at_level(logging.WARNING):
+        found = pm.inspect_notebook(str(path))  # papermill alone: the budget's line is skipped, with a warning
+        assert "budget" not in found and "Unable to parse line 1" in caplog.text
+        caplog.clear()
+        with _quiet_kernel():
+            pm.inspect_notebook(str(path))
+            logging.getLogger("papermill").warning("Black encountered an error")  # any other warning still shows
+        assert "Unable to parse" not in caplog.text and "Black encountered an error" in caplog.text
+        caplog.clear()
+        pm.inspect_notebook(str(path))  # the filter does not outlive the with
+        assert "Unable to parse line 1" in caplog.text

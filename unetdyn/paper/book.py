@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import html.parser
+import logging
 import os
 import re
 import shutil
@@ -160,12 +161,23 @@ def _quiet_kernel():
     too, and so does the "KeyboardInterrupt caught in kernel" it logs when the client
     interrupts it, idle, while shutting it down; the notebook's own warnings and errors still
     land in its outputs, where the reader (and :func:`chapter_problems`) sees them.
+
+    Papermill's own reading of the parameters cell skips a line with more than one ``=`` (a
+    budget such as ``"ssim_lcb>=0.8"``), warning that it cannot parse it, and then that the value
+    passed for it is unknown; the cell has already been read with :mod:`ast` and every passed
+    name checked against it (:func:`check_params`), so those two warnings say nothing here.
     """
     saved = os.environ.get("PYDEVD_DISABLE_FILE_VALIDATION")
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    misread = lambda record: not record.getMessage().startswith(("Unable to parse line", "Passed unknown parameter"))  # noqa: E731
+    loggers = [logging.getLogger(name) for name in ("papermill", "papermill.translators")]
+    for logger in loggers:
+        logger.addFilter(misread)
     try:
         yield
     finally:
+        for logger in loggers:
+            logger.removeFilter(misread)
         if saved is None:
             os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
         else:
