@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -201,3 +202,21 @@ def test_the_members_table_names_members_short_and_keeps_their_full_names_for_th
     # how many members were read sits in the across cell, where it is partial
     assert ">one member read so far</td>" in data["text/html"] and ">read on</th>" not in data["text/html"]
     assert json.loads(data[MEMBERS_MIME])["members"] == ["builtin", "builtin:seed1"]
+
+
+def test_the_members_table_colours_an_across_cell_by_its_reading_not_its_note(monkeypatch):
+    import IPython.display
+    import pandas as pd
+
+    from unetdyn.paper.claimplots import show_members
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda data, raw=False: shown.append(data))
+    verdicts = pd.DataFrame({"builtin": ["holds"], "builtin:seed1": ["holds"], "builtin:seed2": ["not run"],
+                             "across": ["holds so far"], "read on": ["2 of 3"]}, index=pd.Index(["n-limit"], name="claim"))
+    show_members(verdicts)
+    (data,) = shown
+    html = data["text/html"]
+    assert ">holds so far (read on 2 of 3)</td>" in html
+    cell = re.search(r'<td id="(T_\w+)"[^>]*>holds so far', html).group(1)
+    assert re.search(rf"#{cell} {{\s*background-color: #eef8ec", html)

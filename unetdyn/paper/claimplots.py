@@ -77,14 +77,16 @@ def show_members(verdicts: pd.DataFrame) -> None:
                           columns=lambda c: c.removeprefix("builtin:"))
           .reset_index())
     members = len(verdicts.columns) - 2
-    df["across"] = [a + read_on_note(a, read, members) for a, read in zip(df.pop("across"), df.pop("read on"))]
     colors = {**VERDICT_COLORS, "holds on every member": VERDICT_COLORS["holds"],
               "differs on every member": VERDICT_COLORS["differs"], "depends on the member": "#cfe2f3",
               "holds so far": "#eef8ec", "differs so far": "#faeaea", "imprecise so far": "#fffaea",
               "one member read so far": "#f3f3f3"}  # paler: some member is not read yet
+    # each cell is coloured by its reading, before the across cell gains its note
+    cells = df.columns[1:].drop("read on")
+    background = df[cells].map(lambda v: f"background-color: {colors.get(v, 'white')}")
+    df["across"] = [a + read_on_note(a, read, members) for a, read in zip(df.pop("across"), df.pop("read on"))]
     html = (df.style.hide(axis="index")
-            .map(lambda v: f"background-color: {colors.get(v.split(' (read on')[0], 'white')}",
-                 subset=list(df.columns[1:]))
+            .apply(lambda _: background, axis=None, subset=list(cells))
             .set_properties(**{"text-align": "left", "white-space": "normal"})
             # the claim's words get room; one verdict word per member stays on one line
             .set_properties(subset=list(df.columns[1:-1]), **{"white-space": "nowrap"})
